@@ -1,0 +1,139 @@
+//! Connections and the crate's error type.
+//!
+//! URLs may carry a password; [`redact_url`] must be used whenever a URL is logged or shown.
+
+use std::time::Duration;
+
+use mysql_async::{Conn, Opts};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum MysqlError {
+    /// The URL could not be parsed.
+    #[error("invalid MySQL URL {url}: {source} (expected mysql://user[:password]@host:port[/db])")]
+    BadUrl {
+        /// The URL with its password removed.
+        url: String,
+        /// Parser error.
+        #[source]
+        source: mysql_async::UrlError,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL with its password removed.
+        url: String,
+        /// Driver error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// Connecting did not finish in time.
+    #[error("connecting to {url} timed out after {secs} s")]
+    ConnectTimeout {
+        /// The URL with its password removed.
+        url: String,
+        /// Timeout.
+        secs: u64,
+    },
+    /// A query failed.
+    #[error("query failed ({what}): {source}")]
+    Query {
+        /// What was being done.
+        what: &'static str,
+        /// Driver error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The server answered something drc cannot interpret.
+    #[error("unexpected answer from server ({what}): {detail}")]
+    Unexpected {
+        /// What was being done.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl MysqlError {
+    /// True when retrying later can succeed (network trouble, server restarting); false when an
+    /// operator must change something first (bad URL, access denied, bad answer).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MysqlError::BadUrl { .. } | MysqlError::Unexpected { .. } => false,
+            MysqlError::ConnectTimeout { .. } => true,
+            MysqlError::Connect { source, .. } | MysqlError::Query { source, .. } => {
+                is_transient_driver_error(source)
+            }
+        }
+    }
+}
+
+/// Classifies a driver error: I/O and connection-level errors are transient, server errors that
+/// mean "change something" (access denied, unknown database, syntax) are not.
+pub fn is_transient_driver_error(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
+        mysql_async::Error::Server(s) => matches!(
+            s.code,
+            // ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN, ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK,
+            // ER_QUERY_INTERRUPTED, ER_CONNECTION_KILLED
+            1040 | 1053 | 1205 | 1213 | 1317 | 1927
+        ),
+        mysql_async::Error::Url(_) | mysql_async::Error::Other(_) => false,
+    }
+}
+
+/// Removes the password from a `mysql://user:password@host/...` URL for display.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Opens one connection, bounded by `timeout`.
+pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
+    let opts = Opts::from_url(url).map_err(|source| MysqlError::BadUrl {
+        url: redact_url(url),
+        source,
+    })?;
+    match tokio::time::timeout(timeout, Conn::new(opts)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(source)) => Err(MysqlError::Connect {
+            url: redact_url(url),
+            source,
+        }),
+        Err(_) => Err(MysqlError::ConnectTimeout {
+            url: redact_url(url),
+            secs: timeout.as_secs(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_shown() {
+        assert_eq!(
+            redact_url("mysql://repl:s3cr:et@db1:3306/shop"),
+            "mysql://repl:***@db1:3306/shop"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1:3306"),
+            "mysql://root@127.0.0.1:3306"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}

@@ -1,0 +1,17 @@
+//! MySQL/MariaDB primitives shared by drc's stages: connecting, identifying a server, the named
+//! preflight checks a binlog source needs, reading positions, and reading key metadata from
+//! `information_schema`.
+//!
+//! Nothing here streams a binlog (that is `drc-source`) and nothing here writes user data.
+//! Errors are [`MysqlError`]; each variant says whether retrying can help
+//! ([`MysqlError::is_transient`]).
+
+mod checks;
+mod conn;
+mod meta;
+mod server;
+
+pub use checks::{preflight_source, Problem, ProblemList};
+pub use conn::{connect, is_transient_driver_error, redact_url, MysqlError};
+pub use meta::{load_unique_keys, IndexColumns};
+pub use server::{current_file_pos, current_position, server_info, Flavor, ServerInfo};

@@ -1,0 +1,50 @@
+//! Command-line interface: every flag of every subcommand, with its documentation.
+
+use clap::{Args, Parser, Subcommand};
+
+/// drc: active-active replication for MySQL and MariaDB across data centers.
+#[derive(Debug, Parser)]
+#[command(name = "drc", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter for messages on stderr (`error`, `warn`, `info`, `debug`, or a tracing
+    /// filter such as `drc_source=debug`); the DRC_LOG environment variable overrides it.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the row changes of a binlog as JSON lines, live from a server or from a file.
+    Tail(TailArgs),
+}
+
+/// `drc tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Server to read from, as a replica: mysql://user[:password]@host:port.
+    /// The user needs REPLICATION SLAVE. The password can also come from DRC_MYSQL_PASSWORD.
+    #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+    pub mysql: Option<String>,
+    /// Read this binlog file instead of a server (offline, like mysqlbinlog).
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Start after this position: a MariaDB GTID list (`0-1-100,1-2-5`), a MySQL GTID set
+    /// (`3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100`) or `binlog-file:offset`.
+    /// Default: the server's current end of binlog (only new changes).
+    #[arg(long, conflicts_with = "file")]
+    pub from: Option<String>,
+    /// Stop after printing this many row changes.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// The replica server_id to register with; must be unique among the server's replicas.
+    /// Default: 900000000 + (process id mod 1000000).
+    #[arg(long)]
+    pub replica_server_id: Option<u32>,
+    /// Also print DDL statements (as objects with "kind": "ddl").
+    #[arg(long)]
+    pub ddl: bool,
+}

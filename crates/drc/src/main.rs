@@ -1,0 +1,47 @@
+//! The `drc` command: wires the crates together; no replication logic lives here.
+//!
+//! `main` -> `try_main` -> `ExitCode`: errors are printed once, to stderr, with their causes,
+//! and turn into a non-zero exit code.
+
+mod cli;
+mod tail;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(&cli.log);
+    match try_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("drc: error: {e}");
+            let mut source = std::error::Error::source(&*e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRC_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        cli::Command::Tail(args) => rt.block_on(tail::run(args)),
+    }
+}
