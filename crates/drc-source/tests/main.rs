@@ -4,8 +4,8 @@
 //! database of its own, filtering the stream by that database.
 
 mod common;
-// mod fixtures;
-// mod preflight;
-// mod resume;
-// mod schema;
+mod fixtures;
+mod preflight;
+mod resume;
+mod schema;
 mod values;

@@ -1,0 +1,765 @@
+//! Decode throughput and memory of the binlog [`Source`](drc_source::Source).
+//!
+//! Run with `cargo bench -p drc-source --bench source_throughput` (or `bench/source_throughput.sh`).
+//! This is a benchmark, not a test: it prints figures and fails only when the data read back is
+//! wrong or memory is unbounded.
+//!
+//! What it does:
+//!
+//! 1. Starts a throwaway MariaDB (drc-testkit; binlog ROW / FULL image / FULL metadata, relaxed
+//!    durability) and generates, server-side with the Sequence engine, a sysbench-like binlog:
+//!    `--inserts` rows (default 1,000,000) in 100-row transactions, then `--updates` (200,000)
+//!    and `--deletes` (100,000) row changes, also in 100-row transactions.
+//! 2. **Throughput**: `--runs` times (default 3), a child process (this binary with `--measure`)
+//!    starts a `Source` at the position before the generated data and reads until the commit at
+//!    the position after it, checking every row change (kinds, ids, values). It reports wall time
+//!    (from the first `next()` after connecting), rows/s, binlog MB/s, and its peak RSS (VmHWM).
+//! 3. **Size**: a single row with a 20 MiB LONGBLOB, and a single transaction of 1,000,000 row
+//!    changes, each streamed by a child process; the blob's bytes and the row count are checked,
+//!    and the child's peak RSS must stay bounded (the source never collects a transaction).
+//!
+//! Each measurement runs in its own process so that its VmHWM is the decode's own peak, not
+//! the generator's.
+//!
+//! Options (after `--` with `cargo bench`): `--inserts N`, `--updates N`, `--deletes N`,
+//! `--runs N`, `--no-size`, `--no-throughput`. `SOURCE_BENCH_WRAP="perf record -g -o p.data"`
+//! prefixes every measuring child's command line (for profiling).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drc_core::change::{ChangeKind, RowChange, SourceEvent};
+use drc_core::position::{FilePos, Position};
+use drc_core::value::Value;
+use drc_source::{Source, SourceConfig, StartFrom};
+use drc_testkit::{MariaDb, ServerOptions};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+
+/// Rows per generated transaction (sysbench-like OLTP transactions).
+const TXN_ROWS: u64 = 100;
+/// Statements sent per round trip while generating.
+const STATEMENTS_PER_QUERY: u64 = 100;
+/// Size of the blob of the size scenario.
+const BLOB_LEN: usize = 20 * 1024 * 1024;
+/// Row changes of the single big transaction of the size scenario.
+const BIG_TXN_ROWS: u64 = 1_000_000;
+/// A measuring child must finish within this.
+const MEASURE_DEADLINE: Duration = Duration::from_secs(900);
+/// Peak RSS allowed for the 1,000,000-row transaction. Its binlog alone is ~190 MB and its
+/// decoded rows several hundred MB: a source that collected the transaction would exceed this.
+const BIG_TXN_MAX_HWM_KB: u64 = 64 * 1024;
+/// Peak RSS allowed for the 20 MiB blob: a few copies of the event (packet, decoded value)
+/// plus the process baseline.
+const BLOB_MAX_HWM_KB: u64 = (6 * BLOB_LEN as u64) / 1024 + 32 * 1024;
+/// The database the bench writes to.
+const DB: &str = "bench";
+
+#[derive(Debug, Clone)]
+struct Opts {
+    inserts: u64,
+    updates: u64,
+    deletes: u64,
+    runs: u32,
+    size: bool,
+    throughput: bool,
+}
+
+fn parse_opts(args: &[String]) -> Opts {
+    let mut o = Opts {
+        inserts: 1_000_000,
+        updates: 200_000,
+        deletes: 100_000,
+        runs: 3,
+        size: true,
+        throughput: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = |name: &str| -> u64 {
+            it.next()
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match a.as_str() {
+            "--inserts" => o.inserts = num("--inserts"),
+            "--updates" => o.updates = num("--updates"),
+            "--deletes" => o.deletes = num("--deletes"),
+            "--runs" => o.runs = u32::try_from(num("--runs")).expect("--runs fits u32"),
+            "--no-size" => o.size = false,
+            "--no-throughput" => o.throughput = false,
+            // Passed by `cargo bench`; filters are meaningless for a single benchmark.
+            "--bench" => {}
+            other if other.starts_with('-') => panic!("unknown option {other}"),
+            _ => {}
+        }
+    }
+    assert!(
+        o.updates + o.deletes <= o.inserts,
+        "updates + deletes must not exceed inserts (they touch distinct inserted rows)"
+    );
+    assert!(
+        o.inserts % TXN_ROWS == 0 && o.updates % TXN_ROWS == 0 && o.deletes % TXN_ROWS == 0,
+        "row counts must be multiples of {TXN_ROWS}"
+    );
+    o
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--measure") {
+        measure_main(&args[1..]);
+        return;
+    }
+    let opts = parse_opts(&args);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(parent(opts));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the parent checks in a child's output, and how a child reports.
+// ---------------------------------------------------------------------------------------------
+
+/// What a measuring child must find between the start and end positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// `inserts` rows with ids 1..=inserts, then `updates` updates (k+1) of ids 1..=updates, then
+    /// `deletes` deletes of the last `deletes` ids.
+    Sbtest {
+        inserts: u64,
+        updates: u64,
+        deletes: u64,
+    },
+    /// One insert of (1, blob of `len` bytes from [`blob_bytes`]).
+    Blob { len: usize },
+}
+
+impl Check {
+    fn encode(self) -> String {
+        match self {
+            Check::Sbtest {
+                inserts,
+                updates,
+                deletes,
+            } => format!("sbtest:{inserts}:{updates}:{deletes}"),
+            Check::Blob { len } => format!("blob:{len}"),
+        }
+    }
+
+    fn decode(s: &str) -> Check {
+        let parts: Vec<&str> = s.split(':').collect();
+        let n = |i: usize| -> u64 {
+            parts
+                .get(i)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("bad check spec {s:?}"))
+        };
+        match parts.first() {
+            Some(&"sbtest") => Check::Sbtest {
+                inserts: n(1),
+                updates: n(2),
+                deletes: n(3),
+            },
+            Some(&"blob") => Check::Blob {
+                len: usize::try_from(n(1)).expect("blob length fits usize"),
+            },
+            _ => panic!("bad check spec {s:?}"),
+        }
+    }
+
+    fn total_rows(self) -> u64 {
+        match self {
+            Check::Sbtest {
+                inserts,
+                updates,
+                deletes,
+            } => inserts + updates + deletes,
+            Check::Blob { .. } => 1,
+        }
+    }
+}
+
+/// What a child measured.
+#[derive(Debug, Clone)]
+struct Measured {
+    secs: f64,
+    rows: u64,
+    rows_events: u64,
+    commits: u64,
+    max_batch: usize,
+    base_hwm_kb: u64,
+    hwm_kb: u64,
+}
+
+/// The deterministic bytes of the blob scenario (splitmix64 stream).
+fn blob_bytes(len: usize) -> impl Iterator<Item = u8> {
+    let mut state: u64 = 0x5EED_0F_B10B;
+    std::iter::repeat_with(move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)).to_le_bytes()
+    })
+    .flatten()
+    .take(len)
+}
+
+/// `VmHWM` (peak resident set size) of this process, in KiB.
+fn vm_hwm_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The measuring child.
+// ---------------------------------------------------------------------------------------------
+
+/// `--measure URL START END CHECK`: streams START..END through a `Source`, verifies, prints
+/// one `RESULT {json}` line.
+fn measure_main(args: &[String]) {
+    let [url, start, end, check] = args else {
+        panic!("usage: --measure URL START END CHECK");
+    };
+    let start: Position = start.parse().expect("start position");
+    let end: Position = end.parse().expect("end position");
+    let check = Check::decode(check);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let m = rt.block_on(async {
+        tokio::time::timeout(MEASURE_DEADLINE, measure(url, start, end, check))
+            .await
+            .unwrap_or_else(|_| panic!("measurement did not finish within {MEASURE_DEADLINE:?}"))
+    });
+    println!(
+        "RESULT {}",
+        serde_json::json!({
+            "secs": m.secs,
+            "rows": m.rows,
+            "rows_events": m.rows_events,
+            "commits": m.commits,
+            "max_batch": m.max_batch,
+            "base_hwm_kb": m.base_hwm_kb,
+            "hwm_kb": m.hwm_kb,
+        })
+    );
+}
+
+/// Running checks over the row changes of an [`Check::Sbtest`] stream.
+#[derive(Debug, Default)]
+struct SbtestTally {
+    inserts: u64,
+    updates: u64,
+    deletes: u64,
+    insert_id_sum: u64,
+    update_id_sum: u64,
+    delete_id_sum: u64,
+}
+
+fn int_at(rc: &RowChange, after: bool, col: usize) -> i64 {
+    let img = if after { &rc.after } else { &rc.before };
+    match img.as_ref().and_then(|i| i.get(col)) {
+        Some(Value::Int(v)) => *v,
+        other => panic!(
+            "{} row: column {col} is {other:?}, expected an INT",
+            rc.kind
+        ),
+    }
+}
+
+fn text_len_at(rc: &RowChange, after: bool, col: usize) -> usize {
+    let img = if after { &rc.after } else { &rc.before };
+    match img.as_ref().and_then(|i| i.get(col)) {
+        Some(Value::Text(t)) => t.bytes.len(),
+        other => panic!("{} row: column {col} is {other:?}, expected text", rc.kind),
+    }
+}
+
+impl SbtestTally {
+    fn add(&mut self, rc: &RowChange) {
+        let id = |after| u64::try_from(int_at(rc, after, 0)).expect("positive id");
+        match rc.kind {
+            ChangeKind::Insert => {
+                assert!(rc.before.is_none(), "insert with a before image");
+                assert_eq!(text_len_at(rc, true, 2), 120, "c is CHAR(120) of hex");
+                assert_eq!(text_len_at(rc, true, 3), 60, "pad is CHAR(60) of hex");
+                self.inserts += 1;
+                self.insert_id_sum += id(true);
+            }
+            ChangeKind::Update => {
+                let (b, a) = (id(false), id(true));
+                assert_eq!(b, a, "update changed the id");
+                assert_eq!(
+                    int_at(rc, true, 1),
+                    int_at(rc, false, 1) + 1,
+                    "update sets k = k + 1"
+                );
+                self.updates += 1;
+                self.update_id_sum += a;
+            }
+            ChangeKind::Delete => {
+                assert!(rc.after.is_none(), "delete with an after image");
+                self.deletes += 1;
+                self.delete_id_sum += id(false);
+            }
+        }
+    }
+
+    fn verify(&self, inserts: u64, updates: u64, deletes: u64) {
+        let sum = |from: u64, to: u64| (from..=to).sum::<u64>();
+        assert_eq!(
+            (self.inserts, self.updates, self.deletes),
+            (inserts, updates, deletes),
+            "row change counts (insert, update, delete)"
+        );
+        assert_eq!(self.insert_id_sum, sum(1, inserts), "sum of inserted ids");
+        assert_eq!(self.update_id_sum, sum(1, updates), "sum of updated ids");
+        assert_eq!(
+            self.delete_id_sum,
+            sum(inserts - deletes + 1, inserts),
+            "sum of deleted ids"
+        );
+    }
+}
+
+fn check_blob(rc: &RowChange, len: usize) {
+    assert_eq!(rc.kind, ChangeKind::Insert, "blob row kind");
+    assert_eq!(int_at(rc, true, 0), 1, "blob row id");
+    match rc.after.as_ref().and_then(|i| i.get(1)) {
+        Some(Value::Bytes(b)) => {
+            assert_eq!(b.len(), len, "blob length");
+            if let Some(at) = b.iter().zip(blob_bytes(len)).position(|(x, y)| *x != y) {
+                panic!("blob differs at byte {at}");
+            }
+        }
+        Some(other) => panic!("blob column decoded as {:?}", std::mem::discriminant(other)),
+        None => panic!("blob column missing"),
+    }
+}
+
+async fn measure(url: &str, start: Position, end: Position, check: Check) -> Measured {
+    let mut cfg = SourceConfig::new(url, 4_000_000 + std::process::id());
+    cfg.start = StartFrom::Position(start);
+    // A stall is a failure here, not something to wait out.
+    cfg.max_reconnects = Some(1);
+    let mut src = Source::connect(cfg).await.expect("source connects");
+    let base_hwm_kb = vm_hwm_kb();
+    let expected = check.total_rows();
+    let mut tally = SbtestTally::default();
+    let (mut rows, mut rows_events, mut commits, mut max_batch) = (0u64, 0u64, 0u64, 0usize);
+    let began = Instant::now();
+    loop {
+        match src.next().await.expect("source event") {
+            SourceEvent::Begin(_) | SourceEvent::Ddl(_) => {}
+            SourceEvent::Rows(batch) => {
+                rows_events += 1;
+                rows += batch.len() as u64;
+                max_batch = max_batch.max(batch.len());
+                assert!(
+                    rows <= expected,
+                    "more than the {expected} expected row changes before the end position"
+                );
+                match check {
+                    Check::Sbtest { .. } => batch.iter().for_each(|rc| tally.add(rc)),
+                    Check::Blob { len } => batch.iter().for_each(|rc| check_blob(rc, len)),
+                }
+            }
+            SourceEvent::Commit(c) => {
+                commits += 1;
+                if c.position == end {
+                    break;
+                }
+            }
+        }
+    }
+    let secs = began.elapsed().as_secs_f64();
+    assert_eq!(rows, expected, "row changes up to the end position");
+    if let Check::Sbtest {
+        inserts,
+        updates,
+        deletes,
+    } = check
+    {
+        tally.verify(inserts, updates, deletes);
+    }
+    let hwm_kb = vm_hwm_kb();
+    src.close().await;
+    Measured {
+        secs,
+        rows,
+        rows_events,
+        commits,
+        max_batch,
+        base_hwm_kb,
+        hwm_kb,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent: generation, children, report.
+// ---------------------------------------------------------------------------------------------
+
+async fn q(conn: &mut Conn, sql: &str) {
+    if let Err(e) = conn.query_drop(sql).await {
+        panic!("query failed: {e}\n{}", truncate(sql, 300));
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+async fn scalar_u64(conn: &mut Conn, sql: &str) -> u64 {
+    let v: Option<u64> = conn
+        .query_first(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    v.unwrap_or_else(|| panic!("{sql}: no value"))
+}
+
+/// A binlog span: GTID positions for the source and file positions for the byte count.
+struct Span {
+    start: Position,
+    end: Position,
+    bytes: u64,
+}
+
+async fn positions(conn: &mut Conn) -> (Position, FilePos) {
+    let info = drc_mysql::server_info(conn).await.expect("server info");
+    let pos = drc_mysql::current_position(conn, &info)
+        .await
+        .expect("current position");
+    let fp = drc_mysql::current_file_pos(conn)
+        .await
+        .expect("current file position");
+    (pos, fp)
+}
+
+/// Runs `generate` between a fresh binlog file and the end position; returns the span.
+async fn record_span<F>(conn: &mut Conn, generate: F) -> Span
+where
+    F: AsyncFnOnce(&mut Conn),
+{
+    // A fresh file: the server then finds the start GTID without scanning earlier data.
+    q(conn, "FLUSH BINARY LOGS").await;
+    let (start, start_fp) = positions(conn).await;
+    generate(conn).await;
+    let (end, end_fp) = positions(conn).await;
+    let logs: Vec<Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .expect("SHOW BINARY LOGS");
+    let mut bytes = 0u64;
+    let mut inside = false;
+    for mut r in logs {
+        let name: String = r.take(0).expect("log name");
+        let size: u64 = r.take(1).expect("log size");
+        if name == start_fp.file {
+            inside = true;
+        }
+        if !inside {
+            continue;
+        }
+        let from = if name == start_fp.file {
+            start_fp.offset
+        } else {
+            0
+        };
+        let to = if name == end_fp.file {
+            end_fp.offset
+        } else {
+            size
+        };
+        bytes += to.saturating_sub(from);
+        if name == end_fp.file {
+            break;
+        }
+    }
+    Span { start, end, bytes }
+}
+
+/// The SELECT list of a sysbench-like row numbered `{id}` (an SQL expression).
+fn sbtest_values(id: &str) -> String {
+    format!(
+        "{id}, FLOOR(1 + RAND({id}) * 1000000), \
+         LEFT(CONCAT(SHA2(CONCAT('c', {id}), 256), SHA2(CONCAT('C', {id}), 256)), 120), \
+         LEFT(SHA2(CONCAT('p', {id}), 256), 60)"
+    )
+}
+
+const SBTEST_DDL: &str = "(id INT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL DEFAULT 0, \
+     c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '', KEY k_1(k)) ENGINE=InnoDB";
+
+/// Sends `stmts` in multi-statement round trips.
+async fn run_batched(conn: &mut Conn, stmts: impl Iterator<Item = String>) {
+    let mut buf = String::new();
+    let mut n = 0;
+    for s in stmts {
+        buf.push_str(&s);
+        buf.push(';');
+        n += 1;
+        if n == STATEMENTS_PER_QUERY {
+            q(conn, &buf).await;
+            buf.clear();
+            n = 0;
+        }
+    }
+    if !buf.is_empty() {
+        q(conn, &buf).await;
+    }
+}
+
+async fn generate_sbtest(conn: &mut Conn, o: &Opts) {
+    let t = Instant::now();
+    let batches = o.inserts / TXN_ROWS;
+    run_batched(
+        conn,
+        (0..batches).map(|b| {
+            format!(
+                "INSERT INTO sbtest1 (id, k, c, pad) SELECT {} FROM seq_1_to_{TXN_ROWS}",
+                sbtest_values(&format!("({} + seq)", b * TXN_ROWS))
+            )
+        }),
+    )
+    .await;
+    run_batched(
+        conn,
+        (0..o.updates / TXN_ROWS).map(|b| {
+            let lo = b * TXN_ROWS + 1;
+            format!(
+                "UPDATE sbtest1 SET k = k + 1 WHERE id BETWEEN {lo} AND {}",
+                lo + TXN_ROWS - 1
+            )
+        }),
+    )
+    .await;
+    let first_deleted = o.inserts - o.deletes + 1;
+    run_batched(
+        conn,
+        (0..o.deletes / TXN_ROWS).map(|b| {
+            let lo = first_deleted + b * TXN_ROWS;
+            format!(
+                "DELETE FROM sbtest1 WHERE id BETWEEN {lo} AND {}",
+                lo + TXN_ROWS - 1
+            )
+        }),
+    )
+    .await;
+    let left = scalar_u64(conn, "SELECT COUNT(*) FROM sbtest1").await;
+    assert_eq!(left, o.inserts - o.deletes, "rows left after generation");
+    eprintln!(
+        "generated {} inserts, {} updates, {} deletes in {:.1} s",
+        o.inserts,
+        o.updates,
+        o.deletes,
+        t.elapsed().as_secs_f64()
+    );
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Runs one measuring child and parses its `RESULT` line.
+fn run_child(url: &str, span: &Span, check: Check) -> Measured {
+    let exe = std::env::current_exe().expect("path of the bench binary");
+    let wrap = std::env::var("SOURCE_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<String> = wrap.split_whitespace().map(String::from).collect();
+    argv.push(exe.display().to_string());
+    argv.extend([
+        "--measure".into(),
+        url.into(),
+        span.start.to_string(),
+        span.end.to_string(),
+        check.encode(),
+    ]);
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {argv:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "measuring child failed ({}): {stdout}",
+        out.status
+    );
+    let json = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line from the child: {stdout}"));
+    let v: serde_json::Value = serde_json::from_str(json).expect("child RESULT is JSON");
+    let u = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("child RESULT lacks {k}"))
+    };
+    Measured {
+        secs: v["secs"].as_f64().expect("child RESULT lacks secs"),
+        rows: u("rows"),
+        rows_events: u("rows_events"),
+        commits: u("commits"),
+        max_batch: usize::try_from(u("max_batch")).expect("max_batch fits usize"),
+        base_hwm_kb: u("base_hwm_kb"),
+        hwm_kb: u("hwm_kb"),
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn mib_kb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+async fn parent(o: Opts) {
+    eprintln!("starting a throwaway MariaDB...");
+    let server = MariaDb::start(
+        ServerOptions::default()
+            // The generated table must fit in memory for the load to be quick.
+            .arg("--innodb-buffer-pool-size=1G")
+            .arg("--innodb-log-buffer-size=64M"),
+    )
+    .expect("start MariaDB");
+    let url = server.url();
+    let mut conn = drc_testkit::connect(&url).await;
+    q(&mut conn, &format!("CREATE DATABASE {DB}")).await;
+    q(&mut conn, &format!("USE {DB}")).await;
+    q(&mut conn, &format!("CREATE TABLE sbtest1 {SBTEST_DDL}")).await;
+    q(&mut conn, &format!("CREATE TABLE sbtest2 {SBTEST_DDL}")).await;
+    q(
+        &mut conn,
+        "CREATE TABLE blobt (id INT PRIMARY KEY, b LONGBLOB NOT NULL) ENGINE=InnoDB",
+    )
+    .await;
+    let mut lines: Vec<String> = Vec::new();
+    lines.push(format!(
+        "{:<28} {:>10} {:>9} {:>11} {:>9} {:>9} {:>10}",
+        "scenario", "rows", "wall s", "rows/s", "MB/s", "binlog MB", "peak RSS"
+    ));
+
+    if o.throughput {
+        eprintln!("generating the sysbench-like binlog...");
+        let span = record_span(&mut conn, async |c: &mut Conn| generate_sbtest(c, &o).await).await;
+        let check = Check::Sbtest {
+            inserts: o.inserts,
+            updates: o.updates,
+            deletes: o.deletes,
+        };
+        eprintln!(
+            "binlog span {} .. {}: {:.1} MB, {} row changes",
+            span.start,
+            span.end,
+            mb(span.bytes),
+            check.total_rows()
+        );
+        let mut best: Option<Measured> = None;
+        for run in 1..=o.runs {
+            eprintln!("throughput run {run}/{} (load {})", o.runs, loadavg());
+            let m = run_child(&url, &span, check);
+            lines.push(row_line(&format!("throughput run {run}"), &m, span.bytes));
+            eprintln!(
+                "  {:.3} s, {} rows events, {} commits, largest batch {} rows, peak RSS {:.1} MiB \
+                 (after connect {:.1} MiB)",
+                m.secs,
+                m.rows_events,
+                m.commits,
+                m.max_batch,
+                mib_kb(m.hwm_kb),
+                mib_kb(m.base_hwm_kb)
+            );
+            if best.as_ref().is_none_or(|b| m.secs < b.secs) {
+                best = Some(m);
+            }
+        }
+        if let Some(b) = best {
+            lines.push(row_line("throughput best", &b, span.bytes));
+        }
+    }
+
+    if o.size {
+        eprintln!("size scenario: one 20 MiB LONGBLOB row...");
+        let span = record_span(&mut conn, async |c: &mut Conn| {
+            let blob: Vec<u8> = blob_bytes(BLOB_LEN).collect();
+            c.exec_drop("INSERT INTO blobt (id, b) VALUES (1, ?)", (blob,))
+                .await
+                .expect("insert the blob");
+        })
+        .await;
+        let m = run_child(&url, &span, Check::Blob { len: BLOB_LEN });
+        lines.push(row_line("size: 20 MiB blob row", &m, span.bytes));
+        assert!(
+            m.hwm_kb <= BLOB_MAX_HWM_KB,
+            "peak RSS {:.1} MiB for a 20 MiB blob exceeds {:.1} MiB",
+            mib_kb(m.hwm_kb),
+            mib_kb(BLOB_MAX_HWM_KB)
+        );
+
+        eprintln!("size scenario: one transaction of {BIG_TXN_ROWS} row changes...");
+        let span = record_span(&mut conn, async |c: &mut Conn| {
+            q(
+                c,
+                &format!(
+                    "INSERT INTO sbtest2 (id, k, c, pad) SELECT {} FROM seq_1_to_{BIG_TXN_ROWS}",
+                    sbtest_values("seq")
+                ),
+            )
+            .await;
+        })
+        .await;
+        let check = Check::Sbtest {
+            inserts: BIG_TXN_ROWS,
+            updates: 0,
+            deletes: 0,
+        };
+        let m = run_child(&url, &span, check);
+        assert_eq!(m.commits, 1, "the big transaction is one commit");
+        lines.push(row_line("size: 1M-row transaction", &m, span.bytes));
+        assert!(
+            m.hwm_kb <= BIG_TXN_MAX_HWM_KB,
+            "peak RSS {:.1} MiB for a {BIG_TXN_ROWS}-row transaction exceeds {:.1} MiB: \
+             is the transaction being collected?",
+            mib_kb(m.hwm_kb),
+            mib_kb(BIG_TXN_MAX_HWM_KB)
+        );
+    }
+
+    let _ = conn.disconnect().await;
+    println!();
+    println!(
+        "binlog source (drc-source), load average at end {}",
+        loadavg()
+    );
+    for l in &lines {
+        println!("{l}");
+    }
+}
+
+fn row_line(name: &str, m: &Measured, bytes: u64) -> String {
+    format!(
+        "{:<28} {:>10} {:>9.3} {:>11.0} {:>9.1} {:>9.1} {:>7.1} MiB",
+        name,
+        m.rows,
+        m.secs,
+        m.rows as f64 / m.secs,
+        mb(bytes) / m.secs,
+        mb(bytes),
+        mib_kb(m.hwm_kb)
+    )
+}
