@@ -321,3 +321,43 @@ async fn update_and_delete_carry_full_before_images() {
     assert_eq!(get(3, true, "at"), "2024-01-01 00:00:00.000001");
     assert!(ch[3].after.is_none() && ch[0].before.is_none());
 }
+
+#[tokio::test]
+async fn a_20_mb_row_streams_through_intact() {
+    let srv = server();
+    let (db, mut conn) = fresh_db(srv, "big_row").await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB, s LONGTEXT)")
+        .await
+        .expect("create");
+    let start = position_now(srv).await;
+    // 20 MiB of bytes that are not one repeated byte (every 32-byte block differs).
+    conn.query_drop("SET SESSION group_concat_max_len = 67108864")
+        .await
+        .expect("group_concat_max_len");
+    conn.query_drop(
+        "INSERT INTO t SELECT 1, \
+           (SELECT GROUP_CONCAT(UNHEX(SHA2(seq, 256)) SEPARATOR '') FROM seq_1_to_655360), \
+           REPEAT('ü', 100000)",
+    )
+    .await
+    .expect("insert 20 MB row");
+    let (len, sha): (u64, String) = conn
+        .query_first("SELECT LENGTH(b), SHA2(b, 256) FROM t")
+        .await
+        .expect("select")
+        .expect("row");
+    assert_eq!(len, 20 * 1024 * 1024, "the row is really 20 MiB");
+    let mut src = source(srv, start).await;
+    let ch = changes(&read_rows(&mut src, &db, 1).await);
+    let after = ch[0].after.as_ref().expect("after");
+    let Some(Value::Bytes(b)) = after.by_name(&ch[0].table, "b") else {
+        panic!("blob column");
+    };
+    assert_eq!(b.len() as u64, len);
+    let ours: String = conn
+        .exec_first("SELECT SHA2(?, 256)", (b.clone(),))
+        .await
+        .expect("hash")
+        .expect("row");
+    assert_eq!(ours, sha, "the streamed bytes equal the stored bytes");
+}
