@@ -49,9 +49,9 @@ pub enum TestkitError {
         output: String,
     },
 
-    /// The cached template datadir exists but is incomplete.
+    /// The cached template datadir is incomplete and could not be replaced.
     #[error(
-        "the cached template datadir {dir} is incomplete (marker file missing); \
+        "the cached template datadir {dir} is incomplete; \
          delete it (rm -rf {dir}) and run the tests again"
     )]
     BrokenTemplate {

@@ -10,8 +10,9 @@
 //!    file [`MARKER`] into it;
 //! 2. `rename` it to the final name; if that fails because another process already renamed its own
 //!    copy there, delete ours and use theirs (both are equivalent);
-//! 3. a final directory without the marker was not made by this protocol: report it with the
-//!    command that deletes it rather than guessing.
+//! 3. a final directory that lacks the marker or a key file (a temp-dir cleaner got at it) is
+//!    renamed aside to a unique name, deleted, and installed again; if the race in step 2 hands us
+//!    such a directory, that is reported with the command that deletes it.
 //!
 //! Within one process the result is cached behind a mutex, so concurrent first starts install once.
 //! The `<layout>` part of the name changes whenever the install arguments change.
@@ -123,18 +124,19 @@ fn sanitize(s: &str) -> String {
 
 /// Makes sure a complete template exists at `dir` (see the module docs for the protocol).
 fn ensure_template(dir: &Path) -> Result<(), TestkitError> {
+    if is_complete(dir) {
+        return Ok(());
+    }
     if dir.exists() {
-        return check_marker(dir);
+        tracing::warn!(template = %dir.display(), "template datadir incomplete; reinstalling");
+        let aside = unique_sibling(dir, "broken");
+        // Another process may be doing the same: whoever renames it deletes it.
+        if fs::rename(dir, &aside).is_ok() {
+            let _ = fs::remove_dir_all(&aside);
+        }
     }
     let install_db = find_program("mariadb-install-db")?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mut staging = dir.as_os_str().to_owned();
-    staging.push(format!(".tmp-{}-{nanos}", std::process::id()));
-    let staging = PathBuf::from(staging);
-
+    let staging = unique_sibling(dir, "tmp");
     let installed = install(&install_db, &staging);
     if let Err(e) = installed {
         let _ = fs::remove_dir_all(&staging);
@@ -146,7 +148,13 @@ fn ensure_template(dir: &Path) -> Result<(), TestkitError> {
             // Lost the race against another process: theirs is as good as ours.
             tracing::debug!(error = %e, template = %dir.display(), "template created concurrently");
             let _ = fs::remove_dir_all(&staging);
-            check_marker(dir)
+            if is_complete(dir) {
+                Ok(())
+            } else {
+                Err(TestkitError::BrokenTemplate {
+                    dir: dir.to_owned(),
+                })
+            }
         }
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
@@ -158,14 +166,22 @@ fn ensure_template(dir: &Path) -> Result<(), TestkitError> {
     }
 }
 
-fn check_marker(dir: &Path) -> Result<(), TestkitError> {
-    if dir.join(MARKER).is_file() {
-        Ok(())
-    } else {
-        Err(TestkitError::BrokenTemplate {
-            dir: dir.to_owned(),
-        })
-    }
+/// Whether `dir` holds a template made by [`install`] whose key files are all still there.
+fn is_complete(dir: &Path) -> bool {
+    [MARKER, "ibdata1", "ib_logfile0", "mysql/global_priv.MAD"]
+        .iter()
+        .all(|file| dir.join(file).is_file())
+}
+
+/// `DIR.<what>-<pid>-<nanos>`: a name no other process uses.
+fn unique_sibling(dir: &Path, what: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut name = dir.as_os_str().to_owned();
+    name.push(format!(".{what}-{}-{nanos}", std::process::id()));
+    PathBuf::from(name)
 }
 
 /// Runs `mariadb-install-db` into `datadir` and marks it complete.
