@@ -1,0 +1,93 @@
+//! The first step of loading: TOML into structs that reject unknown keys. Nothing is checked
+//! here beyond the TOML types; see [`crate::validate`] for the rules.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[[center]]` tables.
+    #[serde(default)]
+    pub center: Vec<RawCenter>,
+    /// `[replication]`.
+    pub replication: Option<RawReplication>,
+    /// `[applier]`.
+    #[serde(default)]
+    pub applier: RawApplier,
+    /// `[source]`.
+    #[serde(default)]
+    pub source: RawSource,
+    /// `[heartbeat]`.
+    #[serde(default)]
+    pub heartbeat: RawHeartbeat,
+}
+
+/// One `[[center]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCenter {
+    /// Center name.
+    pub name: Option<String>,
+    /// `mysql://user[:password]@host:port`.
+    pub mysql: Option<String>,
+    /// `host:port` for `/metrics` and `/health`.
+    pub metrics_listen: Option<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Path of a file holding the password (trailing newline ignored).
+    pub password_file: Option<String>,
+}
+
+/// `[replication]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplication {
+    /// Databases to replicate.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// `db.table` globs to include.
+    #[serde(default)]
+    pub include_tables: Vec<String>,
+    /// `db.table` globs to exclude.
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+    /// `auto`, `server_id` or `marker`.
+    pub loopback: Option<String>,
+    /// drc's own database (default `drc_meta`).
+    pub meta_database: Option<String>,
+}
+
+/// `[applier]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApplier {
+    /// Parallel connections per link.
+    pub parallelism: Option<i64>,
+    /// Row changes per target transaction.
+    pub batch_rows: Option<i64>,
+    /// Milliseconds to wait for more changes before committing a partial batch.
+    pub batch_delay_ms: Option<i64>,
+    /// Rows per multi-row statement.
+    pub statement_rows: Option<i64>,
+}
+
+/// `[source]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Heartbeat period requested from peers, milliseconds.
+    pub heartbeat_ms: Option<i64>,
+    /// Reconnect after this long without any event, milliseconds.
+    pub idle_timeout_ms: Option<i64>,
+    /// Base of the replica server ids.
+    pub replica_server_id_base: Option<i64>,
+}
+
+/// `[heartbeat]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    /// Interval, milliseconds.
+    pub interval_ms: Option<i64>,
+}

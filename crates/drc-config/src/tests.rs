@@ -1,0 +1,142 @@
+//! Tests of loading and validation.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[[center]]
+name = "a"
+mysql = "mysql://root@127.0.0.1:3311"
+metrics_listen = "127.0.0.1:9401"
+
+[[center]]
+name = "b"
+mysql = "mysql://root@127.0.0.1:3312"
+metrics_listen = "127.0.0.1:9402"
+
+[[center]]
+name = "c"
+mysql = "mysql://root@127.0.0.1:3313"
+metrics_listen = "127.0.0.1:9403"
+
+[replication]
+databases = ["shop"]
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::parse(text, &no_env) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_minimal_file_works_with_defaults() {
+    let c = Config::parse(MINIMAL, &no_env).expect("valid");
+    assert_eq!(c.center_names(), ["a", "b", "c"]);
+    assert_eq!(c.centers[1].url(), "mysql://root@127.0.0.1:3312");
+    assert_eq!(c.replication.loopback, Loopback::Auto);
+    assert_eq!(c.replication.meta_database, "drc_meta");
+    assert_eq!(c.applier.parallelism, 4);
+    assert_eq!(c.applier.batch_rows, 2000);
+    assert!(c.replication.replicates("shop", "orders"));
+    assert!(!c.replication.replicates("other", "orders"));
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_location() {
+    let text = MINIMAL.replace("[replication]", "[replication]\ndatabase = [\"x\"]");
+    let e = errors(&text).join("\n");
+    assert!(e.contains("unknown field `database`"), "{e}");
+    assert!(e.contains("databases"), "names the expected keys: {e}");
+    assert!(e.contains("line"), "says where: {e}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[[center]]
+name = "A b"
+mysql = "postgres://x"
+metrics_listen = "nowhere"
+
+[[center]]
+name = "b"
+
+[replication]
+databases = []
+include_tables = ["noshape"]
+loopback = "magic"
+
+[applier]
+parallelism = 0
+"#;
+    let e = errors(text);
+    let all = e.join("\n");
+    for needle in [
+        "center[0].name",
+        "center[0].mysql",
+        "center[0].metrics_listen",
+        "center[1].mysql: missing",
+        "replication.databases: empty",
+        "replication.include_tables[0]",
+        "replication.loopback",
+        "applier.parallelism: 0 is out of range",
+    ] {
+        assert!(all.contains(needle), "lacks {needle:?}:\n{all}");
+    }
+    assert!(e.len() >= 8);
+}
+
+#[test]
+fn passwords_come_from_env_or_file_and_never_print() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "f1le:pw@\n").expect("write");
+    let text = MINIMAL
+        .replacen(
+            "metrics_listen = \"127.0.0.1:9401\"",
+            "metrics_listen = \"127.0.0.1:9401\"\npassword_env = \"A_PW\"",
+            1,
+        )
+        .replacen(
+            "metrics_listen = \"127.0.0.1:9402\"",
+            &format!(
+                "metrics_listen = \"127.0.0.1:9402\"\npassword_file = \"{}\"",
+                file.display()
+            ),
+            1,
+        );
+    let env = |k: &str| (k == "A_PW").then(|| "s3cret".to_string());
+    let c = Config::parse(&text, &env).expect("valid");
+    assert_eq!(c.centers[0].url(), "mysql://root:s3cret@127.0.0.1:3311");
+    assert_eq!(
+        c.centers[1].url(),
+        "mysql://root:f1le%3Apw%40@127.0.0.1:3312"
+    );
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("f1le"),
+        "{shown}"
+    );
+    // A missing variable is an error naming it.
+    let e = errors(&text).join("\n");
+    assert!(e.contains("environment variable A_PW is not set"), "{e}");
+}
+
+#[test]
+fn include_and_exclude_patterns() {
+    let text = MINIMAL.replace(
+        "databases = [\"shop\"]",
+        "databases = [\"shop\", \"crm\"]\ninclude_tables = [\"shop.*\", \"crm.contacts\"]\nexclude_tables = [\"shop.tmp_*\"]",
+    );
+    let c = Config::parse(&text, &no_env).expect("valid");
+    let r = &c.replication;
+    assert!(r.replicates("shop", "orders"));
+    assert!(!r.replicates("shop", "tmp_x"));
+    assert!(r.replicates("crm", "contacts"));
+    assert!(!r.replicates("crm", "leads"));
+}

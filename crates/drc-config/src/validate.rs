@@ -1,0 +1,412 @@
+//! The second step of loading: every rule, all problems reported at once.
+//!
+//! Defaults (documented in docs/configuration.md): loopback `auto`, meta database `drc_meta`,
+//! applier parallelism 4, batch 2,000 rows, batch delay 10 ms, 200 rows per statement, source
+//! heartbeat 1 s, idle timeout 10 s, replica server id base 3,900,000,000, heartbeat every 1 s.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::raw::{RawCenter, RawConfig};
+use crate::{
+    Applier, Center, Config, ConfigError, ConfigErrors, Heartbeat, Loopback, Replication, Secret,
+    SourceSettings, TablePattern,
+};
+
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn valid_identifier(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && !s.contains('`') && !s.contains('\0') && s.trim() == s
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `(scheme://, userinfo, rest)` of a URL, without validation.
+fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (authority_end, _) = rest
+        .char_indices()
+        .find(|(_, c)| *c == '/')
+        .unwrap_or((rest.len(), '/'));
+    let authority = &rest[..authority_end];
+    let at = authority.rfind('@')?;
+    Some((scheme, &rest[..at], &rest[at + 1..]))
+}
+
+fn strip_password(url: &str) -> String {
+    match split_url(url) {
+        Some((scheme, userinfo, rest)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{rest}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+fn center(
+    i: usize,
+    raw: RawCenter,
+    env: &dyn Fn(&str) -> Option<String>,
+    e: &mut Errors,
+) -> Option<Center> {
+    let key = |k: &str| format!("center[{i}].{k}");
+    let name = match raw.name {
+        Some(n) if valid_name(&n) => Some(n),
+        Some(n) => {
+            e.add(key("name"), format!("{n:?} is not a valid center name: use 1-32 characters of a-z, 0-9, '_' and '-'"));
+            None
+        }
+        None => {
+            e.add(key("name"), "missing: every [[center]] needs a name");
+            None
+        }
+    };
+    let url = match raw.mysql {
+        Some(u) => Some(u),
+        None => {
+            e.add(
+                key("mysql"),
+                "missing: give the center's server, e.g. mysql://drc@10.0.1.5:3306",
+            );
+            None
+        }
+    };
+    let password = match (&raw.password_env, &raw.password_file) {
+        (Some(_), Some(_)) => {
+            e.add(
+                key("password_env"),
+                "give password_env or password_file, not both",
+            );
+            None
+        }
+        (Some(var), None) => match env(var) {
+            Some(p) => Some(p),
+            None => {
+                e.add(
+                    key("password_env"),
+                    format!("environment variable {var} is not set"),
+                );
+                None
+            }
+        },
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(p) => Some(p.trim_end_matches(['\n', '\r']).to_string()),
+            Err(err) => {
+                e.add(key("password_file"), format!("cannot read {path}: {err}"));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let url = url.and_then(|u| {
+        let full = match (&password, split_url(&u)) {
+            (Some(_), Some((_, userinfo, _))) if userinfo.contains(':') => {
+                e.add(
+                    key("mysql"),
+                    "the URL already has a password; remove it or drop password_env/password_file",
+                );
+                return None;
+            }
+            (Some(p), Some((scheme, userinfo, rest))) => {
+                format!("{scheme}://{userinfo}:{}@{rest}", percent_encode(p))
+            }
+            (Some(_), None) => {
+                e.add(
+                    key("mysql"),
+                    "a password is configured but the URL has no user: use mysql://user@host:port",
+                );
+                return None;
+            }
+            (None, _) => u.clone(),
+        };
+        match mysql_async::Opts::from_url(&full) {
+            Ok(_) => Some((full, strip_password(&u))),
+            Err(err) => {
+                e.add(
+                    key("mysql"),
+                    format!(
+                        "{}: {err} (expected mysql://user[:password]@host:port)",
+                        strip_password(&u)
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let metrics_listen = match raw.metrics_listen {
+        Some(s) => match s.parse::<SocketAddr>() {
+            Ok(a) => Some(Some(a)),
+            Err(_) => {
+                e.add(
+                    key("metrics_listen"),
+                    format!("{s:?} is not an address: use host:port, e.g. 127.0.0.1:9401"),
+                );
+                None
+            }
+        },
+        None => Some(None),
+    };
+    let (name, (url, display_url), metrics_listen) = (name?, url?, metrics_listen?);
+    Some(Center {
+        name,
+        url: Secret::new(url),
+        display_url,
+        metrics_listen,
+    })
+}
+
+fn duration_ms(
+    v: Option<i64>,
+    default: u64,
+    min: i64,
+    max: i64,
+    key: &str,
+    e: &mut Errors,
+) -> Duration {
+    match v {
+        None => Duration::from_millis(default),
+        Some(x) if (min..=max).contains(&x) => Duration::from_millis(x as u64),
+        Some(x) => {
+            e.add(
+                key,
+                format!("{x} is out of range: use {min}..={max} milliseconds"),
+            );
+            Duration::from_millis(default)
+        }
+    }
+}
+
+fn count(v: Option<i64>, default: usize, min: i64, max: i64, key: &str, e: &mut Errors) -> usize {
+    match v {
+        None => default,
+        Some(x) if (min..=max).contains(&x) => x as usize,
+        Some(x) => {
+            e.add(key, format!("{x} is out of range: use {min}..={max}"));
+            default
+        }
+    }
+}
+
+/// Checks every rule of a raw configuration and builds the validated [`Config`].
+pub fn validate(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut e = Errors(Vec::new());
+    if raw.center.len() < 2 {
+        e.add(
+            "center",
+            format!(
+                "{} center(s) configured: drc needs at least two [[center]] tables",
+                raw.center.len()
+            ),
+        );
+    }
+    let centers: Vec<Center> = raw
+        .center
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| center(i, c, env, &mut e))
+        .collect();
+    let mut names = HashSet::new();
+    let mut listens = HashSet::new();
+    for (i, c) in centers.iter().enumerate() {
+        if !names.insert(c.name.clone()) {
+            e.add(
+                format!("center[{i}].name"),
+                format!("{:?} is used by two centers; names must be unique", c.name),
+            );
+        }
+        if let Some(a) = c.metrics_listen {
+            if !listens.insert(a) {
+                e.add(
+                    format!("center[{i}].metrics_listen"),
+                    format!("{a} is used by two centers"),
+                );
+            }
+        }
+    }
+
+    let replication = match raw.replication {
+        None => {
+            e.add(
+                "replication",
+                "missing: add [replication] with databases = [\"...\"]",
+            );
+            None
+        }
+        Some(r) => {
+            if r.databases.is_empty() {
+                e.add(
+                    "replication.databases",
+                    "empty: name the databases to replicate, e.g. [\"shop\"]",
+                );
+            }
+            for (i, d) in r.databases.iter().enumerate() {
+                if !valid_identifier(d) {
+                    e.add(
+                        format!("replication.databases[{i}]"),
+                        format!("{d:?} is not a valid database name"),
+                    );
+                }
+            }
+            let meta = r.meta_database.unwrap_or_else(|| "drc_meta".into());
+            if !valid_identifier(&meta) {
+                e.add(
+                    "replication.meta_database",
+                    format!("{meta:?} is not a valid database name"),
+                );
+            }
+            if r.databases.contains(&meta) {
+                e.add(
+                    "replication.meta_database",
+                    format!("{meta:?} is drc's own database and cannot also be replicated"),
+                );
+            }
+            let mut pats = |list: Vec<String>, key: &str| -> Vec<TablePattern> {
+                list.into_iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| match TablePattern::parse(&p) {
+                        Ok(p) => Some(p),
+                        Err(m) => {
+                            e.add(format!("replication.{key}[{i}]"), m);
+                            None
+                        }
+                    })
+                    .collect()
+            };
+            let include_tables = pats(r.include_tables, "include_tables");
+            let exclude_tables = pats(r.exclude_tables, "exclude_tables");
+            let loopback = match r.loopback.as_deref() {
+                None | Some("auto") => Loopback::Auto,
+                Some("server_id") => Loopback::ServerId,
+                Some("marker") => Loopback::Marker,
+                Some(other) => {
+                    e.add("replication.loopback", format!("{other:?} is not a strategy: use \"auto\", \"server_id\" or \"marker\""));
+                    Loopback::Auto
+                }
+            };
+            Some(Replication {
+                databases: r.databases,
+                include_tables,
+                exclude_tables,
+                loopback,
+                meta_database: meta,
+            })
+        }
+    };
+
+    let applier = Applier {
+        parallelism: count(
+            raw.applier.parallelism,
+            4,
+            1,
+            64,
+            "applier.parallelism",
+            &mut e,
+        ),
+        batch_rows: count(
+            raw.applier.batch_rows,
+            2000,
+            1,
+            1_000_000,
+            "applier.batch_rows",
+            &mut e,
+        ),
+        batch_delay: duration_ms(
+            raw.applier.batch_delay_ms,
+            10,
+            0,
+            60_000,
+            "applier.batch_delay_ms",
+            &mut e,
+        ),
+        statement_rows: count(
+            raw.applier.statement_rows,
+            200,
+            1,
+            10_000,
+            "applier.statement_rows",
+            &mut e,
+        ),
+    };
+    let source = SourceSettings {
+        heartbeat: duration_ms(
+            raw.source.heartbeat_ms,
+            1000,
+            100,
+            60_000,
+            "source.heartbeat_ms",
+            &mut e,
+        ),
+        idle_timeout: duration_ms(
+            raw.source.idle_timeout_ms,
+            10_000,
+            1000,
+            600_000,
+            "source.idle_timeout_ms",
+            &mut e,
+        ),
+        replica_server_id_base: count(
+            raw.source.replica_server_id_base,
+            3_900_000_000,
+            1,
+            4_294_000_000,
+            "source.replica_server_id_base",
+            &mut e,
+        ) as u32,
+    };
+    if source.idle_timeout <= source.heartbeat * 2 {
+        e.add(
+            "source.idle_timeout_ms",
+            "must be more than twice source.heartbeat_ms, or idle links reconnect needlessly",
+        );
+    }
+    let heartbeat = Heartbeat {
+        interval: duration_ms(
+            raw.heartbeat.interval_ms,
+            1000,
+            100,
+            60_000,
+            "heartbeat.interval_ms",
+            &mut e,
+        ),
+    };
+    match replication {
+        Some(replication) if e.0.is_empty() => Ok(Config {
+            centers,
+            replication,
+            applier,
+            source,
+            heartbeat,
+        }),
+        _ => Err(ConfigErrors(e.0)),
+    }
+}
