@@ -1,0 +1,102 @@
+//! The replication link S -> T: a peer's binlog, filtered, batched, planned and applied to the
+//! local center, exactly once.
+//!
+//! ```text
+//! S binlog -> Source (task) -> channel -> Batcher (LinkFilter) -> plan -> N x Applier -> T
+//!                                                                         + checkpoint row
+//! ```
+//!
+//! - [`filter`]: loopback (origin tag) and table filtering.
+//! - [`batch`]: many source transactions per target transaction; batches end at commits.
+//! - [`plan`]: splits a batch into shares that may run in parallel (key-dependency order).
+//! - [`sql`]: the idempotent rewrite (INSERT IGNORE, upsert, delete by key).
+//! - [`worker`]: an applier connection; one share + its checkpoint = one transaction.
+//! - [`meta`]: drc's tables (checkpoints, heartbeat, origin markers) and crash recovery.
+//! - [`link`]: the loop that ties them together; [`metrics`]: its Prometheus metrics.
+//!
+//! Exactly once: every worker stores, in the transaction that applies its share, the batch
+//! number and the batch's start and end positions. Batches run one after another. After a crash
+//! only the newest batch can be partly applied; it is re-read exactly (same start and end),
+//! re-planned (the plan depends only on the batch's content), and only the workers that had
+//! not committed it apply their share. See [`meta::recovery`].
+
+pub mod batch;
+pub mod filter;
+pub mod link;
+pub mod meta;
+pub mod metrics;
+pub mod plan;
+pub mod sql;
+pub mod worker;
+
+pub use link::{run_link, LinkSpec, LinkState, LinkStatus};
+pub use metrics::Metrics;
+
+use drc_mysql::MysqlError;
+use drc_source::SourceError;
+
+/// Why a link stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Reading the source failed permanently.
+    #[error("source: {0}")]
+    Source(#[from] SourceError),
+    /// The source task ended.
+    #[error("the source stream ended unexpectedly")]
+    SourceStopped,
+    /// Connecting or a metadata query failed.
+    #[error(transparent)]
+    Mysql(#[from] MysqlError),
+    /// A statement on the target failed.
+    #[error("target: {what}: {source}")]
+    Target {
+        /// What was being done.
+        what: &'static str,
+        /// Driver error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// A change cannot be rewritten.
+    #[error(transparent)]
+    Rewrite(#[from] sql::RewriteError),
+    /// The target lacks a table or column that a change carries.
+    #[error("the target has no column {column} in {table}: add it on the target (DDL is not replicated), or exclude the table; the link stopped and nothing was skipped")]
+    MissingColumn {
+        /// `db.table`.
+        table: String,
+        /// Column name.
+        column: String,
+    },
+    /// The target lacks a table.
+    #[error("the target has no table {table}: create it on the target (DDL is not replicated), or exclude it; the link stopped and nothing was skipped")]
+    MissingTable {
+        /// `db.table`.
+        table: String,
+    },
+    /// Stored checkpoints are unusable.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The start-up canary showed that origin tagging does not work.
+    #[error("loopback canary: {0}")]
+    Canary(String),
+    /// The configuration does not fit the servers.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl LinkError {
+    pub(crate) fn target(what: &'static str, source: mysql_async::Error) -> Self {
+        LinkError::Target { what, source }
+    }
+
+    /// True when retrying can succeed without an operator's change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LinkError::Source(e) => e.is_transient(),
+            LinkError::Mysql(e) => e.is_transient(),
+            LinkError::Target { source, .. } => drc_mysql::is_transient_driver_error(source),
+            LinkError::SourceStopped => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The link loop: start-up (meta schema, origin tag, canary, recovery), then batches forever.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drc_config::{Loopback, Replication};
+use drc_core::change::{ChangeKind, RowChange, SourceEvent};
+use drc_core::position::Position;
+use drc_core::schema::TableSchema;
+use drc_mysql::{connect, current_position, server_info, Flavor, ServerInfo};
+use drc_source::{Source, SourceConfig, StartFrom};
+use futures_util::future::try_join_all;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::batch::{Batch, Batcher};
+use crate::filter::{LinkFilter, Origin};
+use crate::meta::{self, Checkpoint, Recovery};
+use crate::metrics::Metrics;
+use crate::plan::plan;
+use crate::sql;
+use crate::worker::{Applier, Tag};
+use crate::LinkError;
+
+/// Everything a link needs to run.
+#[derive(Debug, Clone)]
+pub struct LinkSpec {
+    /// `source->target`, e.g. `a->b`.
+    pub name: String,
+    /// Source center name.
+    pub source_name: String,
+    /// Source URL (password included).
+    pub source_url: String,
+    /// Target URL (password included).
+    pub target_url: String,
+    /// What to replicate.
+    pub replication: Replication,
+    /// Applier settings.
+    pub applier: drc_config::Applier,
+    /// Source settings.
+    pub source: drc_config::SourceSettings,
+    /// The replica server_id the source registers with on the source server.
+    pub replica_server_id: u32,
+}
+
+/// The externally visible state of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkStatus {
+    /// Connecting, checking, recovering.
+    Starting,
+    /// Applying.
+    Running,
+    /// Stopped by an error (it will be restarted by the daemon).
+    Failed(String),
+}
+
+/// Shared state of a link, read by `/health` and `drc status`.
+#[derive(Debug)]
+pub struct LinkState {
+    inner: Mutex<(LinkStatus, Option<String>)>,
+}
+
+impl Default for LinkState {
+    fn default() -> Self {
+        LinkState {
+            inner: Mutex::new((LinkStatus::Starting, None)),
+        }
+    }
+}
+
+impl LinkState {
+    /// Status and last applied position.
+    pub fn get(&self) -> (LinkStatus, Option<String>) {
+        match self.inner.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Sets the status.
+    pub fn set_status(&self, s: LinkStatus) {
+        match self.inner.lock() {
+            Ok(mut g) => g.0 = s,
+            Err(p) => p.into_inner().0 = s,
+        }
+    }
+
+    fn set_position(&self, p: &Position) {
+        match self.inner.lock() {
+            Ok(mut g) => g.1 = Some(p.to_string()),
+            Err(p2) => p2.into_inner().1 = Some(p.to_string()),
+        }
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn origin_rule(loopback: Loopback, server_id: u32) -> Origin {
+    match loopback {
+        Loopback::ServerId => Origin::ServerId(server_id),
+        Loopback::Marker => Origin::Marker,
+        Loopback::Auto => Origin::Both(server_id),
+    }
+}
+
+/// Decides the applier's tag on the target.
+async fn resolve_tag(
+    spec: &LinkSpec,
+    source: &ServerInfo,
+    target: &ServerInfo,
+) -> Result<Tag, LinkError> {
+    let marker = Tag::Marker(meta::marker_statement(
+        &spec.replication.meta_database,
+        &spec.source_name,
+    ));
+    let by_id = Tag::ServerId {
+        server_id: source.server_id,
+        domain: source.gtid_domain_id,
+    };
+    match spec.replication.loopback {
+        Loopback::Marker => Ok(marker),
+        Loopback::ServerId if target.flavor == Flavor::MySql => Err(LinkError::Setup(format!(
+            "link {}: loopback = \"server_id\" needs MariaDB targets (a MySQL session cannot write under another server_id); use \"marker\"",
+            spec.name
+        ))),
+        Loopback::ServerId => {
+            let mut a = Applier::new(spec.target_url.clone(), by_id.clone(), CONNECT_TIMEOUT);
+            a.probe().await.map_err(|e| LinkError::Setup(format!(
+                "link {}: loopback = \"server_id\" but the applier cannot set its server_id ({e}): GRANT BINLOG REPLAY (or SUPER) to drc's user, or use loopback = \"marker\"",
+                spec.name
+            )))?;
+            Ok(by_id)
+        }
+        Loopback::Auto if target.flavor == Flavor::MySql => Ok(marker),
+        Loopback::Auto => {
+            let mut a = Applier::new(spec.target_url.clone(), by_id.clone(), CONNECT_TIMEOUT);
+            match a.probe().await {
+                Ok(()) => Ok(by_id),
+                Err(e) if !e.is_transient() => {
+                    info!(link = %spec.name, error = %e, "cannot set server_id; using the marker strategy");
+                    Ok(marker)
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// The start-up canary: writes one tagged transaction in the target and reads it back from the
+/// target's binlog, proving that a reader of that binlog (a link out of the target) drops it.
+async fn canary(spec: &LinkSpec, tag: &Tag, target: &ServerInfo) -> Result<(), LinkError> {
+    let meta_db = &spec.replication.meta_database;
+    let mut c = connect(&spec.target_url, CONNECT_TIMEOUT).await?;
+    let start = current_position(&mut c, target).await?;
+    let mut cfg = SourceConfig::new(
+        spec.target_url.clone(),
+        spec.replica_server_id.wrapping_add(1),
+    );
+    cfg.start = StartFrom::Position(start);
+    cfg.fetch_unique_keys = false;
+    let mut src = Source::connect(cfg).await?;
+    let mut stmt = String::from("INSERT INTO ");
+    sql::ident(&mut stmt, meta_db);
+    stmt.push_str(".`canary` (`link`, `seq`) VALUES (");
+    sql::quoted(&mut stmt, &spec.name);
+    stmt.push_str(", 1) ON DUPLICATE KEY UPDATE `seq` = `seq` + 1");
+    let mut a = Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT);
+    a.apply(&[], &stmt).await?;
+    let mut filter = LinkFilter::new(
+        origin_rule(spec.replication.loopback, target.server_id),
+        spec.replication.clone(),
+    );
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut seen_canary = false;
+        loop {
+            let ev = src.next().await?;
+            if let SourceEvent::Rows(rows) = &ev {
+                seen_canary |= rows
+                    .iter()
+                    .any(|r| &*r.table.database == meta_db.as_str() && &*r.table.table == "canary");
+            }
+            let is_commit = matches!(ev, SourceEvent::Commit(_));
+            let _ = filter.filter(ev);
+            if is_commit && seen_canary {
+                return Ok::<bool, LinkError>(filter.dropped_current());
+            }
+            if is_commit {
+                seen_canary = false;
+            }
+        }
+    })
+    .await;
+    src.close().await;
+    match found {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(LinkError::Canary(format!(
+            "a transaction written by the applier of link {} was not recognised as drc's own in the target's binlog (tag {tag:?}); changes would loop",
+            spec.name
+        ))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(LinkError::Canary(format!(
+            "the canary transaction of link {} did not appear in the target's binlog within 20 s (is log_bin on for the target?)",
+            spec.name
+        ))),
+    }
+}
+
+/// Target tables' columns, checked once per source schema.
+struct ColumnCheck {
+    checked: Vec<Arc<TableSchema>>,
+    columns: HashMap<(String, String), HashSet<String>>,
+}
+
+impl ColumnCheck {
+    async fn load(conn: &mut Conn, db: &str, table: &str) -> Result<HashSet<String>, LinkError> {
+        let cols: Vec<String> = conn
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (db, table),
+            )
+            .await
+            .map_err(|e| LinkError::target("reading target columns", e))?;
+        Ok(cols.into_iter().collect())
+    }
+
+    async fn check(&mut self, conn: &mut Conn, changes: &[RowChange]) -> Result<(), LinkError> {
+        for c in changes {
+            if self.checked.iter().any(|s| Arc::ptr_eq(s, &c.table)) {
+                continue;
+            }
+            let key = (c.table.database.to_string(), c.table.table.to_string());
+            let mut reloaded = false;
+            loop {
+                if !self.columns.contains_key(&key) || reloaded {
+                    let cols = Self::load(conn, &key.0, &key.1).await?;
+                    self.columns.insert(key.clone(), cols);
+                }
+                let cols = self.columns.get(&key).cloned().unwrap_or_default();
+                if cols.is_empty() {
+                    if reloaded {
+                        return Err(LinkError::MissingTable {
+                            table: c.table.qualified_name(),
+                        });
+                    }
+                    reloaded = true;
+                    continue;
+                }
+                let missing = c
+                    .table
+                    .columns
+                    .iter()
+                    .find(|col| !cols.contains(&*col.name));
+                match missing {
+                    None => break,
+                    Some(_) if !reloaded => reloaded = true,
+                    Some(col) => {
+                        return Err(LinkError::MissingColumn {
+                            table: c.table.qualified_name(),
+                            column: col.name.to_string(),
+                        })
+                    }
+                }
+            }
+            self.checked.push(c.table.clone());
+        }
+        Ok(())
+    }
+}
+
+struct Runner {
+    spec: LinkSpec,
+    appliers: Vec<Applier>,
+    metrics: Metrics,
+    state: Arc<LinkState>,
+    columns: ColumnCheck,
+    meta_conn: Conn,
+}
+
+impl Runner {
+    /// Applies `batch` (sequence `seq`, planned for `workers`), skipping workers in `done`.
+    async fn apply(
+        &mut self,
+        seq: u64,
+        batch: &Batch,
+        workers: u32,
+        done: &[u32],
+    ) -> Result<(), LinkError> {
+        self.columns
+            .check(&mut self.meta_conn, &batch.changes)
+            .await?;
+        let p = plan(&batch.changes, workers as usize);
+        let meta_db = self.spec.replication.meta_database.clone();
+        let mut jobs: Vec<(usize, Vec<String>, String)> = Vec::new();
+        for (w, share) in p.shares.iter().enumerate() {
+            if done.contains(&(w as u32)) || share.is_empty() {
+                continue;
+            }
+            let refs: Vec<&RowChange> = share.iter().map(|&i| &batch.changes[i]).collect();
+            let stmts = sql::statements(&refs, self.spec.applier.statement_rows)?;
+            let cp = meta::checkpoint_statement(
+                &meta_db,
+                &self.spec.name,
+                &Checkpoint {
+                    worker: w as u32,
+                    batch: seq,
+                    workers,
+                    start: batch.start.clone(),
+                    end: batch.end.clone(),
+                },
+            );
+            jobs.push((w, stmts, cp));
+        }
+        if jobs.is_empty() && !done.contains(&0) {
+            // Nothing to apply: move the position forward on worker 0 alone.
+            let cp = meta::checkpoint_statement(
+                &meta_db,
+                &self.spec.name,
+                &Checkpoint {
+                    worker: 0,
+                    batch: seq,
+                    workers,
+                    start: batch.start.clone(),
+                    end: batch.end.clone(),
+                },
+            );
+            jobs.push((0, Vec::new(), cp));
+        }
+        // Each applier runs its job concurrently; appliers beyond the plan's width stay idle.
+        let mut by_worker: Vec<Option<(Vec<String>, String)>> =
+            (0..self.appliers.len()).map(|_| None).collect();
+        for (w, s, cp) in jobs {
+            if let Some(slot) = by_worker.get_mut(w) {
+                *slot = Some((s, cp));
+            } else {
+                return Err(LinkError::Checkpoint(format!(
+                    "batch {seq} was planned for {workers} workers but only {} run; set applier.parallelism back to {workers} until the link has passed it",
+                    self.appliers.len()
+                )));
+            }
+        }
+        try_join_all(
+            self.appliers
+                .iter_mut()
+                .zip(by_worker)
+                .map(|(a, job)| async move {
+                    match job {
+                        Some((s, cp)) => a.apply(&s, &cp).await,
+                        None => Ok(()),
+                    }
+                }),
+        )
+        .await?;
+        let link = self.spec.name.as_str();
+        for c in &batch.changes {
+            let kind = match c.kind {
+                ChangeKind::Insert => "insert",
+                ChangeKind::Update => "update",
+                ChangeKind::Delete => "delete",
+            };
+            self.metrics.rows.with_label_values(&[link, kind]).inc();
+        }
+        self.metrics
+            .transactions
+            .with_label_values(&[link])
+            .inc_by(batch.transactions);
+        self.metrics
+            .loopback_dropped
+            .with_label_values(&[link])
+            .inc_by(batch.loopback_dropped);
+        self.metrics.batches.with_label_values(&[link]).inc();
+        self.state.set_position(&batch.end);
+        Ok(())
+    }
+}
+
+/// Runs a link until it fails or `shutdown` turns true.
+pub async fn run_link(
+    spec: LinkSpec,
+    metrics: Metrics,
+    state: Arc<LinkState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    state.set_status(LinkStatus::Starting);
+    let meta_db = spec.replication.meta_database.clone();
+    let mut tconn = connect(&spec.target_url, CONNECT_TIMEOUT).await?;
+    let target = server_info(&mut tconn).await?;
+    meta::ensure_schema(&mut tconn, &meta_db).await?;
+    let mut sconn = connect(&spec.source_url, CONNECT_TIMEOUT).await?;
+    let source = server_info(&mut sconn).await?;
+    if source.server_id == target.server_id {
+        return Err(LinkError::Setup(format!(
+            "link {}: source and target both have server_id {}; every center's server needs its own",
+            spec.name, source.server_id
+        )));
+    }
+    let tag = resolve_tag(&spec, &source, &target).await?;
+    canary(&spec, &tag, &target).await?;
+    info!(link = %spec.name, tag = ?tag, "origin tagging proven by the canary");
+
+    let workers = spec.applier.parallelism as u32;
+    let mut appliers: Vec<Applier> = (0..workers)
+        .map(|_| Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT))
+        .collect();
+    let rows = meta::load_checkpoints(&mut tconn, &meta_db, &spec.name).await?;
+    let rec = meta::recovery(&rows);
+    let (resume, mut seq, partial) = match rec {
+        Recovery::Fresh => {
+            let pos = current_position(&mut sconn, &source).await?;
+            let cp = meta::checkpoint_statement(
+                &meta_db,
+                &spec.name,
+                &Checkpoint {
+                    worker: 0,
+                    batch: 0,
+                    workers,
+                    start: pos.clone(),
+                    end: pos.clone(),
+                },
+            );
+            if let Some(a) = appliers.first_mut() {
+                a.apply(&[], &cp).await?;
+            }
+            info!(link = %spec.name, position = %pos, "new link: starting at the source's current position");
+            (pos, 0, None)
+        }
+        Recovery::Clean { batch, position } => (position, batch, None),
+        Recovery::Partial {
+            batch,
+            start,
+            end,
+            workers,
+            done,
+        } => {
+            warn!(link = %spec.name, batch, ?done, "the last batch was applied by some workers only; completing it");
+            (start.clone(), batch, Some((start, end, workers, done)))
+        }
+    };
+    drop(sconn);
+
+    let mut cfg = SourceConfig::new(spec.source_url.clone(), spec.replica_server_id);
+    cfg.start = StartFrom::Position(resume.clone());
+    cfg.heartbeat = spec.source.heartbeat;
+    cfg.idle_timeout = spec.source.idle_timeout;
+    let mut src = Source::connect(cfg).await?;
+    let (tx, rx) = mpsc::channel(256);
+    let reader = tokio::spawn(async move {
+        loop {
+            let ev = src.next().await;
+            let failed = ev.is_err();
+            if tx.send(ev).await.is_err() || failed {
+                break;
+            }
+        }
+        src.close().await;
+    });
+    let filter = LinkFilter::new(
+        origin_rule(spec.replication.loopback, source.server_id),
+        spec.replication.clone(),
+    );
+    let mut batcher = Batcher::new(
+        rx,
+        filter,
+        spec.applier.batch_rows,
+        spec.applier.batch_delay,
+    );
+    let mut runner = Runner {
+        appliers: std::mem::take(&mut appliers),
+        metrics: metrics.clone(),
+        state: state.clone(),
+        columns: ColumnCheck {
+            checked: Vec::new(),
+            columns: HashMap::new(),
+        },
+        meta_conn: tconn,
+        spec,
+    };
+    let result = async {
+        let mut position = resume;
+        if let Some((start, end, w, done)) = partial {
+            let batch = batcher.next(start, Some(&end)).await?;
+            if w as usize > runner.appliers.len() {
+                return Err(LinkError::Checkpoint(format!(
+                    "the unfinished batch {seq} was planned for {w} workers; set applier.parallelism to at least {w}"
+                )));
+            }
+            runner.apply(seq, &batch, w, &done).await?;
+            position = batch.end;
+        }
+        state.set_status(LinkStatus::Running);
+        runner.metrics.up.with_label_values(&[runner.spec.name.as_str()]).set(1);
+        loop {
+            let batch = tokio::select! {
+                b = batcher.next(position.clone(), None) => b?,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            seq += 1;
+            runner.apply(seq, &batch, workers, &[]).await?;
+            position = batch.end;
+        }
+    }
+    .await;
+    reader.abort();
+    metrics
+        .up
+        .with_label_values(&[runner.spec.name.as_str()])
+        .set(0);
+    result
+}

@@ -1,0 +1,198 @@
+//! drc's own state in each center's `<meta>` database (default `drc_meta`).
+//!
+//! | table | what | replicated |
+//! |---|---|---|
+//! | `checkpoint` | per link and applier worker: the last batch committed and its start and end source positions | no (local) |
+//! | `heartbeat` | one row per center, written every second by that center's daemon | yes, on purpose: a peer's row shows how far behind the link is |
+//! | `origin` | marker strategy: one row per origin, touched first in every applied transaction | no (it marks drc's own writes) |
+//! | `canary` | start-up proof that origin tagging works | no |
+//!
+//! A checkpoint row is written in the same transaction as the changes it covers (invariant 2).
+
+use std::fmt::Write as _;
+
+use drc_core::position::Position;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::sql::{ident, quoted};
+use crate::LinkError;
+
+/// The DDL that creates the meta database and tables (idempotent).
+pub fn schema_statements(meta: &str) -> Vec<String> {
+    let mut db = String::new();
+    ident(&mut db, meta);
+    vec![
+        format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`checkpoint` (\
+             `link` VARCHAR(130) NOT NULL, `worker` INT UNSIGNED NOT NULL, \
+             `batch` BIGINT UNSIGNED NOT NULL, `workers` INT UNSIGNED NOT NULL, \
+             `start_position` MEDIUMTEXT NOT NULL, `end_position` MEDIUMTEXT NOT NULL, \
+             `term` BIGINT UNSIGNED NOT NULL DEFAULT 0, \
+             `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+             PRIMARY KEY (`link`, `worker`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`heartbeat` (\
+             `center` VARCHAR(64) NOT NULL PRIMARY KEY, `ts` TIMESTAMP(6) NOT NULL, \
+             `seq` BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`origin` (\
+             `origin` VARCHAR(64) NOT NULL PRIMARY KEY, `seq` BIGINT UNSIGNED NOT NULL) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`canary` (\
+             `link` VARCHAR(130) NOT NULL PRIMARY KEY, `seq` BIGINT UNSIGNED NOT NULL) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+    ]
+}
+
+/// Creates the meta database and tables when missing.
+pub async fn ensure_schema(conn: &mut Conn, meta: &str) -> Result<(), LinkError> {
+    for s in schema_statements(meta) {
+        conn.query_drop(&s)
+            .await
+            .map_err(|e| LinkError::target("creating drc's meta tables", e))?;
+    }
+    Ok(())
+}
+
+/// One worker's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Applier worker index.
+    pub worker: u32,
+    /// Sequence number of the last batch this worker committed.
+    pub batch: u64,
+    /// Worker count when that batch was planned.
+    pub workers: u32,
+    /// The batch's start position.
+    pub start: Position,
+    /// The batch's end position.
+    pub end: Position,
+}
+
+/// Reads every worker checkpoint of `link`.
+pub async fn load_checkpoints(
+    conn: &mut Conn,
+    meta: &str,
+    link: &str,
+) -> Result<Vec<Checkpoint>, LinkError> {
+    let mut q =
+        String::from("SELECT `worker`, `batch`, `workers`, `start_position`, `end_position` FROM ");
+    ident(&mut q, meta);
+    q.push_str(".`checkpoint` WHERE `link` = ");
+    quoted(&mut q, link);
+    q.push_str(" ORDER BY `worker`");
+    let rows: Vec<(u32, u64, u32, String, String)> = conn
+        .query(q)
+        .await
+        .map_err(|e| LinkError::target("reading checkpoints", e))?;
+    rows.into_iter()
+        .map(|(worker, batch, workers, start, end)| {
+            let parse = |s: &str| {
+                s.parse::<Position>().map_err(|e| {
+                    LinkError::Checkpoint(format!(
+                        "link {link} worker {worker}: stored position {s:?} does not parse: {e}"
+                    ))
+                })
+            };
+            Ok(Checkpoint {
+                worker,
+                batch,
+                workers,
+                start: parse(&start)?,
+                end: parse(&end)?,
+            })
+        })
+        .collect()
+}
+
+/// The statement that records a worker's checkpoint (run inside the apply transaction).
+pub fn checkpoint_statement(meta: &str, link: &str, c: &Checkpoint) -> String {
+    let mut q = String::from("INSERT INTO ");
+    ident(&mut q, meta);
+    q.push_str(".`checkpoint` (`link`, `worker`, `batch`, `workers`, `start_position`, `end_position`) VALUES (");
+    quoted(&mut q, link);
+    let _ = write!(q, ", {}, {}, {}, ", c.worker, c.batch, c.workers);
+    quoted(&mut q, &c.start.to_string());
+    q.push_str(", ");
+    quoted(&mut q, &c.end.to_string());
+    q.push_str(") ON DUPLICATE KEY UPDATE `batch` = VALUES(`batch`), `workers` = VALUES(`workers`), \
+                `start_position` = VALUES(`start_position`), `end_position` = VALUES(`end_position`)");
+    q
+}
+
+/// The marker statement of the `marker` strategy: the first statement of every applied
+/// transaction.
+pub fn marker_statement(meta: &str, origin: &str) -> String {
+    let mut q = String::from("INSERT INTO ");
+    ident(&mut q, meta);
+    q.push_str(".`origin` (`origin`, `seq`) VALUES (");
+    quoted(&mut q, origin);
+    q.push_str(", 1) ON DUPLICATE KEY UPDATE `seq` = `seq` + 1");
+    q
+}
+
+/// Where a link resumes after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// No checkpoint yet: the link starts fresh.
+    Fresh,
+    /// Every worker finished the last batch: resume after it.
+    Clean {
+        /// Last batch sequence number.
+        batch: u64,
+        /// Resume here.
+        position: Position,
+    },
+    /// The last batch was committed by some workers only (a crash between their commits): it
+    /// is re-formed exactly (`start`..`end`), re-planned for `workers`, and applied by the
+    /// workers not in `done`.
+    Partial {
+        /// Batch sequence number.
+        batch: u64,
+        /// Its start.
+        start: Position,
+        /// Its end.
+        end: Position,
+        /// Worker count it was planned for.
+        workers: u32,
+        /// Workers that committed it.
+        done: Vec<u32>,
+    },
+}
+
+/// Decides how to resume from the stored checkpoints.
+///
+/// Batches are applied strictly one after another, so every batch before the newest one was
+/// finished by all workers; only the newest can be partial. A worker whose row is older than the
+/// newest batch either had nothing to do in it or crashed before committing; re-planning the
+/// batch tells which, and applying its (possibly empty) share again is exact.
+pub fn recovery(rows: &[Checkpoint]) -> Recovery {
+    let Some(newest) = rows.iter().max_by_key(|c| c.batch) else {
+        return Recovery::Fresh;
+    };
+    let done: Vec<u32> = rows
+        .iter()
+        .filter(|c| c.batch == newest.batch)
+        .map(|c| c.worker)
+        .collect();
+    if newest.workers <= 1 || done.len() as u32 >= newest.workers || newest.start == newest.end {
+        return Recovery::Clean {
+            batch: newest.batch,
+            position: newest.end.clone(),
+        };
+    }
+    Recovery::Partial {
+        batch: newest.batch,
+        start: newest.start.clone(),
+        end: newest.end.clone(),
+        workers: newest.workers,
+        done,
+    }
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics of the links and the daemon. Names follow
+//! `drc_<subsystem>_<name>_<unit>[_total]`; labels are low-cardinality (`link`, `kind`,
+//! `center`), never row values. Every metric is listed in docs/metrics.md.
+
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Rows applied, by link and kind (insert/update/delete).
+pub const APPLY_ROWS: &str = "drc_apply_rows_total";
+/// Source transactions covered by applied batches, by link.
+pub const APPLY_TRANSACTIONS: &str = "drc_apply_transactions_total";
+/// Target batches committed, by link.
+pub const APPLY_BATCHES: &str = "drc_apply_batches_total";
+/// Source transactions dropped as drc's own writes (loopback), by link.
+pub const LINK_LOOPBACK_DROPPED: &str = "drc_link_loopback_dropped_total";
+/// Link failures (each stop of a link with an error), by link.
+pub const LINK_ERRORS: &str = "drc_link_errors_total";
+/// 1 while the link is applying, 0 otherwise, by link.
+pub const LINK_UP: &str = "drc_link_up";
+/// Seconds between now and the newest heartbeat of the link's source center seen in the target.
+pub const LINK_LAG: &str = "drc_link_lag_seconds";
+
+/// The metric handles, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry to expose at `/metrics`.
+    pub registry: Registry,
+    /// [`APPLY_ROWS`].
+    pub rows: IntCounterVec,
+    /// [`APPLY_TRANSACTIONS`].
+    pub transactions: IntCounterVec,
+    /// [`APPLY_BATCHES`].
+    pub batches: IntCounterVec,
+    /// [`LINK_LOOPBACK_DROPPED`].
+    pub loopback_dropped: IntCounterVec,
+    /// [`LINK_ERRORS`].
+    pub errors: IntCounterVec,
+    /// [`LINK_UP`].
+    pub up: IntGaugeVec,
+    /// [`LINK_LAG`].
+    pub lag: GaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let rows = IntCounterVec::new(
+            Opts::new(APPLY_ROWS, "Row changes applied"),
+            &["link", "kind"],
+        )?;
+        let transactions = IntCounterVec::new(
+            Opts::new(
+                APPLY_TRANSACTIONS,
+                "Source transactions covered by applied batches",
+            ),
+            &["link"],
+        )?;
+        let batches = IntCounterVec::new(Opts::new(APPLY_BATCHES, "Batches committed"), &["link"])?;
+        let loopback_dropped = IntCounterVec::new(
+            Opts::new(
+                LINK_LOOPBACK_DROPPED,
+                "Source transactions dropped as drc's own writes",
+            ),
+            &["link"],
+        )?;
+        let errors = IntCounterVec::new(Opts::new(LINK_ERRORS, "Link failures"), &["link"])?;
+        let up = IntGaugeVec::new(Opts::new(LINK_UP, "1 while the link applies"), &["link"])?;
+        let lag = GaugeVec::new(
+            Opts::new(
+                LINK_LAG,
+                "Seconds since the newest heartbeat of the source center seen in the target",
+            ),
+            &["link"],
+        )?;
+        registry.register(Box::new(rows.clone()))?;
+        registry.register(Box::new(transactions.clone()))?;
+        registry.register(Box::new(batches.clone()))?;
+        registry.register(Box::new(loopback_dropped.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(up.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
+        Ok(Metrics {
+            registry,
+            rows,
+            transactions,
+            batches,
+            loopback_dropped,
+            errors,
+            up,
+            lag,
+        })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let enc = prometheus::TextEncoder::new();
+        let _ = enc.encode_utf8(&self.registry.gather(), &mut out);
+        out
+    }
+}
+/// Errors of the metrics library.
+pub use prometheus::Error as PrometheusError;

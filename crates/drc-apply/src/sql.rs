@@ -1,0 +1,368 @@
+//! The rewrite: row changes to idempotent SQL text.
+//!
+//! | source change | statement |
+//! |---|---|
+//! | INSERT | `INSERT IGNORE INTO t (cols) VALUES (..),(..)` |
+//! | UPDATE, key unchanged | `INSERT INTO t (cols) VALUES (..) ON DUPLICATE KEY UPDATE c = VALUES(c), ..` (an upsert of the full after image: an update of a missing row inserts it) |
+//! | UPDATE that changes the primary key | `DELETE` of the old key, then the upsert of the new row |
+//! | DELETE | `DELETE FROM t WHERE (pk) IN ((..),(..))` (a missing row is fine) |
+//!
+//! Consecutive changes of one table and kind become one multi-row statement (up to
+//! `statement_rows` rows or [`MAX_STATEMENT_BYTES`]).
+//!
+//! Values are written as literals, exactly: numbers as their shortest round-trip text, DECIMAL
+//! as its digits, temporal values as quoted text with their full fraction (the session runs with
+//! `time_zone = '+00:00'`, TIMESTAMP values are UTC), utf8 text as an escaped string, text in
+//! other character sets as `_charset X'..'` (the bytes, unchanged), binary data as `X'..'`.
+//! Columns are named explicitly, so they map by name, not position.
+
+use std::fmt::Write as _;
+
+use drc_core::change::{ChangeKind, Image, RowChange};
+use drc_core::schema::TableSchema;
+use drc_core::value::{Charset, Value};
+
+/// A statement is closed once its text passes this size; stays far below the default
+/// `max_allowed_packet` (16 MiB on MariaDB 10.11, 64 MiB on MySQL 8).
+pub const MAX_STATEMENT_BYTES: usize = 4 << 20;
+
+/// Problems that make a change impossible to rewrite.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    /// The table has no primary key: updates and deletes cannot address a row.
+    #[error("table {0} has no primary key: drc replicates only tables with one (add a primary key, or exclude the table)")]
+    NoPrimaryKey(String),
+    /// An image lacks a primary-key column (binlog_row_image not FULL).
+    #[error("a change of {table} lacks primary-key column {column} (is binlog_row_image FULL?)")]
+    MissingKey {
+        /// `db.table`.
+        table: String,
+        /// Column name.
+        column: String,
+    },
+}
+
+/// Quotes an identifier with backticks.
+pub fn ident(out: &mut String, name: &str) {
+    out.push('`');
+    for c in name.chars() {
+        if c == '`' {
+            out.push('`');
+        }
+        out.push(c);
+    }
+    out.push('`');
+}
+
+fn table_name(out: &mut String, t: &TableSchema) {
+    ident(out, &t.database);
+    out.push('.');
+    ident(out, &t.table);
+}
+
+fn hex(out: &mut String, bytes: &[u8]) {
+    out.push_str("X'");
+    for b in bytes {
+        let _ = write!(out, "{b:02X}");
+    }
+    out.push('\'');
+}
+
+/// Appends a string literal, escaped for the default sql_mode (backslash escapes on).
+pub fn quoted(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{1a}' => out.push_str("\\Z"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+}
+
+/// Appends `v` as an SQL literal.
+pub fn literal(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("NULL"),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::UInt(u) | Value::Bit(u) => {
+            let _ = write!(out, "{u}");
+        }
+        // `{}` prints the shortest text that parses back to the same float; the server reads it
+        // as a double and, for a FLOAT column, rounds it to the same f32.
+        Value::Float(f) => {
+            let _ = write!(out, "{f:e}");
+        }
+        Value::Double(d) => {
+            let _ = write!(out, "{d:e}");
+        }
+        Value::Decimal(d) => out.push_str(d),
+        Value::Year(y) => {
+            let _ = write!(out, "{y}");
+        }
+        Value::Date(d) => {
+            let _ = write!(out, "'{d}'");
+        }
+        Value::DateTime(d) => {
+            let _ = write!(out, "'{d}'");
+        }
+        Value::Timestamp(t) => {
+            let _ = write!(out, "'{t}'");
+        }
+        Value::Time(t) => {
+            let _ = write!(out, "'{t}'");
+        }
+        Value::Text(t) => match t.charset {
+            Charset::Utf8mb4 | Charset::Utf8mb3 | Charset::Ascii => {
+                match std::str::from_utf8(&t.bytes) {
+                    Ok(s) => {
+                        out.push_str("_utf8mb4");
+                        quoted(out, s);
+                    }
+                    Err(_) => hex(out, &t.bytes),
+                }
+            }
+            Charset::Latin1 => {
+                out.push_str("_latin1 ");
+                hex(out, &t.bytes);
+            }
+            Charset::Binary => hex(out, &t.bytes),
+            Charset::Other(_) => {
+                if let Some(name) = t.charset_name {
+                    out.push('_');
+                    out.push_str(name);
+                    out.push(' ');
+                }
+                hex(out, &t.bytes);
+            }
+        },
+        Value::Bytes(b) => hex(out, b),
+        Value::Json(j) => quoted(out, &j.to_string()),
+        Value::Enum { index, label } => match label {
+            Some(l) => quoted(out, l),
+            None => {
+                let _ = write!(out, "{index}");
+            }
+        },
+        Value::Set { bits, labels } => match labels {
+            Some(l) => quoted(out, &l.join(",")),
+            None => {
+                let _ = write!(out, "{bits}");
+            }
+        },
+    }
+}
+
+/// The ordinals of the columns an image carries, in table order.
+fn present(img: &Image) -> Vec<usize> {
+    img.0
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.as_ref().map(|_| i))
+        .collect()
+}
+
+fn key_values<'a>(t: &TableSchema, img: &'a Image) -> Result<Vec<&'a Value>, RewriteError> {
+    if t.primary_key.is_empty() {
+        return Err(RewriteError::NoPrimaryKey(t.qualified_name()));
+    }
+    t.primary_key
+        .iter()
+        .map(|&k| {
+            img.get(k).ok_or_else(|| RewriteError::MissingKey {
+                table: t.qualified_name(),
+                column: t
+                    .columns
+                    .get(k)
+                    .map(|c| c.name.to_string())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Whether an update changes its primary key.
+pub fn changes_key(c: &RowChange) -> Result<bool, RewriteError> {
+    match (c.kind, &c.before, &c.after) {
+        (ChangeKind::Update, Some(b), Some(a)) => {
+            Ok(key_values(&c.table, b)? != key_values(&c.table, a)?)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The shape of one statement: rows of a table with the same kind and the same columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    InsertIgnore,
+    Upsert,
+    Delete,
+}
+
+/// One step of the rewrite before rendering.
+struct Step<'a> {
+    op: Op,
+    table: &'a TableSchema,
+    image: &'a Image,
+}
+
+fn steps<'a>(changes: &[&'a RowChange]) -> Result<Vec<Step<'a>>, RewriteError> {
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        let t = &*c.table;
+        match (c.kind, &c.before, &c.after) {
+            (ChangeKind::Insert, _, Some(a)) => {
+                key_values(t, a)?;
+                out.push(Step {
+                    op: Op::InsertIgnore,
+                    table: t,
+                    image: a,
+                });
+            }
+            (ChangeKind::Update, Some(b), Some(a)) => {
+                if key_values(t, b)? != key_values(t, a)? {
+                    out.push(Step {
+                        op: Op::Delete,
+                        table: t,
+                        image: b,
+                    });
+                }
+                out.push(Step {
+                    op: Op::Upsert,
+                    table: t,
+                    image: a,
+                });
+            }
+            (ChangeKind::Delete, Some(b), _) => {
+                key_values(t, b)?;
+                out.push(Step {
+                    op: Op::Delete,
+                    table: t,
+                    image: b,
+                });
+            }
+            // A change without the image its kind needs cannot come from the source.
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn same_statement(a: &Step<'_>, b: &Step<'_>) -> bool {
+    a.op == b.op
+        && std::ptr::eq(a.table, b.table)
+        && (a.op == Op::Delete || present(a.image) == present(b.image))
+}
+
+fn render_head(out: &mut String, s: &Step<'_>, cols: &[usize]) {
+    match s.op {
+        Op::InsertIgnore | Op::Upsert => {
+            out.push_str(if s.op == Op::InsertIgnore {
+                "INSERT IGNORE INTO "
+            } else {
+                "INSERT INTO "
+            });
+            table_name(out, s.table);
+            out.push_str(" (");
+            for (n, &i) in cols.iter().enumerate() {
+                if n > 0 {
+                    out.push_str(", ");
+                }
+                ident(out, &s.table.columns[i].name);
+            }
+            out.push_str(") VALUES ");
+        }
+        Op::Delete => {
+            out.push_str("DELETE FROM ");
+            table_name(out, s.table);
+            out.push_str(" WHERE (");
+            for (n, &k) in s.table.primary_key.iter().enumerate() {
+                if n > 0 {
+                    out.push_str(", ");
+                }
+                ident(out, &s.table.columns[k].name);
+            }
+            out.push_str(") IN (");
+        }
+    }
+}
+
+fn render_row(out: &mut String, s: &Step<'_>, cols: &[usize]) {
+    out.push('(');
+    let ordinals: &[usize] = if s.op == Op::Delete {
+        &s.table.primary_key
+    } else {
+        cols
+    };
+    for (n, &i) in ordinals.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        literal(out, s.image.get(i).unwrap_or(&Value::Null));
+    }
+    out.push(')');
+}
+
+fn render_tail(out: &mut String, s: &Step<'_>, cols: &[usize]) {
+    match s.op {
+        Op::InsertIgnore => {}
+        Op::Upsert => {
+            out.push_str(" ON DUPLICATE KEY UPDATE ");
+            for (n, &i) in cols.iter().enumerate() {
+                if n > 0 {
+                    out.push_str(", ");
+                }
+                let name = &s.table.columns[i].name;
+                ident(out, name);
+                out.push_str(" = VALUES(");
+                ident(out, name);
+                out.push(')');
+            }
+        }
+        Op::Delete => out.push(')'),
+    }
+}
+
+/// Rewrites changes (in the order given) into statements, merging consecutive changes of one
+/// table and kind into multi-row statements of at most `statement_rows` rows.
+pub fn statements(
+    changes: &[&RowChange],
+    statement_rows: usize,
+) -> Result<Vec<String>, RewriteError> {
+    let steps = steps(changes)?;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        let first = &steps[i];
+        let cols = present(first.image);
+        let mut sql = String::with_capacity(256);
+        render_head(&mut sql, first, &cols);
+        render_row(&mut sql, first, &cols);
+        let mut n = 1;
+        i += 1;
+        while i < steps.len()
+            && n < statement_rows
+            && sql.len() < MAX_STATEMENT_BYTES
+            && same_statement(first, &steps[i])
+        {
+            sql.push_str(", ");
+            render_row(&mut sql, &steps[i], &cols);
+            n += 1;
+            i += 1;
+        }
+        render_tail(&mut sql, first, &cols);
+        out.push(sql);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

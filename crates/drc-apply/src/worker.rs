@@ -1,0 +1,154 @@
+//! One applier connection to the target: session setup, and one share of a batch applied as one
+//! transaction together with its checkpoint.
+//!
+//! Session: `foreign_key_checks = 0` (order across tables is not kept, see
+//! docs/architecture.md), `time_zone = '+00:00'` (TIMESTAMP literals are UTC),
+//! `sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'` (values arrive exactly as the
+//! source stored them: an id 0 stays 0, zero dates stay), and the origin tag:
+//! `server_id` + `gtid_domain_id` of the origin (server_id strategy) or a marker row first in
+//! every transaction (marker strategy).
+//!
+//! Errors: deadlocks, lock wait timeouts and lost connections are retried (the whole share,
+//! from a clean transaction, with backoff); anything else stops the link with the server's
+//! message.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tracing::warn;
+
+use crate::LinkError;
+
+/// How the applier marks what it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    /// Write under the origin's ids (MariaDB).
+    ServerId {
+        /// The origin server's `server_id`.
+        server_id: u32,
+        /// The origin server's `gtid_domain_id`.
+        domain: u32,
+    },
+    /// Start every transaction with this marker statement.
+    Marker(String),
+}
+
+/// One applier connection.
+pub struct Applier {
+    url: String,
+    tag: Tag,
+    conn: Option<Conn>,
+    connect_timeout: Duration,
+}
+
+/// Join statements into queries of at most this many bytes (one round trip each).
+const QUERY_BYTES: usize = 8 << 20;
+
+impl Applier {
+    /// A connection to `url` that tags with `tag` (connects lazily).
+    pub fn new(url: String, tag: Tag, connect_timeout: Duration) -> Self {
+        Applier {
+            url,
+            tag,
+            conn: None,
+            connect_timeout,
+        }
+    }
+
+    async fn session(&mut self) -> Result<&mut Conn, LinkError> {
+        if self.conn.is_none() {
+            let mut c = drc_mysql::connect(&self.url, self.connect_timeout).await?;
+            let mut setup = String::from(
+                "SET SESSION foreign_key_checks = 0, time_zone = '+00:00', \
+                 sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', autocommit = 1",
+            );
+            if let Tag::ServerId { server_id, domain } = &self.tag {
+                setup.push_str(&format!(
+                    ", server_id = {server_id}, gtid_domain_id = {domain}"
+                ));
+            }
+            c.query_drop(&setup)
+                .await
+                .map_err(|e| LinkError::target("setting up the applier session", e))?;
+            self.conn = Some(c);
+        }
+        match self.conn.as_mut() {
+            Some(c) => Ok(c),
+            None => Err(LinkError::Checkpoint("applier connection missing".into())),
+        }
+    }
+
+    /// Checks that this connection may tag as configured (`SET SESSION server_id` needs
+    /// BINLOG REPLAY or SUPER). Returns the server's refusal as an error.
+    pub async fn probe(&mut self) -> Result<(), LinkError> {
+        self.session().await.map(|_| ())
+    }
+
+    /// Applies `statements` and then `checkpoint` in one transaction, retrying transient
+    /// failures. The statements are idempotent, so a retry after an unknown commit outcome
+    /// (connection lost during COMMIT) is harmless.
+    pub async fn apply(
+        &mut self,
+        statements: &[String],
+        checkpoint: &str,
+    ) -> Result<(), LinkError> {
+        let mut delay = Duration::from_millis(50);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match self.try_apply(statements, checkpoint).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() && attempts < 1000 => {
+                    warn!(error = %e, attempt = attempts, "apply failed; retrying");
+                    self.conn = None;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    self.conn = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn try_apply(
+        &mut self,
+        statements: &[String],
+        checkpoint: &str,
+    ) -> Result<(), LinkError> {
+        let marker = match &self.tag {
+            Tag::Marker(m) => Some(m.clone()),
+            Tag::ServerId { .. } => None,
+        };
+        let conn = self.session().await?;
+        let mut q = String::with_capacity(64 * 1024);
+        q.push_str("START TRANSACTION");
+        if let Some(m) = marker {
+            q.push_str(";\n");
+            q.push_str(&m);
+        }
+        for s in statements {
+            if q.len() + s.len() > QUERY_BYTES {
+                if let Err(e) = conn.query_drop(&q).await {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                    return Err(LinkError::target("applying changes", e));
+                }
+                q.clear();
+                q.push_str(s);
+            } else {
+                q.push_str(";\n");
+                q.push_str(s);
+            }
+        }
+        q.push_str(";\n");
+        q.push_str(checkpoint);
+        q.push_str(";\nCOMMIT");
+        if let Err(e) = conn.query_drop(&q).await {
+            let _ = conn.query_drop("ROLLBACK").await;
+            return Err(LinkError::target("applying changes", e));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! What `drc status` shows: per link, the daemon's state (from its `/health`), the last applied
+//! position (from the checkpoint rows in the target) and the lag (from the heartbeat rows).
+
+use std::time::Duration;
+
+use drc_config::Config;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Ages in seconds of every center's newest heartbeat seen in this center's meta database.
+pub async fn heartbeat_ages(
+    conn: &mut Conn,
+    meta: &str,
+) -> Result<Vec<(String, f64)>, mysql_async::Error> {
+    let rows: Vec<(String, i64)> = conn
+        .query(format!(
+            "SELECT `center`, TIMESTAMPDIFF(MICROSECOND, `ts`, NOW(6)) FROM `{}`.`heartbeat`",
+            meta.replace('`', "``")
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(c, us)| (c, us.max(0) as f64 / 1e6))
+        .collect())
+}
+
+/// One line of `drc status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRow {
+    /// `source->target`.
+    pub link: String,
+    /// `running`, `starting`, `failed: ...`, or why it is unknown.
+    pub state: String,
+    /// Last applied position (end of the newest batch), if any.
+    pub position: Option<String>,
+    /// Lag in seconds, if a heartbeat of the source was seen in the target.
+    pub lag: Option<f64>,
+}
+
+async fn health(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: drc\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        let body = text.split("\r\n\r\n").nth(1)?;
+        serde_json::from_str(body).ok()
+    };
+    tokio::time::timeout(Duration::from_secs(3), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Collects the status of every link of the cluster.
+pub async fn link_status_lines(config: &Config) -> Vec<LinkRow> {
+    let meta = &config.replication.meta_database;
+    let mut out = Vec::new();
+    for target in &config.centers {
+        let daemon = match target.metrics_listen {
+            Some(a) => health(a).await,
+            None => None,
+        };
+        let mut conn = drc_mysql::connect(target.url(), Duration::from_secs(5))
+            .await
+            .ok();
+        let ages = match conn.as_mut() {
+            Some(c) => heartbeat_ages(c, meta).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        for source in config.centers.iter().filter(|c| c.name != target.name) {
+            let link = format!("{}->{}", source.name, target.name);
+            let state = match (&daemon, target.metrics_listen) {
+                (Some(h), _) => h["links"]
+                    .as_array()
+                    .and_then(|ls| ls.iter().find(|l| l["link"] == link.as_str()))
+                    .map(|l| match l["error"].as_str() {
+                        Some(e) => format!("failed: {e}"),
+                        None => l["state"].as_str().unwrap_or("unknown").to_string(),
+                    })
+                    .unwrap_or_else(|| "unknown (not reported by the daemon)".into()),
+                (None, Some(a)) => format!("unknown (no daemon answers at {a})"),
+                (None, None) => "unknown (no metrics_listen configured)".into(),
+            };
+            let position = match conn.as_mut() {
+                Some(c) => c
+                    .exec_first::<String, _, _>(
+                        format!(
+                            "SELECT `end_position` FROM `{}`.`checkpoint` WHERE `link` = ? ORDER BY `batch` DESC LIMIT 1",
+                            meta.replace('`', "``")
+                        ),
+                        (link.as_str(),),
+                    )
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            let lag = ages
+                .iter()
+                .find(|(c, _)| *c == source.name)
+                .map(|(_, a)| *a);
+            out.push(LinkRow {
+                link,
+                state: if conn.is_none() && daemon.is_none() {
+                    format!("unknown (cannot reach {})", target.display_url)
+                } else {
+                    state
+                },
+                position,
+                lag,
+            });
+        }
+    }
+    out
+}
