@@ -13,17 +13,22 @@
 //! 2. **Throughput**: `--runs` times (default 3), a child process (this binary with `--measure`)
 //!    starts a `Source` at the position before the generated data and reads until the commit at
 //!    the position after it, checking every row change (kinds, ids, values). It reports wall time
-//!    (from the first `next()` after connecting), rows/s, binlog MB/s, and its peak RSS (VmHWM).
-//! 3. **Size**: a single row with a 20 MiB LONGBLOB, and a single transaction of 1,000,000 row
+//!    (from the first `next()` after connecting), the reading thread's CPU time, rows/s, binlog
+//!    MB/s, and its peak RSS (VmHWM).
+//! 3. **Phases**: a child (`--phases`) reads the same span with a bare mysql_async binlog stream,
+//!    once without decoding (framing only) and once decoding every rows event with
+//!    [`TableDecoder`](drc_source::TableDecoder), the decoding timed inline.
+//! 4. **Size**: a single row with a 20 MiB LONGBLOB, and a single transaction of 1,000,000 row
 //!    changes, each streamed by a child process; the blob's bytes and the row count are checked,
 //!    and the child's peak RSS must stay bounded (the source never collects a transaction).
 //!
-//! Each measurement runs in its own process so that its VmHWM is the decode's own peak, not
-//! the generator's.
+//! Each measurement runs in its own process so that its VmHWM is the reader's own peak, not
+//! the generator's. Streams go over TCP loopback unless `--socket` is given.
 //!
 //! Options (after `--` with `cargo bench`): `--inserts N`, `--updates N`, `--deletes N`,
-//! `--runs N`, `--no-size`, `--no-throughput`. `SOURCE_BENCH_WRAP="perf record -g -o p.data"`
-//! prefixes every measuring child's command line (for profiling).
+//! `--runs N`, `--no-size`, `--no-throughput`, `--socket` (stream over the Unix socket instead of
+//! TCP loopback). `SOURCE_BENCH_WRAP="perf record -g -o p.data"` prefixes every measuring child's
+//! command line (for profiling).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +36,7 @@ use std::time::{Duration, Instant};
 use drc_core::change::{ChangeKind, RowChange, SourceEvent};
 use drc_core::position::{FilePos, Position};
 use drc_core::value::Value;
-use drc_source::{Source, SourceConfig, StartFrom};
+use drc_source::{Source, SourceConfig, StartFrom, TableDecoder};
 use drc_testkit::{MariaDb, ServerOptions};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -63,6 +68,8 @@ struct Opts {
     runs: u32,
     size: bool,
     throughput: bool,
+    /// Stream over the server's Unix socket instead of TCP loopback.
+    socket: bool,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -73,6 +80,7 @@ fn parse_opts(args: &[String]) -> Opts {
         runs: 3,
         size: true,
         throughput: true,
+        socket: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -88,6 +96,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--runs" => o.runs = u32::try_from(num("--runs")).expect("--runs fits u32"),
             "--no-size" => o.size = false,
             "--no-throughput" => o.throughput = false,
+            "--socket" => o.socket = true,
             // Passed by `cargo bench`; filters are meaningless for a single benchmark.
             "--bench" => {}
             other if other.starts_with('-') => panic!("unknown option {other}"),
@@ -107,9 +116,10 @@ fn parse_opts(args: &[String]) -> Opts {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--measure") {
-        measure_main(&args[1..]);
-        return;
+    match args.first().map(String::as_str) {
+        Some("--measure") => return measure_main(&args[1..]),
+        Some("--phases") => return phases_main(&args[1..]),
+        _ => {}
     }
     let opts = parse_opts(&args);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -187,6 +197,7 @@ impl Check {
 #[derive(Debug, Clone)]
 struct Measured {
     secs: f64,
+    cpu_secs: f64,
     rows: u64,
     rows_events: u64,
     commits: u64,
@@ -197,7 +208,7 @@ struct Measured {
 
 /// The deterministic bytes of the blob scenario (splitmix64 stream).
 fn blob_bytes(len: usize) -> impl Iterator<Item = u8> {
-    let mut state: u64 = 0x5EED_0F_B10B;
+    let mut state: u64 = 0x5EED_F00D_B10B;
     std::iter::repeat_with(move || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = state;
@@ -207,6 +218,20 @@ fn blob_bytes(len: usize) -> impl Iterator<Item = u8> {
     })
     .flatten()
     .take(len)
+}
+
+/// CPU time (user + system) the calling thread has used, in seconds. The measuring children
+/// run everything on one thread (current-thread runtime), so this is the reader's CPU cost,
+/// unaffected by other processes competing for the cores (unlike wall time).
+fn thread_cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("read /proc/thread-self/schedstat");
+    let ns: u64 = s
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("run time in /proc/thread-self/schedstat");
+    ns as f64 / 1e9
 }
 
 /// `VmHWM` (peak resident set size) of this process, in KiB.
@@ -245,6 +270,7 @@ fn measure_main(args: &[String]) {
         "RESULT {}",
         serde_json::json!({
             "secs": m.secs,
+            "cpu_secs": m.cpu_secs,
             "rows": m.rows,
             "rows_events": m.rows_events,
             "commits": m.commits,
@@ -357,6 +383,7 @@ async fn measure(url: &str, start: Position, end: Position, check: Check) -> Mea
     let expected = check.total_rows();
     let mut tally = SbtestTally::default();
     let (mut rows, mut rows_events, mut commits, mut max_batch) = (0u64, 0u64, 0u64, 0usize);
+    let cpu0 = thread_cpu_secs();
     let began = Instant::now();
     loop {
         match src.next().await.expect("source event") {
@@ -383,6 +410,7 @@ async fn measure(url: &str, start: Position, end: Position, check: Check) -> Mea
         }
     }
     let secs = began.elapsed().as_secs_f64();
+    let cpu_secs = thread_cpu_secs() - cpu0;
     assert_eq!(rows, expected, "row changes up to the end position");
     if let Check::Sbtest {
         inserts,
@@ -396,12 +424,146 @@ async fn measure(url: &str, start: Position, end: Position, check: Check) -> Mea
     src.close().await;
     Measured {
         secs,
+        cpu_secs,
         rows,
         rows_events,
         commits,
         max_batch,
         base_hwm_kb,
         hwm_kb,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The phases child: where the time goes (framing vs decoding).
+// ---------------------------------------------------------------------------------------------
+
+/// `--phases URL FILE:START FILE:END`: streams the span twice with a bare mysql_async binlog
+/// stream (no `Source`): (1) framing only (socket, packet codec, event header; events dropped),
+/// (2) framing plus decoding every rows event with [`TableDecoder`], the decode timed inline
+/// (data still hot in cache, as in the `Source`). Prints one `PHASES {json}` line.
+fn phases_main(args: &[String]) {
+    let [url, start, end] = args else {
+        panic!("usage: --phases URL FILE:START FILE:END");
+    };
+    let start: FilePos = start.parse().expect("start file position");
+    let end: FilePos = end.parse().expect("end file position");
+    assert_eq!(
+        start.file, end.file,
+        "the phases split needs a span within one binlog file"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (framing, full) = rt.block_on(async {
+        tokio::time::timeout(MEASURE_DEADLINE, async {
+            let framing = stream_span(url, &start, &end, false).await;
+            let full = stream_span(url, &start, &end, true).await;
+            (framing, full)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("phases did not finish within {MEASURE_DEADLINE:?}"))
+    });
+    println!(
+        "PHASES {}",
+        serde_json::json!({
+            "events": full.events,
+            "bytes": full.bytes,
+            "rows": full.rows,
+            "framing_secs": framing.secs,
+            "framing_cpu_secs": framing.cpu_secs,
+            "stream_decode_secs": full.secs,
+            "stream_decode_cpu_secs": full.cpu_secs,
+            "decode_secs": full.decode_secs,
+        })
+    );
+}
+
+struct Streamed {
+    events: u64,
+    bytes: u64,
+    rows: u64,
+    secs: f64,
+    cpu_secs: f64,
+    decode_secs: f64,
+}
+
+async fn stream_span(url: &str, start: &FilePos, end: &FilePos, decode: bool) -> Streamed {
+    use futures_util::StreamExt;
+    use mysql_common::binlog::events::{EventData, TableMapEvent};
+    use std::collections::HashMap;
+
+    let mut conn = drc_testkit::connect(url).await;
+    q(&mut conn, "SET @mariadb_slave_capability = 4").await;
+    let file = start.file.clone().into_bytes();
+    let request = mysql_async::BinlogStreamRequest::new(4_500_000 + std::process::id())
+        .with_filename(&file)
+        .with_pos(start.offset);
+    let mut stream = conn
+        .get_binlog_stream(request)
+        .await
+        .expect("binlog stream");
+    let mut decoders: HashMap<u64, (TableMapEvent<'static>, TableDecoder)> = HashMap::new();
+    let (mut events, mut bytes, mut rows, mut decode_secs) = (0u64, 0u64, 0u64, 0f64);
+    let cpu0 = thread_cpu_secs();
+    let began = Instant::now();
+    while let Some(ev) = stream.next().await {
+        let ev = ev.expect("binlog event");
+        let pos = u64::from(ev.header().log_pos());
+        events += 1;
+        bytes += u64::from(ev.header().event_size());
+        if decode {
+            let t = Instant::now();
+            match ev.header().event_type_raw() {
+                0x13 => {
+                    let tme: TableMapEvent<'_> = ev.read_event().expect("table map");
+                    if decoders.get(&tme.table_id()).is_none_or(|(t, _)| *t != tme) {
+                        let d = TableDecoder::new(&tme).expect("table decoder");
+                        decoders.insert(tme.table_id(), (tme.into_owned(), d));
+                    }
+                }
+                ty @ (0x17..=0x19 | 0x1e..=0x20) => {
+                    let Some(EventData::RowsEvent(r)) = ev.read_data().expect("rows event") else {
+                        panic!("unreadable rows event");
+                    };
+                    let kind = match ty {
+                        0x17 | 0x1e => ChangeKind::Insert,
+                        0x18 | 0x1f => ChangeKind::Update,
+                        _ => ChangeKind::Delete,
+                    };
+                    let (_, d) = decoders.get(&r.table_id()).expect("table map before rows");
+                    let mut out = Vec::new();
+                    d.decode_rows(
+                        kind,
+                        r.columns_before_image(),
+                        r.columns_after_image(),
+                        r.rows_data(),
+                        &mut out,
+                    )
+                    .expect("decode rows");
+                    rows += out.len() as u64;
+                }
+                _ => {}
+            }
+            decode_secs += t.elapsed().as_secs_f64();
+        }
+        // The fake ROTATE and the FORMAT_DESCRIPTION replayed at the start carry no position
+        // past `end`; every later event of this file does.
+        if pos >= end.offset {
+            break;
+        }
+    }
+    let secs = began.elapsed().as_secs_f64();
+    let cpu_secs = thread_cpu_secs() - cpu0;
+    let _ = stream.close().await;
+    Streamed {
+        events,
+        bytes,
+        rows,
+        secs,
+        cpu_secs,
+        decode_secs,
     }
 }
 
@@ -434,6 +596,8 @@ async fn scalar_u64(conn: &mut Conn, sql: &str) -> u64 {
 struct Span {
     start: Position,
     end: Position,
+    start_fp: FilePos,
+    end_fp: FilePos,
     bytes: u64,
 }
 
@@ -488,7 +652,13 @@ where
             break;
         }
     }
-    Span { start, end, bytes }
+    Span {
+        start,
+        end,
+        start_fp,
+        end_fp,
+        bytes,
+    }
 }
 
 /// The SELECT list of a sysbench-like row numbered `{id}` (an SQL expression).
@@ -575,19 +745,14 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Runs one measuring child and parses its `RESULT` line.
-fn run_child(url: &str, span: &Span, check: Check) -> Measured {
+/// Runs this binary with `args` (prefixed by `SOURCE_BENCH_WRAP`) and returns the JSON of its
+/// output line starting with `tag`.
+fn run_self(args: &[String], tag: &str) -> serde_json::Value {
     let exe = std::env::current_exe().expect("path of the bench binary");
     let wrap = std::env::var("SOURCE_BENCH_WRAP").unwrap_or_default();
     let mut argv: Vec<String> = wrap.split_whitespace().map(String::from).collect();
     argv.push(exe.display().to_string());
-    argv.extend([
-        "--measure".into(),
-        url.into(),
-        span.start.to_string(),
-        span.end.to_string(),
-        check.encode(),
-    ]);
+    argv.extend(args.iter().cloned());
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
@@ -602,15 +767,30 @@ fn run_child(url: &str, span: &Span, check: Check) -> Measured {
     );
     let json = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no RESULT line from the child: {stdout}"));
-    let v: serde_json::Value = serde_json::from_str(json).expect("child RESULT is JSON");
+        .find_map(|l| l.strip_prefix(tag))
+        .unwrap_or_else(|| panic!("no {tag} line from the child: {stdout}"));
+    serde_json::from_str(json).expect("child output is JSON")
+}
+
+/// Runs one measuring child and parses its `RESULT` line.
+fn run_child(url: &str, span: &Span, check: Check) -> Measured {
+    let v = run_self(
+        &[
+            "--measure".into(),
+            url.into(),
+            span.start.to_string(),
+            span.end.to_string(),
+            check.encode(),
+        ],
+        "RESULT ",
+    );
     let u = |k: &str| {
         v[k].as_u64()
             .unwrap_or_else(|| panic!("child RESULT lacks {k}"))
     };
     Measured {
         secs: v["secs"].as_f64().expect("child RESULT lacks secs"),
+        cpu_secs: v["cpu_secs"].as_f64().expect("child RESULT lacks cpu_secs"),
         rows: u("rows"),
         rows_events: u("rows_events"),
         commits: u("commits"),
@@ -637,7 +817,21 @@ async fn parent(o: Opts) {
             .arg("--innodb-log-buffer-size=64M"),
     )
     .expect("start MariaDB");
-    let url = server.url();
+    // mysql_async switches a 127.0.0.1 connection to the server's Unix socket unless told not
+    // to; a source reads a remote server over TCP, so measure TCP loopback by default.
+    let url = if o.socket {
+        server.url()
+    } else {
+        format!("{}?prefer_socket=false", server.url())
+    };
+    eprintln!(
+        "measuring over {}",
+        if o.socket {
+            "the Unix socket"
+        } else {
+            "TCP loopback"
+        }
+    );
     let mut conn = drc_testkit::connect(&url).await;
     q(&mut conn, &format!("CREATE DATABASE {DB}")).await;
     q(&mut conn, &format!("USE {DB}")).await;
@@ -648,11 +842,8 @@ async fn parent(o: Opts) {
         "CREATE TABLE blobt (id INT PRIMARY KEY, b LONGBLOB NOT NULL) ENGINE=InnoDB",
     )
     .await;
-    let mut lines: Vec<String> = Vec::new();
-    lines.push(format!(
-        "{:<28} {:>10} {:>9} {:>11} {:>9} {:>9} {:>10}",
-        "scenario", "rows", "wall s", "rows/s", "MB/s", "binlog MB", "peak RSS"
-    ));
+    let mut lines: Vec<String> = vec![table_header()];
+    let mut phase_lines: Vec<String> = Vec::new();
 
     if o.throughput {
         eprintln!("generating the sysbench-like binlog...");
@@ -669,27 +860,98 @@ async fn parent(o: Opts) {
             mb(span.bytes),
             check.total_rows()
         );
-        let mut best: Option<Measured> = None;
+        let mut runs: Vec<Measured> = Vec::new();
         for run in 1..=o.runs {
             eprintln!("throughput run {run}/{} (load {})", o.runs, loadavg());
             let m = run_child(&url, &span, check);
             lines.push(row_line(&format!("throughput run {run}"), &m, span.bytes));
             eprintln!(
-                "  {:.3} s, {} rows events, {} commits, largest batch {} rows, peak RSS {:.1} MiB \
-                 (after connect {:.1} MiB)",
+                "  {:.3} s ({:.3} s CPU), {} rows events, {} commits, largest batch {} rows, \
+                 peak RSS {:.1} MiB (after connect {:.1} MiB)",
                 m.secs,
+                m.cpu_secs,
                 m.rows_events,
                 m.commits,
                 m.max_batch,
                 mib_kb(m.hwm_kb),
                 mib_kb(m.base_hwm_kb)
             );
-            if best.as_ref().is_none_or(|b| m.secs < b.secs) {
-                best = Some(m);
-            }
+            runs.push(m);
         }
-        if let Some(b) = best {
-            lines.push(row_line("throughput best", &b, span.bytes));
+        runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+        let best = runs.first().cloned();
+        if let Some(b) = &best {
+            lines.push(row_line("throughput best", b, span.bytes));
+            lines.push(row_line(
+                "throughput median",
+                &runs[runs.len() / 2],
+                span.bytes,
+            ));
+        }
+        if span.start_fp.file == span.end_fp.file {
+            let mut framing = (f64::MAX, f64::MAX);
+            let mut bare = (f64::MAX, f64::MAX);
+            let mut decode = f64::MAX;
+            for run in 1..=o.runs {
+                eprintln!("phases run {run}/{} (load {})", o.runs, loadavg());
+                let v = run_self(
+                    &[
+                        "--phases".into(),
+                        url.clone(),
+                        span.start_fp.to_string(),
+                        span.end_fp.to_string(),
+                    ],
+                    "PHASES ",
+                );
+                let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("PHASES lacks {k}"));
+                let rows = v["rows"].as_u64().expect("rows");
+                assert_eq!(rows, check.total_rows(), "rows decoded in the phases run");
+                eprintln!(
+                    "  framing only {:.3} s ({:.3} s CPU; {} events, {:.1} MB); framing + decode \
+                     {:.3} s ({:.3} s CPU), of which decode {:.3} s",
+                    f("framing_secs"),
+                    f("framing_cpu_secs"),
+                    v["events"],
+                    mb(v["bytes"].as_u64().expect("bytes")),
+                    f("stream_decode_secs"),
+                    f("stream_decode_cpu_secs"),
+                    f("decode_secs"),
+                );
+                framing.0 = framing.0.min(f("framing_secs"));
+                framing.1 = framing.1.min(f("framing_cpu_secs"));
+                bare.0 = bare.0.min(f("stream_decode_secs"));
+                bare.1 = bare.1.min(f("stream_decode_cpu_secs"));
+                decode = decode.min(f("decode_secs"));
+            }
+            let rows = check.total_rows();
+            let phase = |name: &str, wall: f64, cpu: f64| {
+                format!(
+                    "{:<44} {:>9.3} {:>9.3} {:>11.0} {:>11.0} {:>9.1}",
+                    name,
+                    wall,
+                    cpu,
+                    rows as f64 / wall,
+                    rows as f64 / cpu,
+                    mb(span.bytes) / wall
+                )
+            };
+            phase_lines.push(phase(
+                "framing only (mysql_async stream, no decode)",
+                framing.0,
+                framing.1,
+            ));
+            phase_lines.push(phase("framing + TableDecoder (no Source)", bare.0, bare.1));
+            phase_lines.push(phase(
+                "  of which decode_rows (wall, timed inline)",
+                decode,
+                decode,
+            ));
+            if let Some(b) = &best {
+                let min_cpu = runs.iter().map(|m| m.cpu_secs).fold(f64::MAX, f64::min);
+                phase_lines.push(phase("Source (best wall; least CPU)", b.secs, min_cpu));
+            }
+        } else {
+            eprintln!("the span crosses binlog files: phases split skipped");
         }
     }
 
@@ -749,15 +1011,43 @@ async fn parent(o: Opts) {
     for l in &lines {
         println!("{l}");
     }
+    if !phase_lines.is_empty() {
+        println!();
+        println!("where the time goes (best of {} runs each)", o.runs);
+        println!(
+            "{:<44} {:>9} {:>9} {:>11} {:>11} {:>9}",
+            "phase", "wall s", "CPU s", "rows/s", "rows/CPU-s", "MB/s"
+        );
+        for l in &phase_lines {
+            println!("{l}");
+        }
+    }
+}
+
+fn table_header() -> String {
+    format!(
+        "{:<28} {:>10} {:>9} {:>9} {:>11} {:>11} {:>9} {:>9} {:>11}",
+        "scenario",
+        "rows",
+        "wall s",
+        "CPU s",
+        "rows/s",
+        "rows/CPU-s",
+        "MB/s",
+        "binlog MB",
+        "peak RSS"
+    )
 }
 
 fn row_line(name: &str, m: &Measured, bytes: u64) -> String {
     format!(
-        "{:<28} {:>10} {:>9.3} {:>11.0} {:>9.1} {:>9.1} {:>7.1} MiB",
+        "{:<28} {:>10} {:>9.3} {:>9.3} {:>11.0} {:>11.0} {:>9.1} {:>9.1} {:>7.1} MiB",
         name,
         m.rows,
         m.secs,
+        m.cpu_secs,
         m.rows as f64 / m.secs,
+        m.rows as f64 / m.cpu_secs,
         mb(bytes) / m.secs,
         mb(bytes),
         mib_kb(m.hwm_kb)

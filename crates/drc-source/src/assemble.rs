@@ -54,6 +54,8 @@ enum GtidState {
 struct CachedDecoder {
     tme: TableMapEvent<'static>,
     decoder: TableDecoder,
+    /// Row changes in the last rows event of this table (capacity hint).
+    last_rows: usize,
 }
 
 /// Turns binlog events into [`SourceEvent`]s. See the module docs.
@@ -202,6 +204,7 @@ impl Assembler {
             CachedDecoder {
                 tme: tme.clone().into_owned(),
                 decoder,
+                last_rows: 0,
             },
         );
         Ok(())
@@ -405,7 +408,7 @@ impl Assembler {
             0x18 | 0x1f => ChangeKind::Update,
             _ => ChangeKind::Delete,
         };
-        let Some(cached) = self.decoders.get(&rows.table_id()) else {
+        let Some(cached) = self.decoders.get_mut(&rows.table_id()) else {
             return Err(SourceError::Protocol(format!(
                 "rows event for table id {} without a preceding table map",
                 rows.table_id()
@@ -417,7 +420,7 @@ impl Assembler {
                 cached.decoder.schema().qualified_name()
             )));
         }
-        let mut out: Vec<RowChange> = Vec::new();
+        let mut out: Vec<RowChange> = Vec::with_capacity(cached.last_rows.min(1024));
         cached.decoder.decode_rows(
             kind,
             rows.columns_before_image(),
@@ -425,6 +428,7 @@ impl Assembler {
             rows.rows_data(),
             &mut out,
         )?;
+        cached.last_rows = out.len();
         Ok(Some(SourceEvent::Rows(out)))
     }
 }

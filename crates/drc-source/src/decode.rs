@@ -75,8 +75,23 @@ enum Kind {
     Json,
 }
 
+/// Hand-decoded layouts of the most common column types (no detour through mysql_common).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fast {
+    No,
+    I8,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    /// Length-prefixed bytes with a 1..=4 byte little-endian length.
+    Len(u8),
+}
+
 #[derive(Debug, Clone)]
 struct ColumnDecoder {
+    fast: Fast,
     ctype: ColumnType,
     meta: Vec<u8>,
     unsigned: bool,
@@ -361,7 +376,41 @@ impl TableDecoder {
                 sql_type: sql_type(ctype),
                 unsigned,
             });
+            let fast = match (kind, ctype) {
+                (Kind::Generic, MYSQL_TYPE_TINY) => Fast::I8,
+                (Kind::Generic, MYSQL_TYPE_SHORT) => Fast::I16,
+                (Kind::Generic, MYSQL_TYPE_LONG) => Fast::I32,
+                (Kind::Generic, MYSQL_TYPE_LONGLONG) => Fast::I64,
+                (Kind::Generic, MYSQL_TYPE_FLOAT) => Fast::F32,
+                (Kind::Generic, MYSQL_TYPE_DOUBLE) => Fast::F64,
+                (Kind::Text | Kind::Binary, MYSQL_TYPE_STRING) => {
+                    let (b0, b1) = (usize::from(meta[0]), usize::from(meta[1]));
+                    let len = if b0 >= 1 {
+                        if b0 & 0x30 != 0x30 {
+                            b1 | (((b0 & 0x30) ^ 0x30) << 4)
+                        } else {
+                            b1
+                        }
+                    } else {
+                        b0 | b1 << 8
+                    };
+                    Fast::Len(if len < 256 { 1 } else { 2 })
+                }
+                (Kind::Text | Kind::Binary, MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING) => {
+                    let len = usize::from(meta[0]) | usize::from(meta[1]) << 8;
+                    Fast::Len(if len < 256 { 1 } else { 2 })
+                }
+                (
+                    Kind::Text | Kind::Binary,
+                    MYSQL_TYPE_TINY_BLOB
+                    | MYSQL_TYPE_MEDIUM_BLOB
+                    | MYSQL_TYPE_LONG_BLOB
+                    | MYSQL_TYPE_BLOB,
+                ) if (1..=4).contains(&meta[0]) => Fast::Len(meta[0]),
+                _ => Fast::No,
+            };
             cols.push(ColumnDecoder {
+                fast,
                 ctype,
                 meta,
                 unsigned,
@@ -420,16 +469,23 @@ impl TableDecoder {
         out: &mut Vec<RowChange>,
     ) -> Result<(), DecodeError> {
         let mut buf = ParseBuf(data);
+        let n = self.cols.len();
+        let info = |c: &bitvec::slice::BitSlice<u8>| {
+            let count = c.iter().take(n).filter(|b| **b).count();
+            (count == n, count)
+        };
+        let before_info = before_cols.map(info);
+        let after_info = after_cols.map(info);
         while !buf.is_empty() {
-            let before = match (kind, before_cols) {
-                (ChangeKind::Update | ChangeKind::Delete, Some(c)) => {
-                    Some(self.decode_image(c, &mut buf)?)
+            let before = match (kind, before_cols, before_info) {
+                (ChangeKind::Update | ChangeKind::Delete, Some(c), Some(i)) => {
+                    Some(self.decode_image(c, i, &mut buf)?)
                 }
                 _ => None,
             };
-            let after = match (kind, after_cols) {
-                (ChangeKind::Update | ChangeKind::Insert, Some(c)) => {
-                    Some(self.decode_image(c, &mut buf)?)
+            let after = match (kind, after_cols, after_info) {
+                (ChangeKind::Update | ChangeKind::Insert, Some(c), Some(i)) => {
+                    Some(self.decode_image(c, i, &mut buf)?)
                 }
                 _ => None,
             };
@@ -459,15 +515,25 @@ impl TableDecoder {
     fn decode_image<'a>(
         &'a self,
         present: &bitvec::slice::BitSlice<u8>,
+        (all, present_count): (bool, usize),
         buf: &mut ParseBuf<'a>,
     ) -> Result<Image, DecodeError> {
         let n = self.cols.len();
-        let present_count = present.iter().take(n).filter(|b| **b).count();
         let null_bytes = present_count.div_ceil(8);
         let nulls = buf
             .checked_eat(null_bytes)
             .ok_or_else(|| self.row_err(0, "null bitmap past the end of the event"))?;
         let mut values = Vec::with_capacity(n);
+        if all {
+            for (i, col) in self.cols.iter().enumerate() {
+                if nulls[i / 8] & (1 << (i % 8)) != 0 {
+                    values.push(Some(Value::Null));
+                } else {
+                    values.push(Some(self.decode_value(i, col, buf)?));
+                }
+            }
+            return Ok(Image(values));
+        }
         let mut idx = 0usize;
         for (i, col) in self.cols.iter().enumerate() {
             if !present.get(i).map(|b| *b).unwrap_or(false) {
@@ -492,6 +558,70 @@ impl TableDecoder {
         buf: &mut ParseBuf<'a>,
     ) -> Result<Value, DecodeError> {
         let short = || self.row_err(i, "value past the end of the event");
+        match col.fast {
+            Fast::No => {}
+            Fast::I8 => {
+                let b = buf.checked_eat_u8().ok_or_else(short)?;
+                return Ok(if col.unsigned {
+                    Value::UInt(u64::from(b))
+                } else {
+                    Value::Int(i64::from(b as i8))
+                });
+            }
+            Fast::I16 => {
+                let b = buf.checked_eat_u16_le().ok_or_else(short)?;
+                return Ok(if col.unsigned {
+                    Value::UInt(u64::from(b))
+                } else {
+                    Value::Int(i64::from(b as i16))
+                });
+            }
+            Fast::I32 => {
+                let b = buf.checked_eat_u32_le().ok_or_else(short)?;
+                return Ok(if col.unsigned {
+                    Value::UInt(u64::from(b))
+                } else {
+                    Value::Int(i64::from(b as i32))
+                });
+            }
+            Fast::I64 => {
+                let b = buf.checked_eat_u64_le().ok_or_else(short)?;
+                return Ok(if col.unsigned {
+                    Value::UInt(b)
+                } else {
+                    Value::Int(b as i64)
+                });
+            }
+            Fast::F32 => {
+                let b = buf.checked_eat_u32_le().ok_or_else(short)?;
+                return Ok(Value::Float(f32::from_bits(b)));
+            }
+            Fast::F64 => {
+                let b = buf.checked_eat_u64_le().ok_or_else(short)?;
+                return Ok(Value::Double(f64::from_bits(b)));
+            }
+            Fast::Len(w) => {
+                let len = buf.checked_eat(usize::from(w)).ok_or_else(short)?;
+                let len = len.iter().rev().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+                let bytes = buf.checked_eat(len).ok_or_else(short)?.to_vec();
+                return Ok(match col.kind {
+                    Kind::Text => Value::Text(Text {
+                        bytes,
+                        charset: col.charset,
+                        charset_name: col.charset_name,
+                    }),
+                    _ => {
+                        let mut b = bytes;
+                        if let Some(n) = col.pad_to {
+                            if b.len() < n {
+                                b.resize(n, 0);
+                            }
+                        }
+                        Value::Bytes(b)
+                    }
+                });
+            }
+        }
         match col.kind {
             Kind::Year => {
                 let b = buf.checked_eat_u8().ok_or_else(short)?;
