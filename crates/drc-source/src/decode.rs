@@ -602,7 +602,10 @@ impl TableDecoder {
             }
             Fast::Len(w) => {
                 let len = buf.checked_eat(usize::from(w)).ok_or_else(short)?;
-                let len = len.iter().rev().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+                let len = len
+                    .iter()
+                    .rev()
+                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
                 let bytes = buf.checked_eat(len).ok_or_else(short)?.to_vec();
                 return Ok(match col.kind {
                     Kind::Text => Value::Text(Text {

@@ -20,6 +20,36 @@ pub struct Cli {
 pub enum Command {
     /// Print the row changes of a binlog as JSON lines, live from a server or from a file.
     Tail(TailArgs),
+    /// Mint and decode distributed ids (SnowFlake, RainDrop, segments, central).
+    Id(crate::id::IdArgs),
+    /// Run the daemon beside one center: one link from every peer into it.
+    Run(RunArgs),
+    /// Print one line per link: its state, last applied position and lag.
+    Status(StatusArgs),
+    /// Check every center for what would stop or endanger replication; all problems at once.
+    Check(crate::check::CheckArgs),
+}
+
+/// `drc run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The topology file (TOML; see docs/configuration.md).
+    #[arg(long)]
+    pub config: std::path::PathBuf,
+    /// The center this daemon runs beside (a `[[center]] name`).
+    #[arg(long)]
+    pub center: String,
+    /// Serve /metrics and /health here instead of the center's `metrics_listen`.
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// `drc status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The topology file.
+    #[arg(long)]
+    pub config: std::path::PathBuf,
 }
 
 /// `drc tail`.

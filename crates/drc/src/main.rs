@@ -3,7 +3,10 @@
 //! `main` -> `try_main` -> `ExitCode`: errors are printed once, to stderr, with their causes,
 //! and turn into a non-zero exit code.
 
+mod check;
 mod cli;
+mod id;
+mod run;
 mod tail;
 
 use std::process::ExitCode;
@@ -43,5 +46,9 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .build()?;
     match cli.command {
         cli::Command::Tail(args) => rt.block_on(tail::run(args)),
+        cli::Command::Id(args) => rt.block_on(id::run(args)),
+        cli::Command::Run(args) => rt.block_on(run::run(args)),
+        cli::Command::Status(args) => rt.block_on(run::status(args)),
+        cli::Command::Check(args) => rt.block_on(check::run(args)),
     }
 }

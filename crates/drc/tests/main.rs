@@ -1,3 +1,9 @@
-//! End-to-end tests of the `drc` binary, run as a user would run it.
+//! End-to-end tests of the `drc` binary, run as a user would run it, against three real MariaDB
+//! servers shared by the tests of this binary.
 
+mod apply;
+mod check;
+mod cluster;
+mod id;
+mod replication;
 mod tail;

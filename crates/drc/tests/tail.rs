@@ -44,7 +44,7 @@ fn lines(out: &Output) -> Vec<Json> {
 
 #[tokio::test]
 async fn tail_prints_row_changes_of_a_live_server() {
-    let srv = &drc_testkit::shared_servers(1)[0];
+    let srv = &drc_testkit::shared_servers(3)[0];
     let db = drc_testkit::create_db(srv, "tail").await;
     let mut c = drc_testkit::connect(&srv.url_for(&db)).await;
     c.query_drop(
@@ -185,7 +185,7 @@ fn bad_input_gets_a_clear_error() {
 
 #[tokio::test]
 async fn password_comes_from_the_environment_and_is_never_printed() {
-    let srv = &drc_testkit::shared_servers(1)[0];
+    let srv = &drc_testkit::shared_servers(3)[0];
     let user = drc_testkit::unique_db_name("repl");
     let mut c = drc_testkit::connect(&srv.url()).await;
     c.query_drop(format!(

@@ -1,0 +1,57 @@
+//! `drc run` and `drc status`: load the topology, then hand over to `drc-daemon`.
+
+use std::process::ExitCode;
+
+use drc_config::Config;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::cli::{RunArgs, StatusArgs};
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Runs the daemon until Ctrl-C or SIGTERM.
+pub async fn run(args: RunArgs) -> Result<ExitCode, BoxError> {
+    let config = Config::load(&args.config)?;
+    let (tx, rx) = watch::channel(false);
+    let daemon = drc_daemon::run(config, &args.center, args.metrics_listen, rx);
+    tokio::pin!(daemon);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = &mut daemon => { r?; return Ok(ExitCode::SUCCESS); }
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    info!("shutting down");
+    let _ = tx.send(true);
+    daemon.await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one line per link.
+pub async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
+    let config = Config::load(&args.config)?;
+    let rows = drc_daemon::link_status_lines(&config).await;
+    let width = rows.iter().map(|r| r.link.len()).max().unwrap_or(4).max(4);
+    println!("{:width$}  {:10}  {:>9}  POSITION", "LINK", "STATE", "LAG");
+    let mut healthy = true;
+    for r in &rows {
+        let lag = r
+            .lag
+            .map(|l| format!("{l:.1}s"))
+            .unwrap_or_else(|| "-".into());
+        healthy &= r.state == "running";
+        println!(
+            "{:width$}  {:10}  {:>9}  {}",
+            r.link,
+            r.state,
+            lag,
+            r.position.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

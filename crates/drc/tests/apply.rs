@@ -1,0 +1,263 @@
+//! The rewrite against real servers (upsert of a missing row, delete of a missing row, a child
+//! row before its parent), the loopback default without the privilege, and what `/metrics`,
+//! `/health` and `drc status` show.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use crate::cluster::{servers, Cluster, CONVERGE, NAMES};
+
+#[tokio::test]
+async fn updates_of_missing_rows_insert_them_and_deletes_of_missing_rows_are_fine() {
+    let schema = "CREATE TABLE parent (id INT PRIMARY KEY); \
+        CREATE TABLE child (id INT PRIMARY KEY, parent_id INT NOT NULL, \
+          FOREIGN KEY (parent_id) REFERENCES parent (id)); \
+        CREATE TABLE r (id INT PRIMARY KEY, v VARCHAR(10))";
+    let mut cl = Cluster::new(
+        "rewrite",
+        schema,
+        "auto",
+        "[applier]\nparallelism = 4\nbatch_delay_ms = 300\n",
+    )
+    .await;
+    cl.start_all();
+    cl.wait_running().await;
+    let mut a = cl.conn(0).await;
+    a.query_drop("INSERT INTO r VALUES (1, 'one'), (2, 'two')")
+        .await
+        .expect("seed");
+    cl.wait_converged("r").await;
+    // Center b loses row 1 and row 2 behind drc's back (sql_log_bin=0: not replicated).
+    let mut b = cl.conn(1).await;
+    b.query_drop("SET SESSION sql_log_bin = 0; DELETE FROM r; SET SESSION sql_log_bin = 1")
+        .await
+        .expect("local delete");
+    // An update of the row b lacks inserts it there; a delete of the row b lacks is fine.
+    a.query_drop("UPDATE r SET v = 'uno' WHERE id = 1; DELETE FROM r WHERE id = 2")
+        .await
+        .expect("writes");
+    // Parent and child in one source transaction: applied in parallel shares, the child may
+    // land first; foreign_key_checks=0 on the appliers lets it.
+    a.query_drop(
+        "START TRANSACTION; INSERT INTO parent SELECT seq FROM seq_1_to_50; \
+         INSERT INTO child SELECT seq, seq FROM seq_1_to_50; COMMIT",
+    )
+    .await
+    .expect("parent and child");
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let rows: Vec<(i32, String)> = b.query("SELECT id, v FROM r").await.expect("select");
+        if rows == vec![(1, "uno".to_string())] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b has {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cl.wait_converged("child").await, 50);
+    assert_eq!(cl.wait_converged("parent").await, 50);
+    for (i, name) in NAMES.iter().enumerate() {
+        let h = cl.health(i).await.expect("health");
+        assert_eq!(h["ok"], true, "center {name}: {h}");
+    }
+}
+
+#[tokio::test]
+async fn auto_loopback_uses_markers_when_server_id_may_not_be_set() {
+    let user = drc_testkit::unique_db_name("nosuper");
+    for s in servers() {
+        let mut c = drc_testkit::connect(&s.url()).await;
+        c.query_drop(format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'; \
+             GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, \
+               REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'"
+        ))
+        .await
+        .expect("user");
+    }
+    let schema = "CREATE TABLE t (id INT PRIMARY KEY, v INT)";
+    let mut cl = Cluster::new("automarker", schema, "auto", "").await;
+    // Rewrite the topology to connect as the restricted user.
+    let text = std::fs::read_to_string(&cl.config).expect("config");
+    let text = text.replace("mysql://root@", &format!("mysql://{user}:pw@"));
+    std::fs::write(&cl.config, text).expect("config");
+    cl.start_all();
+    cl.wait_running().await;
+    for (i, s) in servers().iter().enumerate() {
+        let mut c = drc_testkit::connect(&s.url_for(&cl.db)).await;
+        c.query_drop(format!("INSERT INTO t VALUES ({i}, {i})"))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(cl.wait_converged("t").await, 3);
+    // The markers prove which strategy ran: center a holds one row per peer origin.
+    let mut a = drc_testkit::connect(&servers()[0].url()).await;
+    let origins: Vec<String> = a
+        .query(format!(
+            "SELECT origin FROM `{}_meta`.origin ORDER BY origin",
+            cl.db
+        ))
+        .await
+        .expect("markers");
+    assert_eq!(origins, ["b", "c"]);
+    assert!(!cl.log(0).contains(":pw@"), "no password in logs");
+}
+
+#[tokio::test]
+async fn metrics_health_and_status_show_every_link() {
+    let schema = "CREATE TABLE t (id INT PRIMARY KEY)";
+    let mut cl = Cluster::new(
+        "observe",
+        schema,
+        "auto",
+        "[heartbeat]\ninterval_ms = 200\n",
+    )
+    .await;
+    cl.start_all();
+    cl.wait_running().await;
+    let mut a = cl.conn(0).await;
+    a.query_drop("INSERT INTO t SELECT seq FROM seq_1_to_25")
+        .await
+        .expect("insert");
+    cl.wait_converged("t").await;
+    // /metrics on b counts the 25 inserts of link a->b and shows a lag for each link.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    let metrics = loop {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", cl.ports[1]))
+            .await
+            .expect("metrics port");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .await
+            .expect("request");
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.expect("response");
+        if body.contains("drc_link_lag_seconds{link=\"c->b\"}") {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        metrics.contains("drc_apply_rows_total{kind=\"insert\",link=\"a->b\"} 25"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("drc_link_up{link=\"a->b\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("drc_link_lag_seconds{link=\"a->b\"}"),
+        "{metrics}"
+    );
+    // drc status: six links, all running, each with a position and a lag.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
+        .args(["status", "--config"])
+        .arg(&cl.config)
+        .output()
+        .expect("drc status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    for l in lines {
+        assert!(l.contains("running") && l.contains('s'), "{l}");
+        assert!(!l.ends_with(" -"), "a position: {l}");
+    }
+    // A stopped daemon shows up as such, and status exits non-zero.
+    cl.kill9(2);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
+        .args(["status", "--config"])
+        .arg(&cl.config)
+        .output()
+        .expect("drc status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("no daemon answers"), "{text}");
+}
+
+#[tokio::test]
+async fn replaying_a_link_from_an_earlier_position_is_harmless() {
+    let schema = "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20), n INT)";
+    let mut cl = Cluster::new("replay", schema, "auto", "").await;
+    cl.start_all();
+    cl.wait_running().await;
+    let p0 = {
+        let mut c = drc_testkit::connect(&servers()[0].url()).await;
+        c.query_first::<String, _>("SELECT @@gtid_binlog_pos")
+            .await
+            .expect("pos")
+            .expect("a position")
+    };
+    let mut a = cl.conn(0).await;
+    a.query_drop(
+        "INSERT INTO t SELECT seq, CONCAT('v', seq), 0 FROM seq_1_to_40; \
+         UPDATE t SET n = n + 1 WHERE id <= 20; DELETE FROM t WHERE id > 35; \
+         UPDATE t SET id = id + 100 WHERE id = 1; INSERT INTO t VALUES (1, 'again', 9); \
+         DELETE FROM t WHERE id = 2; UPDATE t SET n = 7 WHERE id = 3",
+    )
+    .await
+    .expect("writes");
+    cl.wait_converged("t").await;
+    let before = cl.checksum(1, "t").await;
+    // Rewind b's checkpoint of link a->b to before the writes, and restart b's daemon: every
+    // change is applied a second time.
+    cl.kill9(1);
+    let mut b = drc_testkit::connect(&servers()[1].url()).await;
+    b.exec_drop(
+        format!(
+            "UPDATE `{}_meta`.checkpoint SET start_position = ?, end_position = ? WHERE link = 'a->b'",
+            cl.db
+        ),
+        (p0.as_str(), p0.as_str()),
+    )
+    .await
+    .expect("rewind");
+    cl.start(1);
+    cl.wait_running().await;
+    let a_end = {
+        let mut c = drc_testkit::connect(&servers()[0].url()).await;
+        c.query_first::<String, _>("SELECT @@gtid_binlog_pos")
+            .await
+            .expect("pos")
+            .expect("a position")
+    };
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let end: Option<String> = b
+            .exec_first(
+                format!(
+                    "SELECT end_position FROM `{}_meta`.checkpoint WHERE link = 'a->b' ORDER BY batch DESC LIMIT 1",
+                    cl.db
+                ),
+                (),
+            )
+            .await
+            .expect("checkpoint");
+        // Positions are GTID lists; a's own domain must have reached its end.
+        let domain = format!("{}-", servers()[0].gtid_domain_id());
+        let ours = |p: &str| {
+            p.split(',')
+                .find(|g| g.starts_with(&domain))
+                .map(str::to_string)
+        };
+        if end.as_deref().and_then(ours) == ours(&a_end) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replay did not finish: {end:?} vs {a_end}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cl.checksum(1, "t").await,
+        before,
+        "the replay changed nothing"
+    );
+    cl.wait_converged("t").await;
+}
