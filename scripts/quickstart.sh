@@ -27,11 +27,13 @@ DRC="$PWD/target/release/drc"
 WORK=$(mktemp -d /tmp/drc-quickstart.XXXXXX)
 PIDS=()
 cleanup() {
-  echo
-  echo "quickstart: stopping daemons and servers, removing $WORK"
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  trap - EXIT INT TERM
+  trap '' PIPE
+  set +e
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
   rm -rf "$WORK"
+  echo "quickstart: stopped the daemons and servers, removed $WORK" 2>/dev/null
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -48,7 +50,7 @@ for i in 0 1 2; do
     --socket="$dir/sock" --user=root --server-id=$((i + 1)) --gtid-domain-id=$((i + 1)) \
     --log-bin="$dir/data/bin" --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
     --auto-increment-increment=3 --auto-increment-offset=$((i + 1)) \
-    --innodb-buffer-pool-size=64M --log-error="$dir/error.log" &
+    --innodb-buffer-pool-size=64M --log-error="$dir/error.log" 2>>"$dir/error.log" &
   PIDS+=($!)
 done
 for port in 3311 3312 3313; do

@@ -226,10 +226,26 @@ impl Generator {
     }
 
     /// Mints `n` ids with one CAS. They are consecutive `(tick, sequence)` values, in increasing
-    /// order, and may span several ticks. All or nothing: on error none is minted.
+    /// order, and may span several ticks. All or nothing: on error none is minted. A batch
+    /// larger than the borrowing window (`ids_per_tick * max_borrow_ticks`, at least 1) could
+    /// never be minted and is refused with a permanent error.
     pub fn next_batch(&self, n: u32) -> Result<IdBatch, IdError> {
         if n == 0 {
             return Ok(self.batch(0, 0));
+        }
+        let window = self
+            .layout
+            .ids_per_tick()
+            .saturating_mul(self.max_borrow_ticks)
+            .max(1);
+        if u64::from(n) > window {
+            return Err(IdError::invalid(
+                "batch",
+                vec![format!(
+                    "{n} ids do not fit the borrowing window of {window} ids \
+                     (ids per tick x max_borrow); ask for smaller batches"
+                )],
+            ));
         }
         let now = self.now_tick()?;
         let mut cur = self.state.load(Ordering::Acquire);
@@ -259,9 +275,7 @@ impl Generator {
         }
     }
 
-    /// Like [`Generator::next_batch`], waiting asynchronously while ahead of the clock. A batch
-    /// larger than `max_borrow` allows at once never succeeds: keep `n` well under
-    /// `ids_per_tick * max_borrow_ticks`.
+    /// Like [`Generator::next_batch`], waiting asynchronously while ahead of the clock.
     pub async fn next_batch_wait(&self, n: u32) -> Result<IdBatch, IdError> {
         loop {
             match self.next_batch(n) {

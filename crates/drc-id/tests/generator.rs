@@ -147,8 +147,8 @@ fn a_batch_is_consecutive_increasing_and_all_or_nothing() {
         .collect();
     assert_eq!(ticks.len(), 2, "one tick's worth + 1 spans two ticks");
     let err = g
-        .next_batch(3 * 4096)
-        .expect_err("more than the borrowing bound allows");
+        .next_batch(2 * 4096)
+        .expect_err("more than the borrowing bound allows now");
     assert!(matches!(err, IdError::AheadOfClock { .. }), "{err}");
     // Nothing was taken by the refused batch: the next id follows the last one directly.
     let last = l.decode(batch[4096]).expect("decode");
@@ -160,6 +160,12 @@ fn a_batch_is_consecutive_increasing_and_all_or_nothing() {
     };
     assert_eq!((next.tick, next.sequence), expected);
     assert_eq!(g.next_batch(0).expect("empty").len(), 0);
+    // Larger than the whole borrowing window (2 ticks): refused for good, not "retry later".
+    let err = g.next_batch(2 * 4096 + 1).expect_err("never fits");
+    assert!(
+        matches!(err, IdError::Invalid { .. }) && !err.is_transient(),
+        "{err}"
+    );
 }
 
 #[test]
