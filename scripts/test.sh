@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin"
-cargo test --workspace --all-targets "$@"
+cargo test --workspace "$@"

@@ -47,6 +47,12 @@ fn opts() -> Opts {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without arguments; `cargo bench` passes
+    // `--bench`. Measure only when asked to.
+    if std::env::args().len() == 1 {
+        eprintln!("this is a benchmark; run it with `cargo bench -p drc-id --bench ids`");
+        return;
+    }
     let o = opts();
     println!("# drc-id benchmarks ({} s per measurement)\n", o.seconds);
     raw("snowflake", Layout::snowflake(), 1);

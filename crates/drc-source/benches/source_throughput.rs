@@ -115,6 +115,12 @@ fn parse_opts(args: &[String]) -> Opts {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without arguments; `cargo bench` passes
+    // `--bench`. Measure only when asked to.
+    if std::env::args().len() == 1 {
+        eprintln!("this is a benchmark; run it with `cargo bench -p drc-source --bench source_throughput`");
+        return;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--measure") => return measure_main(&args[1..]),
