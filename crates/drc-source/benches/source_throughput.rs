@@ -30,6 +30,10 @@
 //! TCP loopback). `SOURCE_BENCH_WRAP="perf record -g -o p.data"` prefixes every measuring child's
 //! command line (for profiling).
 
+/// The allocator the `drc` binary ships with, so that the figures are the product's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
