@@ -299,6 +299,7 @@ impl Runner {
                 continue;
             }
             let refs: Vec<&RowChange> = share.iter().map(|&i| &batch.changes[i]).collect();
+            let refs = crate::plan::order_by_level(&refs);
             let stmts = sql::statements(&refs, self.spec.applier.statement_rows)?;
             let cp = meta::checkpoint_statement(
                 &meta_db,

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use drc_core::change::{Image, RowChange};
+use drc_core::change::{ChangeKind, Image, RowChange};
 use drc_core::schema::TableSchema;
 use drc_core::value::Value;
 
@@ -158,11 +158,54 @@ pub fn plan(changes: &[RowChange], workers: usize) -> Plan {
     Plan { shares }
 }
 
+/// Orders one share for the rewrite: by dependency level, then kind, table and source order.
+///
+/// A change's level is one more than the highest level of an earlier change of the share that
+/// shares a key value with it, so the changes of one level touch disjoint key values and
+/// commute, while changes that share a key keep their source order (their levels increase).
+/// Grouping a level by kind and table lets the rewrite merge it into a few multi-row statements
+/// instead of one statement per change of an OLTP transaction (update, update, delete,
+/// insert, ...). The order depends only on the share's content, as crash recovery requires.
+pub fn order_by_level<'a>(changes: &[&'a RowChange]) -> Vec<&'a RowChange> {
+    let mut level_of: HashMap<u64, usize> = HashMap::with_capacity(changes.len() * 2);
+    let mut sigs = Vec::with_capacity(4);
+    let mut buf = String::new();
+    let mut keyed: Vec<(usize, u8, usize, &'a RowChange)> = Vec::with_capacity(changes.len());
+    for (i, c) in changes.iter().enumerate() {
+        sigs.clear();
+        signatures(c, &mut sigs, &mut buf);
+        let level = sigs
+            .iter()
+            .filter_map(|s| level_of.get(s))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        for s in &sigs {
+            level_of.insert(*s, level);
+        }
+        let kind = match c.kind {
+            ChangeKind::Delete => 0,
+            ChangeKind::Update => 1,
+            ChangeKind::Insert => 2,
+        };
+        keyed.push((level, kind, i, c));
+    }
+    keyed.sort_by(|x, y| {
+        (x.0, x.1, &*x.3.table.database, &*x.3.table.table, x.2).cmp(&(
+            y.0,
+            y.1,
+            &*y.3.table.database,
+            &*y.3.table.table,
+            y.2,
+        ))
+    });
+    keyed.into_iter().map(|(_, _, _, c)| c).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use drc_core::change::ChangeKind;
     use drc_core::schema::{ColumnSchema, SqlType, UniqueKey};
     use drc_core::value::Text;
 
@@ -232,6 +275,45 @@ mod tests {
             .collect();
         let p = plan(&changes, 4);
         assert!(p.shares.iter().all(|s| s.len() == 2), "{p:?}");
+    }
+
+    #[test]
+    fn levels_keep_dependent_changes_in_order_and_group_the_rest() {
+        // OLTP-like: per row, update then delete then insert of the same key.
+        let mut changes = Vec::new();
+        for id in 0..3 {
+            changes.push(ch(
+                ChangeKind::Update,
+                Some(row(id, None)),
+                Some(row(id, None)),
+            ));
+            changes.push(ch(ChangeKind::Delete, Some(row(id, None)), None));
+            changes.push(ch(ChangeKind::Insert, None, Some(row(id, None))));
+        }
+        let refs: Vec<&RowChange> = changes.iter().collect();
+        let ordered = order_by_level(&refs);
+        let kinds: Vec<ChangeKind> = ordered.iter().map(|c| c.kind).collect();
+        use ChangeKind::*;
+        assert_eq!(
+            kinds,
+            [Update, Update, Update, Delete, Delete, Delete, Insert, Insert, Insert],
+            "one run per level and kind"
+        );
+        // Each key still sees update, delete, insert in that order.
+        for id in 0..3 {
+            let mine: Vec<ChangeKind> = ordered
+                .iter()
+                .filter(|c| {
+                    c.before
+                        .as_ref()
+                        .or(c.after.as_ref())
+                        .and_then(|i| i.get(0))
+                        == Some(&Value::Int(id))
+                })
+                .map(|c| c.kind)
+                .collect();
+            assert_eq!(mine, [Update, Delete, Insert]);
+        }
     }
 
     #[test]
