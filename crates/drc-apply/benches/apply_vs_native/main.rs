@@ -76,7 +76,6 @@ use measure::*;
 use parent::*;
 use pipeline::*;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -28,77 +28,6 @@ pub(crate) struct PhaseTimes {
     pub(crate) metrics: f64,
 }
 
-/// Key values (primary key; plus unique keys when known) of a change, as text: two changes
-/// that share one must keep their order. Same rule as drc-apply's planner.
-pub(crate) fn key_texts(c: &RowChange, out: &mut Vec<String>) {
-    let t = &*c.table;
-    if !t.unique_keys_known {
-        out.push(format!("{}.{}*", t.database, t.table));
-        return;
-    }
-    for img in [&c.before, &c.after].into_iter().flatten() {
-        let mut keys: Vec<(&str, &[usize])> = vec![("PRIMARY", &t.primary_key)];
-        keys.extend(t.unique_keys.iter().map(|k| (&*k.name, &k.columns[..])));
-        'key: for (name, cols) in keys {
-            if cols.is_empty() {
-                continue;
-            }
-            let mut s = format!("{}.{}\0{name}", t.database, t.table);
-            for &col in cols {
-                match img.get(col) {
-                    None | Some(drc_core::value::Value::Null) => continue 'key,
-                    Some(v) => {
-                        s.push('\0');
-                        sql::literal(&mut s, v);
-                    }
-                }
-            }
-            out.push(s);
-        }
-    }
-}
-
-/// The grouped prototype: reorders a share (source order) by dependency level. A change's level
-/// is one more than the highest level of an earlier change of the share that shares a key value
-/// with it; changes of one level touch disjoint keys and commute. Within a level, changes are
-/// grouped by table and kind (stable), so the rewrite merges them into multi-row statements.
-pub(crate) fn order_by_level<'a>(changes: &[&'a RowChange]) -> Vec<&'a RowChange> {
-    let mut level_of_key: HashMap<String, usize> = HashMap::new();
-    let mut keyed: Vec<(usize, u8, usize, &RowChange)> = Vec::with_capacity(changes.len());
-    let mut keys = Vec::new();
-    for (i, c) in changes.iter().enumerate() {
-        keys.clear();
-        key_texts(c, &mut keys);
-        let level = keys
-            .iter()
-            .filter_map(|k| level_of_key.get(k))
-            .map(|l| l + 1)
-            .max()
-            .unwrap_or(0);
-        for k in keys.drain(..) {
-            level_of_key.insert(k, level);
-        }
-        let kind = match c.kind {
-            ChangeKind::Delete => 0,
-            ChangeKind::Update => 1,
-            ChangeKind::Insert => 2,
-        };
-        keyed.push((level, kind, i, c));
-    }
-    // Level first; inside a level by kind, then table name and source order (a function of the
-    // share's content only, as crash recovery's re-planning needs).
-    keyed.sort_by(|x, y| {
-        (x.0, x.1, &*x.3.table.database, &*x.3.table.table, x.2).cmp(&(
-            y.0,
-            y.1,
-            &*y.3.table.database,
-            &*y.3.table.table,
-            y.2,
-        ))
-    });
-    keyed.into_iter().map(|(_, _, _, c)| c).collect()
-}
-
 /// A batch made ready for the appliers: one job (statements, checkpoint) per worker.
 pub(crate) struct Prepared {
     pub(crate) batch: drc_apply::batch::Batch,
@@ -132,7 +61,7 @@ pub(crate) fn prepare(
         let mut refs: Vec<&RowChange> = share.iter().map(|&i| &batch.changes[i]).collect();
         if grouped {
             let to = Instant::now();
-            refs = order_by_level(&refs);
+            refs = drc_apply::plan::order_by_level(&refs);
             order += to.elapsed().as_secs_f64();
         }
         let stmts = sql::statements(&refs, statement_rows).expect("rewrite changes");
