@@ -36,40 +36,6 @@ fn valid_identifier(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && !s.contains('`') && !s.contains('\0') && s.trim() == s
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// `(scheme://, userinfo, rest)` of a URL, without validation.
-fn split_url(url: &str) -> Option<(&str, &str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let (authority_end, _) = rest
-        .char_indices()
-        .find(|(_, c)| *c == '/')
-        .unwrap_or((rest.len(), '/'));
-    let authority = &rest[..authority_end];
-    let at = authority.rfind('@')?;
-    Some((scheme, &rest[..at], &rest[at + 1..]))
-}
-
-fn strip_password(url: &str) -> String {
-    match split_url(url) {
-        Some((scheme, userinfo, rest)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{rest}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 fn center(
     i: usize,
     raw: RawCenter,
@@ -126,34 +92,28 @@ fn center(
         (None, None) => None,
     };
     let url = url.and_then(|u| {
-        let full = match (&password, split_url(&u)) {
-            (Some(_), Some((_, userinfo, _))) if userinfo.contains(':') => {
-                e.add(
-                    key("mysql"),
-                    "the URL already has a password; remove it or drop password_env/password_file",
-                );
-                return None;
-            }
-            (Some(p), Some((scheme, userinfo, rest))) => {
-                format!("{scheme}://{userinfo}:{}@{rest}", percent_encode(p))
-            }
-            (Some(_), None) => {
-                e.add(
-                    key("mysql"),
-                    "a password is configured but the URL has no user: use mysql://user@host:port",
-                );
-                return None;
-            }
-            (None, _) => u.clone(),
+        let full = match &password {
+            None => u.clone(),
+            Some(p) => match drc_mysql::url_with_password(&u, p) {
+                Ok(full) => full,
+                Err(drc_mysql::PasswordSlot::AlreadySet) => {
+                    e.add(key("mysql"), "the URL already has a password; remove it or drop password_env/password_file");
+                    return None;
+                }
+                Err(drc_mysql::PasswordSlot::NoUser) => {
+                    e.add(key("mysql"), "a password is configured but the URL has no user: use mysql://user@host:port");
+                    return None;
+                }
+            },
         };
         match mysql_async::Opts::from_url(&full) {
-            Ok(_) => Some((full, strip_password(&u))),
+            Ok(_) => Some((full, drc_mysql::redact_url(&u))),
             Err(err) => {
                 e.add(
                     key("mysql"),
                     format!(
                         "{}: {err} (expected mysql://user[:password]@host:port)",
-                        strip_password(&u)
+                        drc_mysql::redact_url(&u)
                     ),
                 );
                 None

@@ -101,6 +101,40 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Why a password cannot be put into a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordSlot {
+    /// The URL already carries a password.
+    AlreadySet,
+    /// The URL has no `user@` part to attach a password to.
+    NoUser,
+}
+
+/// Puts `password` (percent-encoded) into `mysql://user@host...`, so that secrets kept outside
+/// the URL (environment, files) reach the driver.
+pub fn url_with_password(url: &str, password: &str) -> Result<String, PasswordSlot> {
+    let (scheme, rest) = url.split_once("://").ok_or(PasswordSlot::NoUser)?;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let at = rest[..authority_end]
+        .rfind('@')
+        .ok_or(PasswordSlot::NoUser)?;
+    let (user, host) = (&rest[..at], &rest[at + 1..]);
+    if user.contains(':') {
+        return Err(PasswordSlot::AlreadySet);
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+}
+
 /// Opens one connection, bounded by `timeout`.
 pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
     let opts = Opts::from_url(url).map_err(|source| MysqlError::BadUrl {
@@ -135,5 +169,21 @@ mod tests {
             "mysql://root@127.0.0.1:3306"
         );
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn passwords_are_inserted_encoded() {
+        assert_eq!(
+            url_with_password("mysql://repl@db1:3306/shop", "p@ss:w/rd"),
+            Ok("mysql://repl:p%40ss%3Aw%2Frd@db1:3306/shop".to_string())
+        );
+        assert_eq!(
+            url_with_password("mysql://a:b@h", "x"),
+            Err(PasswordSlot::AlreadySet)
+        );
+        assert_eq!(
+            url_with_password("mysql://h:1", "x"),
+            Err(PasswordSlot::NoUser)
+        );
     }
 }

@@ -78,6 +78,19 @@ async fn user_without_replication_grant_is_refused() {
     assert!(!msg.contains(":pw@"), "the password is never shown: {msg}");
 }
 
+/// Reads until the source stops with an error (within the deadline).
+async fn first_error(src: &mut Source) -> SourceError {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Err(e) = src.next().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the source stops")
+}
+
 #[tokio::test]
 async fn statement_dml_and_compressed_events_stop_the_source() {
     let srv = MariaDb::start(ServerOptions::default()).expect("server");
@@ -92,15 +105,7 @@ async fn statement_dml_and_compressed_events_stop_the_source() {
         .await
         .expect("statement insert");
     let mut src = source(&srv, start).await;
-    let err = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Err(e) = src.next().await {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("the source stops");
+    let err = first_error(&mut src).await;
     let msg = err.to_string();
     assert!(
         msg.contains("statement-based DML") && msg.contains("binlog_format"),
@@ -119,14 +124,6 @@ async fn statement_dml_and_compressed_events_stop_the_source() {
     .await
     .expect("compressed insert");
     let mut src = source(&srv, start).await;
-    let err = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Err(e) = src.next().await {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("the source stops");
+    let err = first_error(&mut src).await;
     assert!(err.to_string().contains("log_bin_compress"), "{err}");
 }

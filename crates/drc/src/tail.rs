@@ -164,27 +164,8 @@ pub async fn run(args: TailArgs) -> Result<ExitCode, BoxError> {
 /// Inserts `DRC_MYSQL_PASSWORD` into a URL that has no password, so secrets need not be on the
 /// command line (where `ps` shows them).
 fn with_env_password(url: String) -> String {
-    let Ok(pw) = std::env::var("DRC_MYSQL_PASSWORD") else {
-        return url;
-    };
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url;
-    };
-    let Some((user, host)) = rest.split_once('@') else {
-        return url;
-    };
-    if user.contains(':') {
-        return url;
+    match std::env::var("DRC_MYSQL_PASSWORD") {
+        Ok(pw) => drc_mysql::url_with_password(&url, &pw).unwrap_or(url),
+        Err(_) => url,
     }
-    let enc: String = pw
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("{scheme}://{user}:{enc}@{host}")
 }
