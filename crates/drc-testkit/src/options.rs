@@ -257,6 +257,9 @@ impl ServerOptions {
             format!("--socket={d}/sock"),
             format!("--pid-file={d}/mariadbd.pid"),
             format!("--log-error={d}/error.log"),
+            // Internal temporary tables in the server's own directory: a shared /tmp can be
+            // cleaned under a running server by anything else on the machine.
+            format!("--tmpdir={d}"),
             "--user=root".to_owned(),
             format!("--server-id={server_id}"),
             format!("--gtid-domain-id={}", self.domain_for(server_id)),
@@ -313,6 +316,7 @@ mod tests {
             "--binlog-row-metadata=FULL",
             "--max-allowed-packet=268435456",
             "--socket=/t/sock",
+            "--tmpdir=/t",
         ] {
             assert!(args.iter().any(|a| a == want), "{want} missing in {args:?}");
         }
