@@ -10,6 +10,7 @@
 //! - [`batch`]: many source transactions per target transaction; batches end at commits.
 //! - [`plan`]: splits a batch into shares that may run in parallel (key-dependency order).
 //! - [`sql`]: the idempotent rewrite (INSERT IGNORE, upsert, delete by key).
+//! - [`conflict`]: last-writer-wins for tables with a version column, and the record of lost writes.
 //! - [`worker`]: an applier connection; one share + its checkpoint = one transaction.
 //! - [`meta`]: drc's tables (checkpoints, heartbeat, origin markers) and crash recovery.
 //! - [`link`]: the loop that ties them together; [`metrics`]: its Prometheus metrics.
@@ -21,6 +22,7 @@
 //! not committed it apply their share. See [`meta::recovery`].
 
 pub mod batch;
+pub mod conflict;
 pub mod filter;
 pub mod link;
 pub mod meta;

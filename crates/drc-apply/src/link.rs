@@ -17,12 +17,13 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::batch::{Batch, Batcher};
+use crate::conflict::LwwChange;
 use crate::filter::{LinkFilter, Origin};
 use crate::meta::{self, Checkpoint, Recovery};
 use crate::metrics::Metrics;
 use crate::plan::plan;
 use crate::sql;
-use crate::worker::{Applier, Tag};
+use crate::worker::{Applier, Job, Tag};
 use crate::LinkError;
 
 /// Everything a link needs to run.
@@ -44,6 +45,8 @@ pub struct LinkSpec {
     pub source: drc_config::SourceSettings,
     /// The replica server_id the source registers with on the source server.
     pub replica_server_id: u32,
+    /// How conflicting writes are resolved.
+    pub conflict: drc_config::Conflict,
 }
 
 /// The externally visible state of a link.
@@ -277,9 +280,26 @@ struct Runner {
     state: Arc<LinkState>,
     columns: ColumnCheck,
     meta_conn: Conn,
+    /// Version column per table schema (by pointer; schemas are immutable and shared).
+    versions: HashMap<usize, (Arc<TableSchema>, Option<usize>)>,
 }
 
 impl Runner {
+    /// The last-writer-wins version column of `t`, if it uses one.
+    fn version_of(&mut self, t: &Arc<TableSchema>) -> Result<Option<usize>, LinkError> {
+        if let Some((_, v)) = self.versions.get(&(Arc::as_ptr(t) as usize)) {
+            return Ok(*v);
+        }
+        let v = crate::conflict::version_column(&self.spec.conflict, t)?;
+        if self.versions.len() > 10_000 {
+            self.versions.clear();
+        }
+        // The Arc kept in the map pins the pointer, so it is never reused by another schema.
+        self.versions
+            .insert(Arc::as_ptr(t) as usize, (t.clone(), v));
+        Ok(v)
+    }
+
     /// Applies `batch` (sequence `seq`, planned for `workers`), skipping workers in `done`.
     async fn apply(
         &mut self,
@@ -293,15 +313,42 @@ impl Runner {
             .await?;
         let p = plan(&batch.changes, workers as usize);
         let meta_db = self.spec.replication.meta_database.clone();
-        let mut jobs: Vec<(usize, Vec<String>, String)> = Vec::new();
+        let mut jobs: Vec<(usize, Job<'_>)> = Vec::new();
         for (w, share) in p.shares.iter().enumerate() {
             if done.contains(&(w as u32)) || share.is_empty() {
                 continue;
             }
-            let refs: Vec<&RowChange> = share.iter().map(|&i| &batch.changes[i]).collect();
-            let refs = crate::plan::order_by_level(&refs);
-            let stmts = sql::statements(&refs, self.spec.applier.statement_rows)?;
-            let cp = meta::checkpoint_statement(
+            let mut plain: Vec<&RowChange> = Vec::with_capacity(share.len());
+            let mut lww: Vec<&RowChange> = Vec::new();
+            let mut versions: HashMap<usize, usize> = HashMap::new();
+            for &i in share {
+                let c = &batch.changes[i];
+                match self.version_of(&c.table)? {
+                    Some(v) => {
+                        versions.insert(Arc::as_ptr(&c.table) as usize, v);
+                        lww.push(c);
+                    }
+                    None => plain.push(c),
+                }
+            }
+            let plain = crate::plan::order_by_level(&plain);
+            let statements = sql::statements(&plain, self.spec.applier.statement_rows)?;
+            let lww = crate::plan::levels(&lww)
+                .into_iter()
+                .map(|level| {
+                    level
+                        .into_iter()
+                        .map(|change| LwwChange {
+                            change,
+                            version: versions
+                                .get(&(Arc::as_ptr(&change.table) as usize))
+                                .copied()
+                                .unwrap_or(0),
+                        })
+                        .collect()
+                })
+                .collect();
+            let checkpoint = meta::checkpoint_statement(
                 &meta_db,
                 &self.spec.name,
                 &Checkpoint {
@@ -312,11 +359,19 @@ impl Runner {
                     end: batch.end.clone(),
                 },
             );
-            jobs.push((w, stmts, cp));
+            jobs.push((
+                w,
+                Job {
+                    statements,
+                    lww,
+                    checkpoint,
+                    conflict_log: (meta_db.clone(), self.spec.name.clone()),
+                },
+            ));
         }
         if jobs.is_empty() && !done.contains(&0) {
             // Nothing to apply: move the position forward on worker 0 alone.
-            let cp = meta::checkpoint_statement(
+            let checkpoint = meta::checkpoint_statement(
                 &meta_db,
                 &self.spec.name,
                 &Checkpoint {
@@ -327,14 +382,19 @@ impl Runner {
                     end: batch.end.clone(),
                 },
             );
-            jobs.push((0, Vec::new(), cp));
+            jobs.push((
+                0,
+                Job {
+                    checkpoint,
+                    ..Job::default()
+                },
+            ));
         }
         // Each applier runs its job concurrently; appliers beyond the plan's width stay idle.
-        let mut by_worker: Vec<Option<(Vec<String>, String)>> =
-            (0..self.appliers.len()).map(|_| None).collect();
-        for (w, s, cp) in jobs {
+        let mut by_worker: Vec<Option<Job<'_>>> = (0..self.appliers.len()).map(|_| None).collect();
+        for (w, job) in jobs {
             if let Some(slot) = by_worker.get_mut(w) {
-                *slot = Some((s, cp));
+                *slot = Some(job);
             } else {
                 return Err(LinkError::Checkpoint(format!(
                     "batch {seq} was planned for {workers} workers but only {} run; set applier.parallelism back to {workers} until the link has passed it",
@@ -342,18 +402,21 @@ impl Runner {
                 )));
             }
         }
-        try_join_all(
-            self.appliers
-                .iter_mut()
-                .zip(by_worker)
-                .map(|(a, job)| async move {
-                    match job {
-                        Some((s, cp)) => a.apply(&s, &cp).await,
-                        None => Ok(()),
-                    }
-                }),
-        )
+        let records = try_join_all(self.appliers.iter_mut().zip(by_worker).map(
+            |(a, job)| async move {
+                match job {
+                    Some(job) => a.apply_job(&job).await,
+                    None => Ok(Vec::new()),
+                }
+            },
+        ))
         .await?;
+        for r in records.iter().flatten() {
+            self.metrics
+                .conflicts
+                .with_label_values(&[&self.spec.name, &r.table, r.resolution.as_str()])
+                .inc();
+        }
         let link = self.spec.name.as_str();
         for c in &batch.changes {
             let kind = match c.kind {
@@ -477,6 +540,7 @@ pub async fn run_link(
         },
         meta_conn: tconn,
         spec,
+        versions: HashMap::new(),
     };
     let result = async {
         let mut position = resume;

@@ -6,6 +6,7 @@
 //! | `heartbeat` | one row per center, written every second by that center's daemon | yes, on purpose: a peer's row shows how far behind the link is |
 //! | `origin` | marker strategy: one row per origin, touched first in every applied transaction | no (it marks drc's own writes) |
 //! | `canary` | start-up proof that origin tagging works | no |
+//! | `conflict` | every write lost to last-writer-wins, written in the apply transaction that decided it (docs/conflicts.md) | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (invariant 2).
 
@@ -46,6 +47,16 @@ pub fn schema_statements(meta: &str) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.`canary` (\
              `link` VARCHAR(130) NOT NULL PRIMARY KEY, `seq` BIGINT UNSIGNED NOT NULL) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`conflict` (\
+             `id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             `at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+             `link` VARCHAR(130) NOT NULL, `db_table` VARCHAR(130) NOT NULL, \
+             `row_key` MEDIUMTEXT NOT NULL, `rule` VARCHAR(32) NOT NULL, \
+             `resolution` VARCHAR(32) NOT NULL, `loser` MEDIUMTEXT NOT NULL, \
+             `winner` MEDIUMTEXT NOT NULL, KEY `at` (`at`)) \
              ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         ),
     ]

@@ -19,6 +19,9 @@ pub const LINK_UP: &str = "drc_link_up";
 /// Seconds between now and the newest heartbeat of the link's source center seen in the target.
 pub const LINK_LAG: &str = "drc_link_lag_seconds";
 
+/// Writes lost to conflict resolution, by link, table and resolution (docs/conflicts.md).
+pub const APPLY_CONFLICTS: &str = "drc_apply_conflicts_total";
+
 /// The metric handles, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -38,6 +41,8 @@ pub struct Metrics {
     pub up: IntGaugeVec,
     /// [`LINK_LAG`].
     pub lag: GaugeVec,
+    /// [`APPLY_CONFLICTS`].
+    pub conflicts: IntCounterVec,
 }
 
 impl Metrics {
@@ -72,6 +77,14 @@ impl Metrics {
             ),
             &["link"],
         )?;
+        let conflicts = IntCounterVec::new(
+            Opts::new(
+                APPLY_CONFLICTS,
+                "Writes lost to conflict resolution (each is a row in <meta>.conflict)",
+            ),
+            &["link", "table", "resolution"],
+        )?;
+        registry.register(Box::new(conflicts.clone()))?;
         registry.register(Box::new(rows.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
         registry.register(Box::new(batches.clone()))?;
@@ -88,6 +101,7 @@ impl Metrics {
             errors,
             up,
             lag,
+            conflicts,
         })
     }
 

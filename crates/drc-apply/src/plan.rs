@@ -202,6 +202,35 @@ pub fn order_by_level<'a>(changes: &[&'a RowChange]) -> Vec<&'a RowChange> {
     keyed.into_iter().map(|(_, _, _, c)| c).collect()
 }
 
+/// Splits changes (in source order) into dependency levels: a change's level is one more than
+/// the highest level of an earlier change that shares a key value with it. The changes of one
+/// level touch disjoint key values; a change's level is after every earlier change it depends
+/// on. Within a level, source order is kept.
+pub fn levels<'a>(changes: &[&'a RowChange]) -> Vec<Vec<&'a RowChange>> {
+    let mut level_of: HashMap<u64, usize> = HashMap::with_capacity(changes.len() * 2);
+    let mut sigs = Vec::with_capacity(4);
+    let mut buf = String::new();
+    let mut out: Vec<Vec<&'a RowChange>> = Vec::new();
+    for c in changes {
+        sigs.clear();
+        signatures(c, &mut sigs, &mut buf);
+        let level = sigs
+            .iter()
+            .filter_map(|s| level_of.get(s))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        for s in &sigs {
+            level_of.insert(*s, level);
+        }
+        if out.len() <= level {
+            out.resize_with(level + 1, Vec::new);
+        }
+        out[level].push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

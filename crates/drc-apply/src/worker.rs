@@ -8,9 +8,13 @@
 //! `server_id` + `gtid_domain_id` of the origin (server_id strategy) or a marker row first in
 //! every transaction (marker strategy).
 //!
+//! The session also runs at READ COMMITTED: conflict resolution's locking reads then take no
+//! gap locks (see [`crate::conflict`]).
+//!
 //! Errors: deadlocks, lock wait timeouts and lost connections are retried (the whole share,
-//! from a clean transaction, with backoff); anything else stops the link with the server's
-//! message.
+//! from a clean transaction, with backoff); so is a duplicate-key error of a share with
+//! last-writer-wins changes (a local writer inserted a row between the read and the write; up
+//! to [`DUPLICATE_RETRIES`] times). Anything else stops the link with the server's message.
 
 use std::time::Duration;
 
@@ -18,7 +22,27 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tracing::warn;
 
+use crate::conflict::decide::Record;
+use crate::conflict::{run_levels, LwwChange};
 use crate::LinkError;
+
+/// How often a share with last-writer-wins changes is retried after duplicate-key errors
+/// before the link stops.
+pub const DUPLICATE_RETRIES: u32 = 20;
+
+/// One share of a batch: the plain statements, the last-writer-wins changes by dependency
+/// level, and the checkpoint statement.
+#[derive(Debug, Default)]
+pub struct Job<'a> {
+    /// Statements of "source wins" tables (already rewritten).
+    pub statements: Vec<String>,
+    /// Changes of last-writer-wins tables, by dependency level.
+    pub lww: Vec<Vec<LwwChange<'a>>>,
+    /// The checkpoint statement.
+    pub checkpoint: String,
+    /// Where lost writes are recorded: `(meta database, link name)`.
+    pub conflict_log: (String, String),
+}
 
 /// How the applier marks what it writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +84,8 @@ impl Applier {
         if self.conn.is_none() {
             let mut c = drc_mysql::connect(&self.url, self.connect_timeout).await?;
             let mut setup = String::from(
-                "SET SESSION foreign_key_checks = 0, time_zone = '+00:00', \
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+                 SET SESSION foreign_key_checks = 0, time_zone = '+00:00', \
                  sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', autocommit = 1",
             );
             if let Tag::ServerId { server_id, domain } = &self.tag {
@@ -85,39 +110,55 @@ impl Applier {
         self.session().await.map(|_| ())
     }
 
-    /// Applies `statements` and then `checkpoint` in one transaction, retrying transient
-    /// failures. The statements are idempotent, so a retry after an unknown commit outcome
-    /// (connection lost during COMMIT) is harmless.
+    /// Applies `statements` and then `checkpoint` in one transaction (see [`Applier::apply_job`]).
     pub async fn apply(
         &mut self,
         statements: &[String],
         checkpoint: &str,
     ) -> Result<(), LinkError> {
+        let job = Job {
+            statements: statements.to_vec(),
+            checkpoint: checkpoint.to_string(),
+            ..Job::default()
+        };
+        self.apply_job(&job).await.map(|_| ())
+    }
+
+    /// Applies a share in one transaction with its checkpoint, retrying transient failures,
+    /// and returns the lost writes it recorded. The plain statements are idempotent, and
+    /// last-writer-wins changes are decided again from fresh reads, so a retry after an
+    /// unknown commit outcome (connection lost during COMMIT) is harmless.
+    pub async fn apply_job(&mut self, job: &Job<'_>) -> Result<Vec<Record>, LinkError> {
         let mut delay = Duration::from_millis(50);
         let mut attempts = 0u32;
+        let mut duplicates = 0u32;
         loop {
             attempts += 1;
-            match self.try_apply(statements, checkpoint).await {
-                Ok(()) => return Ok(()),
+            match self.try_apply(job).await {
+                Ok(records) => return Ok(records),
                 Err(e) if e.is_transient() && attempts < 1000 => {
                     warn!(error = %e, attempt = attempts, "apply failed; retrying");
-                    self.conn = None;
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e)
+                    if !job.lww.is_empty()
+                        && is_duplicate(&e)
+                        && duplicates < DUPLICATE_RETRIES =>
+                {
+                    duplicates += 1;
+                    warn!(error = %e, attempt = duplicates, "a local write raced conflict resolution; deciding the share again");
                 }
                 Err(e) => {
                     self.conn = None;
                     return Err(e);
                 }
             }
+            self.conn = None;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 
-    async fn try_apply(
-        &mut self,
-        statements: &[String],
-        checkpoint: &str,
-    ) -> Result<(), LinkError> {
+    async fn try_apply(&mut self, job: &Job<'_>) -> Result<Vec<Record>, LinkError> {
         let marker = match &self.tag {
             Tag::Marker(m) => Some(m.clone()),
             Tag::ServerId { .. } => None,
@@ -129,7 +170,7 @@ impl Applier {
             q.push_str(";\n");
             q.push_str(&m);
         }
-        for s in statements {
+        for s in &job.statements {
             if q.len() + s.len() > QUERY_BYTES {
                 if let Err(e) = conn.query_drop(&q).await {
                     let _ = conn.query_drop("ROLLBACK").await;
@@ -142,13 +183,46 @@ impl Applier {
                 q.push_str(s);
             }
         }
-        q.push_str(";\n");
-        q.push_str(checkpoint);
+        let mut records = Vec::new();
+        if !job.lww.is_empty() {
+            match run_levels(conn, std::mem::take(&mut q), &job.lww).await {
+                Ok((rest, r)) => {
+                    q = rest;
+                    records = r;
+                }
+                Err(e) => {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                    return Err(e);
+                }
+            }
+            let (meta, link) = &job.conflict_log;
+            for r in &records {
+                if !q.is_empty() {
+                    q.push_str(";\n");
+                }
+                q.push_str(&crate::conflict::record_sql(meta, link, r));
+            }
+        }
+        if !q.is_empty() {
+            q.push_str(";\n");
+        }
+        q.push_str(&job.checkpoint);
         q.push_str(";\nCOMMIT");
         if let Err(e) = conn.query_drop(&q).await {
             let _ = conn.query_drop("ROLLBACK").await;
             return Err(LinkError::target("applying changes", e));
         }
-        Ok(())
+        Ok(records)
+    }
+}
+
+/// True for a duplicate-key error (ER_DUP_ENTRY, ER_DUP_ENTRY_WITH_KEY_NAME).
+fn is_duplicate(e: &LinkError) -> bool {
+    match e {
+        LinkError::Target {
+            source: mysql_async::Error::Server(s),
+            ..
+        } => matches!(s.code, 1062 | 1586),
+        _ => false,
     }
 }

@@ -151,7 +151,7 @@ pub async fn run_checks(config: &Config) -> Vec<Finding> {
         config.centers.len(),
         unreachable,
     ));
-    findings.extend(schema::check(&reachable, replication));
+    findings.extend(schema::check(&reachable, replication, &config.conflict));
     sort(&mut findings, config);
     findings
 }

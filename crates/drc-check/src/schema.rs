@@ -14,17 +14,26 @@
 //! - `trigger` (warning): a trigger on a replicated table fires in the origin center, and its
 //!   effects are replicated; it fires again when drc applies the change in every other center,
 //!   so its effects happen twice.
+//! - `version_column` (warning): a table lacks the last-writer-wins version column that
+//!   `[conflict]` names for it (or the column cannot order versions), so conflicting writes to
+//!   it are resolved by "source wins" and centers can end with different rows
+//!   (docs/conflicts.md). A table configured with `""` (source wins on purpose) is an info.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use drc_config::Replication;
+use drc_config::{Conflict, Replication};
 
 use crate::facts::{CenterFacts, TableName};
 use crate::{and_list, Finding, Severity};
 
 /// Every schema check over the reachable centers.
-pub(crate) fn check(centers: &[(&str, CenterFacts)], replication: &Replication) -> Vec<Finding> {
+pub(crate) fn check(
+    centers: &[(&str, CenterFacts)],
+    replication: &Replication,
+    conflict: &Conflict,
+) -> Vec<Finding> {
     let mut out = Vec::new();
+    version_columns(centers, conflict, &mut out);
     databases(centers, replication, &mut out);
     primary_keys(centers, &mut out);
     missing_tables(centers, &mut out);
@@ -191,6 +200,78 @@ fn columns(centers: &[(&str, CenterFacts)], out: &mut Vec<Finding>) {
     }
 }
 
+/// Column types that can order versions (as `information_schema.COLUMNS.COLUMN_TYPE` starts).
+const VERSION_TYPES: [&str; 8] = [
+    "tinyint",
+    "smallint",
+    "mediumint",
+    "int",
+    "bigint",
+    "decimal",
+    "date",
+    "timestamp",
+];
+
+fn version_columns(centers: &[(&str, CenterFacts)], conflict: &Conflict, out: &mut Vec<Finding>) {
+    for (table, by_center) in across(centers) {
+        let Some(column) = conflict.version_column(&table.db, &table.table) else {
+            let explicit = conflict
+                .tables
+                .contains_key(&(table.db.clone(), table.table.clone()));
+            if !explicit {
+                // Last-writer-wins is off for every table (`version_column = ""`).
+                continue;
+            }
+            out.push(Finding::new(
+                Severity::Info,
+                None,
+                "version_column",
+                format!("table {table} is configured for source wins ([conflict.tables] \"\"): concurrent writes to one row in two centers are not resolved"),
+            ));
+            continue;
+        };
+        let mut lacking = Vec::new();
+        let mut unusable = Vec::new();
+        for (center, t) in &by_center {
+            match t
+                .columns
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(column))
+            {
+                None => lacking.push(*center),
+                Some((_, ty)) => {
+                    let ty = ty.to_ascii_lowercase();
+                    if !VERSION_TYPES.iter().any(|v| ty.starts_with(v)) {
+                        unusable.push(format!("{center} ({ty})"));
+                    }
+                }
+            }
+        }
+        if !lacking.is_empty() {
+            out.push(Finding::new(
+                Severity::Warning,
+                None,
+                "version_column",
+                format!(
+                    "table {table} has no version column `{column}` in {}: conflicting writes to it fall back to source wins and centers can end with different rows; add `{column} TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)` in every center, or name its version column in [conflict.tables]",
+                    and_list(&lacking)
+                ),
+            ));
+        }
+        if !unusable.is_empty() {
+            out.push(Finding::new(
+                Severity::Error,
+                None,
+                "version_column",
+                format!(
+                    "version column {table}.{column} cannot order versions in {}: use an integer, DECIMAL, DATE, DATETIME or TIMESTAMP column (the link stops at the table's first change)",
+                    unusable.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
 fn triggers(centers: &[(&str, CenterFacts)], out: &mut Vec<Finding>) {
     for (name, f) in centers {
         for t in &f.schema.triggers {
@@ -267,6 +348,59 @@ mod tests {
         }
     }
 
+    fn no_lww() -> Conflict {
+        Conflict {
+            version_column: None,
+            tables: Default::default(),
+        }
+    }
+
+    #[test]
+    fn tables_without_the_version_column_are_named() {
+        let cs = vec![(
+            "a",
+            center(vec![
+                (
+                    "users",
+                    table(&[("id", "int"), ("updated_at", "timestamp(6)")], &["id"]),
+                ),
+                ("logs", table(&[("id", "int")], &["id"])),
+                (
+                    "odd",
+                    table(&[("id", "int"), ("updated_at", "varchar(10)")], &["id"]),
+                ),
+                ("plain", table(&[("id", "int")], &["id"])),
+            ]),
+        )];
+        let mut conflict = Conflict::default();
+        conflict
+            .tables
+            .insert(("shop".into(), "plain".into()), None);
+        let out = lines(&check(&cs, &replication(), &conflict));
+        let v: Vec<&String> = out
+            .iter()
+            .filter(|l| l.contains("version_column"))
+            .collect();
+        assert_eq!(v.len(), 3, "{out:#?}");
+        assert!(
+            v.iter().any(|l| l.contains("warning")
+                && l.contains("shop.logs")
+                && l.contains("no version column `updated_at`")),
+            "{v:#?}"
+        );
+        assert!(
+            v.iter()
+                .any(|l| l.contains("error") && l.contains("shop.odd") && l.contains("varchar")),
+            "{v:#?}"
+        );
+        assert!(
+            v.iter()
+                .any(|l| l.contains("info") && l.contains("shop.plain")),
+            "{v:#?}"
+        );
+        assert!(!v.iter().any(|l| l.contains("shop.users")), "{v:#?}");
+    }
+
     fn lines(f: &[Finding]) -> Vec<String> {
         f.iter().map(|f| f.to_string()).collect()
     }
@@ -301,7 +435,7 @@ mod tests {
             ),
             ("b", b),
         ];
-        let out = lines(&check(&cs, &replication()));
+        let out = lines(&check(&cs, &replication(), &no_lww()));
         let want = [
             "error a primary_key: table shop.nopk has no primary key",
             "error b primary_key: table shop.nopk has no primary key",
@@ -324,7 +458,7 @@ mod tests {
         let mut c = center(vec![]);
         c.schema.databases.clear();
         let cs = vec![("a", center(vec![("t", table(&[], &["id"]))])), ("c", c)];
-        let out = lines(&check(&cs, &replication()));
+        let out = lines(&check(&cs, &replication(), &no_lww()));
         assert_eq!(out.len(), 1, "{out:#?}");
         assert!(
             out[0].starts_with("error c database: replicated database `shop` does not exist here")
@@ -338,7 +472,7 @@ mod tests {
             ("a", center(vec![("t", table(&[], &["id"]))])),
             ("b", center(vec![("t", table(&[], &["id", "x"]))])),
         ];
-        let out = lines(&check(&cs, &replication()));
+        let out = lines(&check(&cs, &replication(), &no_lww()));
         assert_eq!(
             out,
             ["warning * primary_key: the primary key of shop.t differs between centers: (id) in a; (id, x) in b; make it the same everywhere"]

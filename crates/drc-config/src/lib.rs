@@ -34,6 +34,8 @@ pub struct Config {
     pub source: SourceSettings,
     /// The heartbeat each daemon writes in its own center.
     pub heartbeat: Heartbeat,
+    /// How conflicting writes are resolved.
+    pub conflict: Conflict,
 }
 
 /// One center (data center / region) and its database.
@@ -118,6 +120,35 @@ pub struct SourceSettings {
     pub idle_timeout: Duration,
     /// Base of the replica `server_id`s drc registers with (see docs/configuration.md).
     pub replica_server_id_base: u32,
+}
+
+/// How conflicting writes from several centers are resolved (docs/conflicts.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The default version column; `None` when last-writer-wins is off by default.
+    pub version_column: Option<String>,
+    /// Per-table overrides by `(database, table)`; `None`: source wins for that table.
+    pub tables: std::collections::BTreeMap<(String, String), Option<String>>,
+}
+
+impl Default for Conflict {
+    fn default() -> Self {
+        Conflict {
+            version_column: Some("updated_at".to_string()),
+            tables: Default::default(),
+        }
+    }
+}
+
+impl Conflict {
+    /// The version column configured for `db.table` (whether the table has it is checked
+    /// elsewhere); `None` when the table is configured as "source wins".
+    pub fn version_column(&self, db: &str, table: &str) -> Option<&str> {
+        match self.tables.get(&(db.to_string(), table.to_string())) {
+            Some(over) => over.as_deref(),
+            None => self.version_column.as_deref(),
+        }
+    }
 }
 
 /// The heartbeat row each daemon writes in its own center; peers measure their lag with it.

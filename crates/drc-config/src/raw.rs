@@ -21,6 +21,20 @@ pub struct RawConfig {
     /// `[heartbeat]`.
     #[serde(default)]
     pub heartbeat: RawHeartbeat,
+    /// `[conflict]`.
+    #[serde(default)]
+    pub conflict: RawConflict,
+}
+
+/// `[conflict]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConflict {
+    /// The last-writer-wins version column (default `updated_at`; `""` turns it off).
+    pub version_column: Option<String>,
+    /// Per-table overrides: `"db.table" = "column"` (`""`: source wins for that table).
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, String>,
 }
 
 /// One `[[center]]`.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::raw::{RawCenter, RawConfig};
 use crate::{
-    Applier, Center, Config, ConfigError, ConfigErrors, Heartbeat, Loopback, Replication, Secret,
-    SourceSettings, TablePattern,
+    Applier, Center, Config, ConfigError, ConfigErrors, Conflict, Heartbeat, Loopback, Replication,
+    Secret, SourceSettings, TablePattern,
 };
 
 struct Errors(Vec<ConfigError>);
@@ -359,6 +359,7 @@ pub fn validate(
             &mut e,
         ),
     };
+    let conflict = conflict(&raw.conflict, &mut e);
     match replication {
         Some(replication) if e.0.is_empty() => Ok(Config {
             centers,
@@ -366,7 +367,52 @@ pub fn validate(
             applier,
             source,
             heartbeat,
+            conflict,
         }),
         _ => Err(ConfigErrors(e.0)),
+    }
+}
+
+fn column_name(name: &str) -> Result<Option<String>, &'static str> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Ok(None);
+    }
+    if n.len() > 64 {
+        return Err("is longer than 64 characters, which no MySQL column name can be");
+    }
+    Ok(Some(n.to_string()))
+}
+
+fn conflict(raw: &crate::raw::RawConflict, e: &mut Errors) -> Conflict {
+    let version_column = match &raw.version_column {
+        None => Some("updated_at".to_string()),
+        Some(v) => column_name(v).unwrap_or_else(|m| {
+            e.add("conflict.version_column", m);
+            None
+        }),
+    };
+    let mut tables = std::collections::BTreeMap::new();
+    for (name, column) in &raw.tables {
+        let key = format!("conflict.tables.{name:?}");
+        let Some((db, table)) = name.split_once('.').filter(|(d, t)| {
+            !d.is_empty() && !t.is_empty() && !t.contains('.') && !name.contains('*')
+        }) else {
+            e.add(
+                &key,
+                "must name one table as \"database.table\" (no wildcards)",
+            );
+            continue;
+        };
+        match column_name(column) {
+            Ok(c) => {
+                tables.insert((db.to_string(), table.to_string()), c);
+            }
+            Err(m) => e.add(&key, m),
+        }
+    }
+    Conflict {
+        version_column,
+        tables,
     }
 }

@@ -28,6 +28,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Check every center for what would stop or endanger replication; all problems at once.
     Check(crate::check::CheckArgs),
+    /// List the writes that lost to conflict resolution (last-writer-wins), per center.
+    Conflicts(crate::conflicts::ConflictsArgs),
 }
 
 /// `drc run`.

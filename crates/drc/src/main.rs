@@ -5,6 +5,7 @@
 
 mod check;
 mod cli;
+mod conflicts;
 mod id;
 mod run;
 mod tail;
@@ -56,5 +57,6 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         cli::Command::Run(args) => rt.block_on(run::run(args)),
         cli::Command::Status(args) => rt.block_on(run::status(args)),
         cli::Command::Check(args) => rt.block_on(check::run(args)),
+        cli::Command::Conflicts(args) => rt.block_on(conflicts::run(args)),
     }
 }

@@ -117,8 +117,8 @@ async fn a_healthy_cluster_passes() {
         create(
             s,
             &db,
-            "CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(20)); \
-             CREATE TABLE items (order_id BIGINT NOT NULL, n INT NOT NULL, sku VARCHAR(10), \
+            "CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(20), updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)); \
+             CREATE TABLE items (order_id BIGINT NOT NULL, n INT NOT NULL, sku VARCHAR(10), updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
                PRIMARY KEY (order_id, n))",
         )
         .await;
@@ -207,6 +207,9 @@ async fn every_problem_of_a_broken_cluster_is_reported_in_one_run() {
         format!("error   *  gtid_domain_id: centers a and c share gtid_domain_id {domain}"),
         "error   *  auto_increment: the AUTO_INCREMENT sequences of a/b, a/c and b/c overlap".to_string(),
         format!("warning *  columns: column {db}.orders.note differs between centers: varchar(20) in a and b; varchar(40) in c"),
+        format!("warning *  version_column: table {db}.nopk has no version column `updated_at` in a, b and c"),
+        format!("warning *  version_column: table {db}.only_ab has no version column `updated_at` in a and b"),
+        format!("warning *  version_column: table {db}.orders has no version column `updated_at` in a, b and c"),
     ];
     for w in &want {
         assert_has(&text, w);
@@ -228,7 +231,7 @@ async fn every_problem_of_a_broken_cluster_is_reported_in_one_run() {
     let mut sorted = centers_in_order.clone();
     sorted.sort_by_key(|c| if *c == "*" { "~" } else { c });
     assert_eq!(centers_in_order, sorted, "{text}");
-    assert_eq!(lines[want.len()], "8 errors, 2 warnings");
+    assert_eq!(lines[want.len()], "8 errors, 5 warnings");
     // The same findings for tools.
     let (out, json) = check_json(&config);
     assert_eq!(out.status.code(), Some(1));
@@ -260,7 +263,7 @@ async fn missing_privileges_are_named_with_the_grant_that_fixes_them() {
             s,
             &db,
             &format!(
-                "CREATE TABLE t (id INT PRIMARY KEY); \
+                "CREATE TABLE t (id INT PRIMARY KEY, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)); \
                  CREATE TRIGGER t_audit BEFORE UPDATE ON t FOR EACH ROW SET @n = 1; \
                  CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'; \
                  GRANT SELECT ON `{db}`.* TO '{user}'@'%'"
@@ -348,7 +351,7 @@ async fn an_unreachable_center_is_an_error_without_its_password() {
     let shared = drc_testkit::shared_servers(3);
     let db = drc_testkit::unique_db_name("chk_down");
     for s in &shared[..2] {
-        create(s, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+        create(s, &db, "CREATE TABLE t (id INT PRIMARY KEY, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))").await;
     }
     // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

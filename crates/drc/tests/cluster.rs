@@ -179,6 +179,21 @@ impl Cluster {
         .expect("row")
     }
 
+    /// True once `table` has identical content in all three centers; false after `limit`.
+    pub async fn converges_within(&self, table: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let a = self.checksum(0, table).await;
+            if a == self.checksum(1, table).await && a == self.checksum(2, table).await {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until `table` has identical content in all three centers, and returns its row count.
     pub async fn wait_converged(&self, table: &str) -> u64 {
         let deadline = tokio::time::Instant::now() + CONVERGE;

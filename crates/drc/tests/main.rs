@@ -4,6 +4,7 @@
 mod apply;
 mod check;
 mod cluster;
+mod conflicts;
 mod id;
 mod replication;
 mod tail;

@@ -85,9 +85,16 @@ pub(crate) const SBTEST_DDL: &str =
     "(id INT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL DEFAULT 0, \
      c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '', KEY k_1(k)) ENGINE=InnoDB";
 
+/// `--version-column`: the same table with a last-writer-wins version column.
+pub(crate) const SBTEST_DDL_VERSIONED: &str =
+    "(id INT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL DEFAULT 0, \
+     c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '', \
+     updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+     KEY k_1(k)) ENGINE=InnoDB";
+
 /// Creates and fills `bench.sbtest1` with `rows` rows, identically on every server. With
 /// `binlog = false` nothing reaches the server's binlog (the targets' copy of a's state).
-pub(crate) async fn seed(conn: &mut Conn, rows: u64, binlog: bool) {
+pub(crate) async fn seed(conn: &mut Conn, rows: u64, binlog: bool, versioned: bool) {
     q(
         conn,
         &format!("SET SESSION sql_log_bin = {}", if binlog { 1 } else { 0 }),
@@ -96,7 +103,12 @@ pub(crate) async fn seed(conn: &mut Conn, rows: u64, binlog: bool) {
     q(conn, &format!("CREATE DATABASE {DB}")).await;
     // The Sequence engine's tables (seq_1_to_N) live in the current database.
     q(conn, &format!("USE {DB}")).await;
-    q(conn, &format!("CREATE TABLE {DB}.sbtest1 {SBTEST_DDL}")).await;
+    let ddl = if versioned {
+        SBTEST_DDL_VERSIONED
+    } else {
+        SBTEST_DDL
+    };
+    q(conn, &format!("CREATE TABLE {DB}.sbtest1 {ddl}")).await;
     let mut lo = 1;
     while lo <= rows {
         let hi = (lo + SEED_CHUNK - 1).min(rows);

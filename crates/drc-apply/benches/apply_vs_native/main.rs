@@ -63,7 +63,9 @@
 //! Options (after `--` with `cargo bench`): `--txns N`, `--rows N`, `--seed N`,
 //! `--txns-per-query N`, `--mode durable|relaxed|both`, `--targets native:0,native:4,drc:4,..`,
 //! `--parallel-mode optimistic|conservative|aggressive|minimal`, `--native-log-slave-updates
-//! on|off`, `--socket` (drc over the Unix socket), `--phases` (adds `phases:4,grouped:4,piped:4`),
+//! on|off`, `--socket` (drc over the Unix socket), `--version-column` (the table gets an
+//! `updated_at TIMESTAMP(6)` version column; target `lww:N` applies with last-writer-wins on it,
+//! `drc:N` with source wins), `--phases` (adds `phases:4,grouped:4,piped:4`),
 //! `--batch-rows N` (drc's `[applier] batch_rows`).
 
 mod data;
@@ -153,6 +155,9 @@ enum Target {
     Native(u32),
     /// A drc link with `[applier] parallelism = N`.
     Drc(usize),
+    /// A drc link with parallelism N and last-writer-wins on `updated_at` (needs
+    /// `--version-column`; `drc:N` then runs with `version_column = ""`, source wins).
+    DrcLww(usize),
     /// The drc pipeline assembled here with per-batch timings.
     Phases { workers: usize, variant: Variant },
 }
@@ -180,6 +185,7 @@ impl Target {
         match kind {
             "native" => Target::Native(u32::try_from(n).expect("thread count fits u32")),
             "drc" if n >= 1 => Target::Drc(n),
+            "lww" if n >= 1 => Target::DrcLww(n),
             "phases" if n >= 1 => Target::Phases {
                 workers: n,
                 variant: Variant::Timed,
@@ -193,7 +199,7 @@ impl Target {
                 variant: Variant::Piped,
             },
             _ => {
-                panic!("target {s:?}: kind must be native:N, drc:N, phases:N, grouped:N or piped:N")
+                panic!("target {s:?}: kind must be native:N, drc:N, lww:N, phases:N, grouped:N or piped:N")
             }
         }
     }
@@ -203,6 +209,7 @@ impl Target {
             Target::Native(0) => "native, serial".into(),
             Target::Native(n) => format!("native, {n} threads {parallel_mode}"),
             Target::Drc(n) => format!("drc, parallelism {n}"),
+            Target::DrcLww(n) => format!("drc last-writer-wins, parallelism {n}"),
             Target::Phases { workers, variant } => match variant {
                 Variant::Timed => format!("drc pipeline timed, {workers}"),
                 Variant::Grouped => format!("proto: grouped, {workers}"),
@@ -224,6 +231,7 @@ struct Opts {
     log_slave_updates: bool,
     socket: bool,
     batch_rows: Option<usize>,
+    version_column: bool,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -252,6 +260,7 @@ fn parse_opts(args: &[String]) -> Opts {
         log_slave_updates: true,
         socket: false,
         batch_rows: None,
+        version_column: false,
     };
     let mut phases = false;
     let mut it = args.iter();
@@ -303,6 +312,7 @@ fn parse_opts(args: &[String]) -> Opts {
                 }
             }
             "--socket" => o.socket = true,
+            "--version-column" => o.version_column = true,
             "--phases" => phases = true,
             // Passed by `cargo bench`; filters are meaningless for a single benchmark.
             "--bench" => {}
@@ -320,6 +330,10 @@ fn parse_opts(args: &[String]) -> Opts {
     }
     assert!(o.rows >= 1 && o.txns >= 1, "--rows and --txns must be >= 1");
     assert!(!o.targets.is_empty(), "--targets lists nothing to measure");
+    assert!(
+        o.version_column || !o.targets.iter().any(|t| matches!(t, Target::DrcLww(_))),
+        "target lww:N needs --version-column (without the column every table is source wins)"
+    );
     o
 }
 

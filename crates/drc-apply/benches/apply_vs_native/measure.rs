@@ -187,6 +187,7 @@ pub(crate) fn drc_config(
     a: &MariaDb,
     t: &MariaDb,
     parallelism: usize,
+    lww: bool,
     o: &Opts,
 ) -> drc_config::Config {
     let mut text = format!(
@@ -197,6 +198,10 @@ pub(crate) fn drc_config(
     );
     if let Some(r) = o.batch_rows {
         text.push_str(&format!("batch_rows = {r}\n"));
+    }
+    if !lww {
+        // Source wins (the plain rewrite), also for a table with `updated_at`.
+        text.push_str("\n[conflict]\nversion_column = \"\"\n");
     }
     drc_config::Config::parse(&text, &|_| None).expect("valid drc configuration")
 }
@@ -226,11 +231,12 @@ pub(crate) async fn run_drc(
     a: &MariaDb,
     t: &MariaDb,
     parallelism: usize,
+    lww: bool,
     o: &Opts,
     b: &Backlog,
     replica_id: u32,
 ) -> (f64, f64, CpuMark, u64) {
-    let cfg = drc_config(a, t, parallelism, o);
+    let cfg = drc_config(a, t, parallelism, lww, o);
     let spec = LinkSpec {
         name: LINK.into(),
         source_name: "a".into(),
@@ -240,6 +246,7 @@ pub(crate) async fn run_drc(
         applier: cfg.applier.clone(),
         source: cfg.source.clone(),
         replica_server_id: replica_id,
+        conflict: cfg.conflict.clone(),
     };
     write_initial_checkpoint(t, parallelism as u32, &b.start).await;
     let metrics = Metrics::new().expect("metrics");

@@ -19,7 +19,7 @@ pub(crate) async fn parent(o: Opts) {
     let a = MariaDb::start(Mode::Relaxed.options()).expect("start source a");
     let mut ac = drc_testkit::connect(&a.url()).await;
     let t = Instant::now();
-    seed(&mut ac, o.rows, true).await;
+    seed(&mut ac, o.rows, true, o.version_column).await;
     // A fresh binlog file: replicas find the start GTID without scanning the seed.
     q(&mut ac, "FLUSH BINARY LOGS").await;
     let seed_fp = fingerprint(&mut ac).await;
@@ -80,7 +80,7 @@ pub(crate) async fn parent(o: Opts) {
             }
             let ts = MariaDb::start(opts).expect("start a target");
             let mut tc = drc_testkit::connect(&ts.url()).await;
-            seed(&mut tc, o.rows, false).await;
+            seed(&mut tc, o.rows, false, o.version_column).await;
             let fp = fingerprint(&mut tc).await;
             assert_eq!(
                 fp, backlog.seed_fp,
@@ -102,10 +102,11 @@ pub(crate) async fn parent(o: Opts) {
                         notes,
                     }
                 }
-                Target::Drc(n) => {
+                Target::Drc(n) | Target::DrcLww(n) => {
                     next_replica_id += 2;
+                    let lww = matches!(target, Target::DrcLww(_));
                     let (secs, startup, cpu, batches) =
-                        run_drc(&a, &ts, n, &o, &backlog, next_replica_id).await;
+                        run_drc(&a, &ts, n, lww, &o, &backlog, next_replica_id).await;
                     Measured {
                         mode,
                         target,

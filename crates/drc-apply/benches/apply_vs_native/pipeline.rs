@@ -101,7 +101,7 @@ pub(crate) async fn run_phases(
     b: &Backlog,
     replica_id: u32,
 ) -> (f64, CpuMark, PhaseTimes) {
-    let cfg = drc_config(a, t, workers, o);
+    let cfg = drc_config(a, t, workers, false, o);
     let mut conn = drc_testkit::connect(&t.url()).await;
     for s in meta::schema_statements(META_DB) {
         q(&mut conn, &s).await;

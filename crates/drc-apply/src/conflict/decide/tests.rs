@@ -1,0 +1,183 @@
+//! Unit cases of the decision table, on hand-made rows (the end-to-end cases run against real
+//! servers in crates/drc/tests/conflicts.rs).
+
+use std::sync::Arc;
+
+use drc_core::change::{ChangeKind, Image, RowChange};
+use drc_core::schema::{ColumnSchema, SqlType, TableSchema, UniqueKey};
+use drc_core::value::{Text, Value};
+
+use super::*;
+
+fn users() -> Arc<TableSchema> {
+    let col = |n: &str, t| ColumnSchema {
+        name: n.into(),
+        sql_type: t,
+        unsigned: false,
+    };
+    Arc::new(TableSchema {
+        database: "shop".into(),
+        table: "users".into(),
+        columns: vec![
+            col("id", SqlType::Int),
+            col("email", SqlType::String),
+            col("version", SqlType::BigInt),
+        ],
+        primary_key: vec![0],
+        unique_keys: vec![UniqueKey {
+            name: "email".into(),
+            columns: vec![1],
+        }],
+        unique_keys_known: true,
+    })
+}
+
+fn img(id: i64, email: &str, version: i64) -> Image {
+    Image(vec![
+        Some(Value::Int(id)),
+        Some(Value::Text(Text::utf8(email))),
+        Some(Value::Int(version)),
+    ])
+}
+
+fn change(kind: ChangeKind, before: Option<Image>, after: Option<Image>) -> RowChange {
+    RowChange {
+        table: users(),
+        kind,
+        before,
+        after,
+    }
+}
+
+fn row(i: &Image) -> Row {
+    Row::from_image(&users(), i)
+}
+
+fn run(c: &RowChange, found: Vec<Vec<Row>>) -> Outcome<'_> {
+    decide(c, 2, found, &mut Overlay::default())
+}
+
+#[test]
+fn an_insert_of_a_missing_row_inserts_it() {
+    let a = img(1, "x", 5);
+    let c = change(ChangeKind::Insert, None, Some(a.clone()));
+    assert_eq!(lookups(&c).len(), 2, "by key and by email");
+    let out = run(&c, vec![vec![], vec![]]);
+    assert_eq!(out.writes, vec![Write::Insert(&a)]);
+    assert!(out.records.is_empty());
+}
+
+#[test]
+fn insert_on_an_existing_key_is_last_writer_wins_both_ways() {
+    let c = change(ChangeKind::Insert, None, Some(img(1, "new", 7)));
+    let out = run(&c, vec![vec![row(&img(1, "old", 5))], vec![]]);
+    assert!(matches!(out.writes[..], [Write::Update(_)]));
+    assert_eq!(out.records[0].resolution, Resolution::IncomingWon);
+    assert_eq!(out.records[0].loser["email"], "old");
+
+    let c = change(ChangeKind::Insert, None, Some(img(1, "late", 3)));
+    let out = run(&c, vec![vec![row(&img(1, "kept", 5))], vec![]]);
+    assert!(out.writes.is_empty());
+    assert_eq!(out.records[0].resolution, Resolution::LocalWon);
+    assert_eq!(out.records[0].rule, Rule::NewerVersion);
+    assert_eq!(out.records[0].loser["email"], "late");
+}
+
+#[test]
+fn a_tie_goes_the_same_way_from_both_sides() {
+    let (x, y) = (img(1, "x", 5), img(1, "y", 5));
+    let cx = change(ChangeKind::Insert, None, Some(x.clone()));
+    let cy = change(ChangeKind::Insert, None, Some(y.clone()));
+    // Center holding y receives x, and the center holding x receives y.
+    let at_y = run(&cx, vec![vec![row(&y)], vec![]]);
+    let at_x = run(&cy, vec![vec![row(&x)], vec![]]);
+    let x_wins_at_y = !at_y.writes.is_empty();
+    let y_wins_at_x = !at_x.writes.is_empty();
+    assert_ne!(
+        x_wins_at_y, y_wins_at_x,
+        "exactly one side replaces its row"
+    );
+    assert!(at_y
+        .records
+        .iter()
+        .chain(&at_x.records)
+        .all(|r| r.rule == Rule::TieHash));
+}
+
+#[test]
+fn an_update_of_the_exact_before_image_applies_even_with_an_older_version() {
+    // A skewed clock: the source's new version is older than the row it changed.
+    let (b, a) = (img(1, "x", 9), img(1, "y", 4));
+    let c = change(ChangeKind::Update, Some(b.clone()), Some(a));
+    let out = run(&c, vec![vec![row(&b)], vec![]]);
+    assert!(matches!(out.writes[..], [Write::Update(_)]));
+    assert!(out.records.is_empty());
+}
+
+#[test]
+fn an_update_of_a_missing_row_inserts_it() {
+    let c = change(
+        ChangeKind::Update,
+        Some(img(1, "x", 1)),
+        Some(img(1, "y", 2)),
+    );
+    let out = run(&c, vec![vec![], vec![]]);
+    assert!(matches!(out.writes[..], [Write::Insert(_)]));
+}
+
+#[test]
+fn a_delete_applies_only_to_the_row_it_saw() {
+    let b = img(1, "x", 5);
+    let c = change(ChangeKind::Delete, Some(b.clone()), None);
+    assert_eq!(lookups(&c).len(), 1);
+    let out = run(&c, vec![vec![row(&b)]]);
+    assert!(matches!(out.writes[..], [Write::Delete(_)]));
+
+    let out = run(&c, vec![vec![row(&img(1, "x2", 6))]]);
+    assert!(out.writes.is_empty());
+    assert_eq!(out.records[0].rule, Rule::UpdateWinsOverDelete);
+    assert_eq!(out.records[0].resolution, Resolution::DeleteSkipped);
+
+    let out = run(&c, vec![vec![]]);
+    assert!(
+        out.writes.is_empty() && out.records.is_empty(),
+        "delete/delete"
+    );
+}
+
+#[test]
+fn unique_key_rivals_are_evicted_or_win() {
+    // Incoming id 2 takes email x, held by id 1 with an older version: id 1 is evicted.
+    let c = change(ChangeKind::Insert, None, Some(img(2, "x", 7)));
+    let out = run(&c, vec![vec![], vec![row(&img(1, "x", 5))]]);
+    assert!(matches!(
+        out.writes[..],
+        [Write::Evict(_, 0), Write::Insert(_)]
+    ));
+    assert_eq!(out.records[0].resolution, Resolution::EvictedLocal);
+
+    // Newer rival: the incoming row is dropped; a plain update also removes its old row.
+    let c = change(
+        ChangeKind::Update,
+        Some(img(2, "w", 1)),
+        Some(img(2, "x", 3)),
+    );
+    let out = run(
+        &c,
+        vec![vec![row(&img(2, "w", 1))], vec![row(&img(1, "x", 5))]],
+    );
+    assert!(matches!(out.writes[..], [Write::Delete(_)]));
+    let res: Vec<Resolution> = out.records.iter().map(|r| r.resolution).collect();
+    assert_eq!(
+        res,
+        vec![Resolution::LocalWonUnique, Resolution::RemovedUnique]
+    );
+}
+
+#[test]
+fn a_replay_is_no_conflict() {
+    let a = img(1, "x", 5);
+    let c = change(ChangeKind::Update, Some(img(1, "w", 4)), Some(a.clone()));
+    let out = run(&c, vec![vec![row(&a)], vec![]]);
+    assert!(out.writes.is_empty() && out.records.is_empty());
+}

@@ -1,0 +1,302 @@
+//! Conflict resolution: last-writer-wins on a version column, so that centers that wrote the
+//! same row concurrently converge, and every lost write is recorded.
+//!
+//! A table uses last-writer-wins when it has the version column that `[conflict]` names for it
+//! (default `updated_at`); other tables keep "source wins" (the plain rewrite of [`crate::sql`]).
+//! For a last-writer-wins table the applier, inside the apply transaction:
+//!
+//! 1. reads the target rows each change touches — by primary key and by every unique key of
+//!    the incoming row — with `SELECT .. FOR UPDATE` (one round trip per dependency level of
+//!    the share: the changes of a level touch disjoint keys);
+//! 2. decides each change in Rust ([`decide`]): which image wins, and what was lost;
+//! 3. writes the outcome with plain statements (`INSERT` of a row that was missing, `UPDATE`
+//!    / `DELETE` of a locked row), plus one `<meta>.conflict` row per lost write, and commits
+//!    them with the checkpoint.
+//!
+//! Atomicity against local writers: rows that exist are locked by the read until commit. A
+//! row that was missing is written with a plain `INSERT`, which fails with a duplicate-key
+//! error if a local writer inserted the same key (or unique value) meanwhile; the whole share
+//! is then rolled back and decided again from fresh reads. The session runs at READ COMMITTED,
+//! so the reads take no gap locks that would make parallel appliers deadlock.
+//!
+//! Rules and examples: docs/conflicts.md.
+
+pub mod canon;
+pub mod decide;
+
+use drc_core::change::{Image, RowChange};
+use drc_core::schema::{SqlType, TableSchema};
+use drc_core::value::Value;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::sql::{ident, literal, quoted};
+use crate::LinkError;
+use canon::{select_expr, Canon};
+use decide::{decide, lookups, Lookup, Overlay, Record, Row, Write};
+
+/// A change of a last-writer-wins table, with the ordinal of its version column.
+#[derive(Debug, Clone, Copy)]
+pub struct LwwChange<'a> {
+    /// The change.
+    pub change: &'a RowChange,
+    /// Ordinal of the version column in the change's table.
+    pub version: usize,
+}
+
+/// The version column of `t` under `conflict`: `Ok(Some(ordinal))` for last-writer-wins,
+/// `Ok(None)` for source wins (no column configured, or the table lacks it), and an error when
+/// the column's type cannot order versions.
+pub fn version_column(
+    conflict: &drc_config::Conflict,
+    t: &TableSchema,
+) -> Result<Option<usize>, LinkError> {
+    let Some(name) = conflict.version_column(&t.database, &t.table) else {
+        return Ok(None);
+    };
+    let Some(i) = t
+        .columns
+        .iter()
+        .position(|c| c.name.eq_ignore_ascii_case(name))
+    else {
+        return Ok(None);
+    };
+    match t.columns[i].sql_type {
+        SqlType::TinyInt
+        | SqlType::SmallInt
+        | SqlType::MediumInt
+        | SqlType::Int
+        | SqlType::BigInt
+        | SqlType::Decimal
+        | SqlType::Date
+        | SqlType::DateTime
+        | SqlType::Timestamp => Ok(Some(i)),
+        other => Err(LinkError::Setup(format!(
+            "table {}: version column {name} is of type {other:?}, which cannot order versions; \
+             last-writer-wins needs an integer, DECIMAL, DATE, DATETIME or TIMESTAMP column \
+             (set [conflict.tables] \"{}\" = \"\" for source wins, or name another column)",
+            t.qualified_name(),
+            t.qualified_name()
+        ))),
+    }
+}
+
+fn table_name(out: &mut String, t: &TableSchema) {
+    ident(out, &t.database);
+    out.push('.');
+    ident(out, &t.table);
+}
+
+fn value(img: &Image, i: usize) -> &Value {
+    img.get(i).unwrap_or(&Value::Null)
+}
+
+/// `c1 = v1 AND c2 = v2` over `cols` of `img`.
+fn equal_cols(out: &mut String, t: &TableSchema, cols: &[usize], img: &Image) {
+    for (n, &i) in cols.iter().enumerate() {
+        if n > 0 {
+            out.push_str(" AND ");
+        }
+        ident(out, &t.columns[i].name);
+        out.push_str(" = ");
+        literal(out, value(img, i));
+    }
+}
+
+/// The locking read of one lookup.
+fn lookup_sql(t: &TableSchema, l: &Lookup<'_>) -> String {
+    let mut q = String::from("SELECT ");
+    for (n, c) in t.columns.iter().enumerate() {
+        if n > 0 {
+            q.push_str(", ");
+        }
+        select_expr(&mut q, &c.name, c.sql_type);
+    }
+    q.push_str(" FROM ");
+    table_name(&mut q, t);
+    q.push_str(" WHERE ");
+    match l {
+        Lookup::Pk(img) => equal_cols(&mut q, t, &t.primary_key, img),
+        Lookup::Unique(img, n) => equal_cols(&mut q, t, &t.unique_keys[*n].columns, img),
+    }
+    q.push_str(" FOR UPDATE");
+    q
+}
+
+fn write_sql(t: &TableSchema, w: &Write<'_>) -> String {
+    let mut q = String::with_capacity(256);
+    match w {
+        Write::Insert(img) => {
+            q.push_str("INSERT INTO ");
+            table_name(&mut q, t);
+            q.push_str(" (");
+            let cols: Vec<usize> = (0..t.columns.len())
+                .filter(|&i| img.get(i).is_some())
+                .collect();
+            for (n, &i) in cols.iter().enumerate() {
+                if n > 0 {
+                    q.push_str(", ");
+                }
+                ident(&mut q, &t.columns[i].name);
+            }
+            q.push_str(") VALUES (");
+            for (n, &i) in cols.iter().enumerate() {
+                if n > 0 {
+                    q.push_str(", ");
+                }
+                literal(&mut q, value(img, i));
+            }
+            q.push(')');
+        }
+        Write::Update(img) => {
+            q.push_str("UPDATE ");
+            table_name(&mut q, t);
+            q.push_str(" SET ");
+            let mut first = true;
+            for (i, c) in t.columns.iter().enumerate() {
+                if let Some(v) = img.get(i) {
+                    if !first {
+                        q.push_str(", ");
+                    }
+                    first = false;
+                    ident(&mut q, &c.name);
+                    q.push_str(" = ");
+                    literal(&mut q, v);
+                }
+            }
+            q.push_str(" WHERE ");
+            equal_cols(&mut q, t, &t.primary_key, img);
+        }
+        Write::Delete(img) => {
+            q.push_str("DELETE FROM ");
+            table_name(&mut q, t);
+            q.push_str(" WHERE ");
+            equal_cols(&mut q, t, &t.primary_key, img);
+        }
+        Write::Evict(img, n) => {
+            q.push_str("DELETE FROM ");
+            table_name(&mut q, t);
+            q.push_str(" WHERE ");
+            equal_cols(&mut q, t, &t.unique_keys[*n].columns, img);
+            q.push_str(" AND NOT (");
+            equal_cols(&mut q, t, &t.primary_key, img);
+            q.push(')');
+        }
+    }
+    q
+}
+
+/// The statement that records one lost write in `<meta>.conflict`.
+pub fn record_sql(meta: &str, link: &str, r: &Record) -> String {
+    let mut q = String::from("INSERT INTO ");
+    ident(&mut q, meta);
+    q.push_str(
+        ".`conflict` (`link`, `db_table`, `row_key`, `rule`, `resolution`, `loser`, `winner`) VALUES (",
+    );
+    for (n, s) in [
+        link.to_string(),
+        r.table.clone(),
+        r.key.to_string(),
+        r.rule.as_str().to_string(),
+        r.resolution.as_str().to_string(),
+        r.loser.to_string(),
+        r.winner.to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        if n > 0 {
+            q.push_str(", ");
+        }
+        quoted(&mut q, s);
+    }
+    q.push(')');
+    q
+}
+
+/// Reads one lookup's result rows in canonical form.
+fn rows_of(t: &TableSchema, rows: Vec<mysql_async::Row>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|r| {
+            Row::new(
+                t.columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let bytes = match r.as_ref(i) {
+                            Some(mysql_async::Value::Bytes(b)) => Some(b.as_slice()),
+                            _ => None,
+                        };
+                        Canon::from_text(bytes, c.sql_type)
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `pending` (statements already part of the open transaction, `;`-joined, possibly
+/// empty) followed by the locking reads of each level, deciding each level from its reads.
+/// Returns the statements still to run (the last level's writes) and every lost write.
+pub async fn run_levels(
+    conn: &mut Conn,
+    mut pending: String,
+    levels: &[Vec<LwwChange<'_>>],
+) -> Result<(String, Vec<Record>), LinkError> {
+    let mut records = Vec::new();
+    for level in levels {
+        let mut q = std::mem::take(&mut pending);
+        let mut wanted: Vec<usize> = Vec::with_capacity(level.len());
+        for lc in level {
+            let ls = lookups(lc.change);
+            wanted.push(ls.len());
+            for l in &ls {
+                if !q.is_empty() {
+                    q.push_str(";\n");
+                }
+                q.push_str(&lookup_sql(&lc.change.table, l));
+            }
+        }
+        let mut result = conn
+            .query_iter(q)
+            .await
+            .map_err(|e| LinkError::target("reading target rows for conflict resolution", e))?;
+        let mut sets: Vec<Vec<mysql_async::Row>> = Vec::new();
+        loop {
+            let is_select = !result.columns_ref().is_empty();
+            let rows: Vec<mysql_async::Row> = result
+                .collect()
+                .await
+                .map_err(|e| LinkError::target("reading target rows for conflict resolution", e))?;
+            if is_select {
+                sets.push(rows);
+            }
+            if result.is_empty() {
+                break;
+            }
+        }
+        drop(result);
+        let total: usize = wanted.iter().sum();
+        if sets.len() != total {
+            return Err(LinkError::Checkpoint(format!(
+                "conflict resolution expected {total} lookup results from the target and got {}",
+                sets.len()
+            )));
+        }
+        let mut sets = sets.into_iter();
+        let mut overlay = Overlay::default();
+        for (lc, n) in level.iter().zip(wanted) {
+            let t = &*lc.change.table;
+            let found: Vec<Vec<Row>> = (&mut sets).take(n).map(|s| rows_of(t, s)).collect();
+            let out = decide(lc.change, lc.version, found, &mut overlay);
+            for w in &out.writes {
+                if !pending.is_empty() {
+                    pending.push_str(";\n");
+                }
+                pending.push_str(&write_sql(t, w));
+            }
+            records.extend(out.records);
+        }
+    }
+    Ok((pending, records))
+}
