@@ -84,6 +84,12 @@ pub enum LinkError {
     /// The configuration does not fit the servers.
     #[error("{0}")]
     Setup(String),
+    /// The local-delete reader is behind or stopped (conflict resolution waits for it).
+    #[error("local deletes: {0}")]
+    LocalDeletes(String),
+    /// The target answered conflict resolution's reads unexpectedly (retried).
+    #[error("conflict resolution: {0}")]
+    ConflictRead(String),
 }
 
 impl LinkError {
@@ -97,7 +103,9 @@ impl LinkError {
             LinkError::Source(e) => e.is_transient(),
             LinkError::Mysql(e) => e.is_transient(),
             LinkError::Target { source, .. } => drc_mysql::is_transient_driver_error(source),
-            LinkError::SourceStopped => true,
+            LinkError::SourceStopped | LinkError::LocalDeletes(_) | LinkError::ConflictRead(_) => {
+                true
+            }
             _ => false,
         }
     }

@@ -47,6 +47,9 @@ pub struct LinkSpec {
     pub replica_server_id: u32,
     /// How conflicting writes are resolved.
     pub conflict: drc_config::Conflict,
+    /// Progress of the target center's local-delete reader (tombstones of local deletes), when
+    /// it runs.
+    pub local_deletes: Option<crate::conflict::tombstone::Progress>,
 }
 
 /// The externally visible state of a link.
@@ -99,9 +102,9 @@ impl LinkState {
     }
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn origin_rule(loopback: Loopback, server_id: u32) -> Origin {
+pub(crate) fn origin_rule(loopback: Loopback, server_id: u32) -> Origin {
     match loopback {
         Loopback::ServerId => Origin::ServerId(server_id),
         Loopback::Marker => Origin::Marker,
@@ -366,6 +369,7 @@ impl Runner {
                     lww,
                     checkpoint,
                     conflict_log: (meta_db.clone(), self.spec.name.clone()),
+                    progress: self.spec.local_deletes.clone(),
                 },
             ));
         }
@@ -459,6 +463,16 @@ pub async fn run_link(
             "link {}: source and target both have server_id {}; every center's server needs its own",
             spec.name, source.server_id
         )));
+    }
+    let mut spec = spec;
+    if let Some(p) = spec.local_deletes.as_mut() {
+        match crate::conflict::local::position_query(target.flavor, target.gtid_enabled) {
+            Some(q) => p.position_query = q,
+            None => {
+                warn!(link = %spec.name, "the target has no GTIDs: deletes made by local writers leave no tombstones (docs/conflicts.md)");
+                spec.local_deletes = None;
+            }
+        }
     }
     let tag = resolve_tag(&spec, &source, &target).await?;
     canary(&spec, &tag, &target).await?;

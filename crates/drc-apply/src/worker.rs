@@ -42,6 +42,9 @@ pub struct Job<'a> {
     pub checkpoint: String,
     /// Where lost writes are recorded: `(meta database, link name)`.
     pub conflict_log: (String, String),
+    /// The local-delete reader's progress (tombstones of local deletes); `None` when it does
+    /// not run (only deletes applied by drc then leave tombstones).
+    pub progress: Option<crate::conflict::tombstone::Progress>,
 }
 
 /// How the applier marks what it writes.
@@ -185,7 +188,16 @@ impl Applier {
         }
         let mut records = Vec::new();
         if !job.lww.is_empty() {
-            match run_levels(conn, std::mem::take(&mut q), &job.lww).await {
+            let mut progress = job.progress.clone();
+            match run_levels(
+                conn,
+                std::mem::take(&mut q),
+                &job.lww,
+                &job.conflict_log.0,
+                progress.as_mut(),
+            )
+            .await
+            {
                 Ok((rest, r)) => {
                     q = rest;
                     records = r;

@@ -351,7 +351,7 @@ mod tests {
     fn no_lww() -> Conflict {
         Conflict {
             version_column: None,
-            tables: Default::default(),
+            ..Conflict::default()
         }
     }
 

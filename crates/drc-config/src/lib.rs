@@ -129,6 +129,8 @@ pub struct Conflict {
     pub version_column: Option<String>,
     /// Per-table overrides by `(database, table)`; `None`: source wins for that table.
     pub tables: std::collections::BTreeMap<(String, String), Option<String>>,
+    /// How long tombstones of deleted rows are kept.
+    pub tombstone_retention: Duration,
 }
 
 impl Default for Conflict {
@@ -136,6 +138,7 @@ impl Default for Conflict {
         Conflict {
             version_column: Some("updated_at".to_string()),
             tables: Default::default(),
+            tombstone_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct RawConflict {
     /// Per-table overrides: `"db.table" = "column"` (`""`: source wins for that table).
     #[serde(default)]
     pub tables: std::collections::BTreeMap<String, String>,
+    /// Hours tombstones are kept.
+    pub tombstone_retention_hours: Option<i64>,
 }
 
 /// One `[[center]]`.

@@ -411,8 +411,17 @@ fn conflict(raw: &crate::raw::RawConflict, e: &mut Errors) -> Conflict {
             Err(m) => e.add(&key, m),
         }
     }
+    let hours = count(
+        raw.tombstone_retention_hours,
+        168,
+        1,
+        87_600,
+        "conflict.tombstone_retention_hours",
+        e,
+    );
     Conflict {
         version_column,
         tables,
+        tombstone_retention: std::time::Duration::from_secs(hours as u64 * 3600),
     }
 }

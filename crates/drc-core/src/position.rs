@@ -402,6 +402,16 @@ impl MysqlGtidSet {
         intervals.get(i).is_some_and(|&(s, _)| s <= gno)
     }
 
+    /// Whether every transaction `lo..=hi` of `sid[:tag]` is in the set.
+    pub fn covers_interval(&self, sid: Uuid, tag: Option<&str>, lo: u64, hi: u64) -> bool {
+        let key = (sid, tag.map(str::to_ascii_lowercase));
+        let Some(intervals) = self.groups.get(&key) else {
+            return false;
+        };
+        let i = intervals.partition_point(|&(_, e)| e < lo);
+        intervals.get(i).is_some_and(|&(s, e)| s <= lo && e >= hi)
+    }
+
     /// Whether the set holds no transaction.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
@@ -731,6 +741,31 @@ impl fmt::Display for Position {
                 }
                 f.write_str(&bare)
             }
+        }
+    }
+}
+
+impl Position {
+    /// True when a reader at `self` has read every transaction up to `other`: per MariaDB
+    /// domain a sequence number at least `other`'s; for MySQL every GTID of `other`; for file
+    /// positions the same file at an offset at least `other`'s, or a later file (by name, which
+    /// orders the numbered files of one server). Positions of different kinds never cover.
+    pub fn covers(&self, other: &Position) -> bool {
+        match (self, other) {
+            (Position::MariaGtid(a), Position::MariaGtid(b)) => b
+                .iter()
+                .all(|g| a.get(g.domain).is_some_and(|h| h.seq >= g.seq)),
+            (Position::MysqlGtid(a), Position::MysqlGtid(b)) => {
+                b.iter().all(|(sid, tag, ranges)| {
+                    ranges
+                        .iter()
+                        .all(|&(lo, hi)| a.covers_interval(sid, tag, lo, hi))
+                })
+            }
+            (Position::File(a), Position::File(b)) => {
+                (a.file.as_str(), a.offset) >= (b.file.as_str(), b.offset)
+            }
+            _ => false,
         }
     }
 }

@@ -5,6 +5,10 @@
 //! (`drc_link_errors_total`), shown as failed in `/health`, and started again after a backoff
 //! (1 s doubling to 60 s) — it resumes from its checkpoint, so a restart loses nothing. Other
 //! links keep running meanwhile.
+//!
+//! When any table may use last-writer-wins, the daemon also runs the center's local-delete
+//! reader (tombstones of rows deleted by local writers, `drc_apply::conflict::local`), supervised
+//! the same way; its failures count in `drc_link_errors_total{link="<center>~local-deletes"}`.
 
 mod http;
 mod status;
@@ -12,6 +16,8 @@ mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use drc_apply::conflict::local::{run_local_deletes, LocalDeletesSpec};
+use drc_apply::conflict::tombstone::Progress;
 use drc_apply::{run_link, LinkSpec, LinkState, LinkStatus, Metrics};
 use drc_config::{Center, Config};
 use mysql_async::prelude::Queryable;
@@ -83,6 +89,7 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
             source: config.source.clone(),
             replica_server_id: replica_server_id(config.source.replica_server_id_base, t, s),
             conflict: config.conflict.clone(),
+            local_deletes: None,
         })
         .collect()
 }
@@ -116,6 +123,59 @@ async fn supervise(
                 state.set_status(LinkStatus::Failed(e.to_string()));
                 error!(link = %spec.name, error = %e, retry_in_s = delay.as_secs(), "link stopped");
             }
+        }
+        if began.elapsed() > Duration::from_secs(60) {
+            delay = Duration::from_secs(1);
+        }
+        let mut sd = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = sd.changed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// True when any table may use last-writer-wins (then local deletes need tombstones).
+fn uses_lww(config: &Config) -> bool {
+    config.conflict.version_column.is_some() || config.conflict.tables.values().any(|c| c.is_some())
+}
+
+/// The local-delete reader of `center` (docs/conflicts.md, tombstones).
+pub fn local_deletes_spec(config: &Config, center: &Center) -> LocalDeletesSpec {
+    let t = config
+        .centers
+        .iter()
+        .position(|c| c.name == center.name)
+        .unwrap_or(0);
+    LocalDeletesSpec {
+        center: center.name.clone(),
+        url: center.url().to_string(),
+        replication: config.replication.clone(),
+        conflict: config.conflict.clone(),
+        source: config.source.clone(),
+        replica_server_id: replica_server_id(config.source.replica_server_id_base, t, t),
+    }
+}
+
+/// Runs the local-delete reader, restarting it after failures (1 s doubling to 60 s).
+async fn supervise_local_deletes(
+    spec: LocalDeletesSpec,
+    tx: watch::Sender<Option<drc_core::position::Position>>,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = Duration::from_secs(1);
+    let name = spec.checkpoint_name();
+    loop {
+        let began = std::time::Instant::now();
+        let result = run_local_deletes(spec.clone(), tx.clone(), shutdown.clone()).await;
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = result {
+            metrics.errors.with_label_values(&[name.as_str()]).inc();
+            error!(reader = %name, error = %e, retry_in_s = delay.as_secs(), "local-delete reader stopped; appliers wait for it before deciding missing rows");
         }
         if began.elapsed() > Duration::from_secs(60) {
             delay = Duration::from_secs(1);
@@ -221,7 +281,21 @@ pub async fn run(
             known: config.center_names().join(", "),
         })?;
     let metrics = Metrics::new()?;
-    let specs = links_into(&config, &center);
+    let mut specs = links_into(&config, &center);
+    let mut tasks = JoinSet::new();
+    if uses_lww(&config) {
+        let (tx, rx) = watch::channel(None);
+        for s in &mut specs {
+            // The query is fixed by the link once it knows the target's flavor.
+            s.local_deletes = Some(Progress::new(rx.clone(), "SELECT @@gtid_binlog_pos"));
+        }
+        tasks.spawn(supervise_local_deletes(
+            local_deletes_spec(&config, &center),
+            tx,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
     let handles: Vec<LinkHandle> = specs
         .iter()
         .map(|s| LinkHandle {
@@ -229,7 +303,6 @@ pub async fn run(
             state: Arc::new(LinkState::default()),
         })
         .collect();
-    let mut tasks = JoinSet::new();
     if let Some(addr) = metrics_listen.or(center.metrics_listen) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -267,15 +267,15 @@ async fn named_conflicts_converge_with_three_writers() {
 /// Which operations random writers use.
 #[derive(Debug, Clone, Copy)]
 struct Mix {
-    /// Deletes and primary-key changes (they need tombstones to converge, see
-    /// docs/conflicts.md, "Known gaps").
+    /// Deletes and primary-key changes.
     deletes: bool,
     /// Values for the unique `email` column (unique-key conflicts).
     unique_values: bool,
 }
 
-/// One writer's log: `(token the write replaced, token it wrote)`; deletes write `None`.
-type Log = Vec<(Option<String>, Option<String>)>;
+/// One writer's log: `(token the write replaced, token it wrote, statement)`; deletes write
+/// `None`.
+type Log = Vec<(Option<String>, Option<String>, String)>;
 
 /// A write that did not happen: duplicate key, or a deadlock / lock wait with drc's applier.
 fn is_dup(e: &mysql_async::Error) -> bool {
@@ -312,7 +312,7 @@ async fn random_writer(
                 ))
                 .await
             {
-                Ok(()) => log.push((None, Some(token))),
+                Ok(()) => log.push((None, Some(token), format!("insert {id}"))),
                 Err(e) if is_dup(&e) => {}
                 Err(e) => panic!("insert: {e}"),
             }
@@ -353,7 +353,7 @@ async fn random_writer(
         match c.query_drop(&sql).await {
             Ok(()) => {
                 c.query_drop("COMMIT").await.expect("commit");
-                log.push((Some(prev), wrote));
+                log.push((Some(prev), wrote, sql.clone()));
             }
             Err(e) if is_dup(&e) => c.query_drop("ROLLBACK").await.expect("rollback"),
             Err(e) => panic!("{sql}: {e}"),
@@ -363,27 +363,25 @@ async fn random_writer(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn randomized_concurrent_inserts_and_updates_converge_and_every_loss_is_recorded() {
+async fn randomized_concurrent_writers_converge_and_every_loss_is_recorded() {
     randomized(
         "lwwrand",
         Mix {
-            deletes: false,
+            deletes: true,
             unique_values: false,
         },
     )
     .await;
 }
 
-/// Reproduces the known gaps (docs/conflicts.md): a delete in one center, and an older
-/// concurrent write that reaches that center after the delete, resurrect the row there only;
-/// and a unique-key eviction decided against a row that later loses its own key is not undone.
-/// Run it with
-/// `cargo test -p drc --test main -- --ignored randomized_with_deletes`.
+/// Reproduces the known gap (docs/conflicts.md): a unique-key eviction decided against a row
+/// that later loses its own key to a concurrent write is not undone. Run it with
+/// `cargo test -p drc --test main -- --ignored randomized_with_unique`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known gap: deletes need tombstones (docs/conflicts.md)"]
-async fn randomized_with_deletes_and_key_changes_converge() {
+#[ignore = "known gap: unique-key evictions are final (docs/conflicts.md)"]
+async fn randomized_with_unique_values_converge() {
     randomized(
-        "lwwdel",
+        "lwwuk",
         Mix {
             deletes: true,
             unique_values: true,
@@ -440,9 +438,21 @@ async fn randomized(prefix: &str, mix: Mix) {
             let mut all: Vec<String> = logs
                 .iter()
                 .enumerate()
-                .flat_map(|(i, l)| l.iter().map(move |(p, w)| format!("c{i}: {p:?} -> {w:?}")))
+                .flat_map(|(i, l)| {
+                    l.iter()
+                        .map(move |(p, w, q)| format!("c{i}: {p:?} -> {w:?} by {q}"))
+                })
                 .collect();
             all.truncate(2000);
+            for i in 0..3 {
+                let log = cl.log(i);
+                let noisy: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .take(20)
+                    .collect();
+                dump.push_str(&format!("log {i}:\n{}\n", noisy.join("\n")));
+            }
             panic!(
                 "seed {seed}: {table} did not converge (rerun with DRC_TEST_SEED={seed})\n{dump}records: {:?}\nwrites: {all:#?}",
                 records(&cl, table).await
@@ -452,7 +462,7 @@ async fn randomized(prefix: &str, mix: Mix) {
         // was lost, and must be on record.
         let mut produced = HashSet::new();
         let mut replaced = HashSet::new();
-        for (prev, wrote) in logs.iter().flatten() {
+        for (prev, wrote, _) in logs.iter().flatten() {
             if let Some(p) = prev {
                 replaced.insert(p.clone());
             }
@@ -576,5 +586,47 @@ async fn every_column_type_compares_equal_from_binlog_and_from_select() {
     assert!(
         recs.is_empty(),
         "ordinary changes were taken for conflicts: {recs:?}"
+    );
+}
+
+/// A row deleted by a local writer stays deleted when an older concurrent update of it arrives
+/// afterwards: the local-delete reader left a tombstone at the deleted version, and the applier
+/// waits for that reader before it trusts a missing row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_local_delete_outranks_an_older_update_that_arrives_later() {
+    let mut cl = Cluster::new("lwwtomb", &table_sql("d"), "auto", "").await;
+    cl.start_all();
+    cl.wait_running().await;
+    let mut a = cl.conn(0).await;
+    let mut b = cl.conn(1).await;
+    a.query_drop(format!(
+        "SET TIMESTAMP = {T}; INSERT INTO d (id, v) VALUES (1, 's'), (2, 's'); SET TIMESTAMP = DEFAULT"
+    ))
+    .await
+    .expect("seed");
+    cl.wait_converged("d").await;
+    for i in 0..3 {
+        cl.kill9(i);
+    }
+    // Concurrently: b updates row 1 to version T+9 and deletes it; a updates it to T+7.
+    b.query_drop(format!(
+        "SET TIMESTAMP = {}; UPDATE d SET v = 'b9' WHERE id = 1; DELETE FROM d WHERE id = 1; SET TIMESTAMP = DEFAULT",
+        T + 9
+    ))
+    .await
+    .expect("b");
+    a.query_drop(format!(
+        "SET TIMESTAMP = {}; UPDATE d SET v = 'a7' WHERE id = 1; SET TIMESTAMP = DEFAULT",
+        T + 7
+    ))
+    .await
+    .expect("a");
+    cl.start_all();
+    cl.wait_converged("d").await;
+    assert_eq!(rows(&mut a, "d").await, vec![(2, "s".to_string())]);
+    let recs = records(&cl, "d").await;
+    assert!(
+        recs.iter().any(|r| r.1 == "tombstone_won" && r.2 == "a7"),
+        "b dropped a's older update: {recs:?}"
     );
 }

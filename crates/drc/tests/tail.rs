@@ -42,7 +42,15 @@ fn lines(out: &Output) -> Vec<Json> {
 
 #[tokio::test]
 async fn tail_prints_row_changes_of_a_live_server() {
-    let srv = &drc_testkit::shared_servers(3)[0];
+    // A server of its own: other tests write to the shared ones, and their changes would
+    // interleave with the three this test reads back.
+    let own = tokio::task::spawn_blocking(|| {
+        drc_testkit::MariaDb::start(drc_testkit::ServerOptions::default())
+    })
+    .await
+    .expect("thread")
+    .expect("server starts");
+    let srv = &own;
     let db = drc_testkit::create_db(srv, "tail").await;
     let mut c = drc_testkit::connect(&srv.url_for(&db)).await;
     c.query_drop(

@@ -247,11 +247,37 @@ pub(crate) async fn run_drc(
         source: cfg.source.clone(),
         replica_server_id: replica_id,
         conflict: cfg.conflict.clone(),
+        local_deletes: None,
     };
+    let mut spec = spec;
     write_initial_checkpoint(t, parallelism as u32, &b.start).await;
     let metrics = Metrics::new().expect("metrics");
     let state = Arc::new(LinkState::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Last-writer-wins runs as in the daemon: with the target's local-delete reader, whose
+    // progress every missing row waits for.
+    let reader = if lww {
+        let (ptx, prx) = watch::channel(None);
+        spec.local_deletes = Some(drc_apply::conflict::tombstone::Progress::new(
+            prx,
+            "SELECT @@gtid_binlog_pos",
+        ));
+        let rspec = drc_apply::conflict::local::LocalDeletesSpec {
+            center: "b".into(),
+            url: link_url(t, o.socket),
+            replication: cfg.replication.clone(),
+            conflict: cfg.conflict.clone(),
+            source: cfg.source.clone(),
+            replica_server_id: replica_id + 1_000_000,
+        };
+        Some(tokio::spawn(drc_apply::conflict::local::run_local_deletes(
+            rspec,
+            ptx,
+            stop_rx.clone(),
+        )))
+    } else {
+        None
+    };
     let mark = CpuMark::take(a, t);
     let began = Instant::now();
     let link = tokio::spawn(run_link(spec, metrics.clone(), state.clone(), stop_rx));
@@ -285,6 +311,13 @@ pub(crate) async fn run_drc(
         .expect("the link stops after shutdown")
         .expect("link task")
         .expect("the link ends without error");
+    if let Some(r) = reader {
+        tokio::time::timeout(STOP_DEADLINE, r)
+            .await
+            .expect("the local-delete reader stops after shutdown")
+            .expect("reader task")
+            .expect("the local-delete reader ends without error");
+    }
     let count = |kind: &str| metrics.rows.with_label_values(&[LINK, kind]).get();
     let (ins, upd, del) = (count("insert"), count("update"), count("delete"));
     assert_eq!(

@@ -7,14 +7,25 @@
 //!
 //! | incoming | target row | outcome |
 //! |---|---|---|
+//! | INSERT a | missing, tombstone ranks above a | drop a (recorded) |
 //! | INSERT a | missing | insert a |
 //! | INSERT a | l ≠ a | higher rank stays; the other is recorded as lost |
 //! | UPDATE b→a | missing | insert a (an update of a missing row inserts it) |
 //! | UPDATE b→a | l = b | update to a (no conflict: the source saw exactly this row) |
 //! | UPDATE b→a | l ∉ {a, b} | higher rank of a and l stays; the other is recorded |
-//! | DELETE b | l = b | delete |
-//! | DELETE b | l ≠ b | skip: a concurrent update wins over the delete (recorded) |
+//! | DELETE b | l = b, or l ranks below b | delete, tombstone at b's rank |
+//! | DELETE b | l ranks above b | skip: a concurrent update wins over the delete (recorded) |
+//! | DELETE b | missing | tombstone at b's rank (unless a higher one is there) |
 //! | UPDATE changing the key b→a | | the delete rule at b's key, then the insert rule at a's key |
+//!
+//! Deletes leave a **tombstone** (`<meta>.tombstone`: the deleted row's version and hash, by
+//! table and primary-key hash), written with the delete by drc's appliers, and for deletes made
+//! by local writers by the local-delete reader ([`super::local`]). An incoming row for a
+//! missing key is dropped when a tombstone there outranks it. A delete acts as a write of
+//! "deleted at the rank of the row it saw": it removes an older target row (the target is
+//! behind; recorded when the row differs), is skipped when the target row is newer (a
+//! concurrent update wins), and on a missing row leaves a tombstone for versions that arrive
+//! later.
 //!
 //! Unique keys other than the primary key: before a row a is written, target rows with another
 //! primary key that hold one of a's unique values ("rivals") are compared with a. If a beats
@@ -67,6 +78,9 @@ pub enum Resolution {
     LocalWonUnique,
     /// The target row that the incoming row updated was removed with it (see module docs).
     RemovedUnique,
+    /// The row was deleted here after a newer version than the incoming one (its tombstone
+    /// outranks it); the incoming write was dropped.
+    TombstoneWon,
 }
 
 impl Resolution {
@@ -79,6 +93,7 @@ impl Resolution {
             Resolution::EvictedLocal => "evicted_local",
             Resolution::LocalWonUnique => "local_won_unique",
             Resolution::RemovedUnique => "removed_unique",
+            Resolution::TombstoneWon => "tombstone_won",
         }
     }
 }
@@ -108,6 +123,17 @@ impl Row {
         )
     }
 
+    fn version(&self, v: usize) -> &Canon {
+        const NULL: &Canon = &Canon::Null;
+        self.vals.get(v).unwrap_or(NULL)
+    }
+
+    /// The hash of the primary-key values (the tombstone key).
+    pub fn pk_hash(&self, t: &TableSchema) -> [u8; 32] {
+        let pk: Vec<Canon> = self.key(&t.primary_key).into_iter().cloned().collect();
+        row_hash(&pk)
+    }
+
     fn key(&self, cols: &[usize]) -> Vec<&Canon> {
         cols.iter()
             .map(|&i| self.vals.get(i).unwrap_or(&Canon::Null))
@@ -126,16 +152,34 @@ impl Row {
 
 /// `Some(rule)` when `a` outranks `b` on version column `v`.
 pub fn beats(a: &Row, b: &Row, v: usize) -> Option<Rule> {
-    let null = Canon::Null;
-    match a
-        .vals
-        .get(v)
-        .unwrap_or(&null)
-        .cmp_version(b.vals.get(v).unwrap_or(&null))
-    {
+    beats_rank(a.version(v), &a.hash, b.version(v), &b.hash)
+}
+
+/// `Some(rule)` when rank `(va, ha)` is above `(vb, hb)`.
+pub fn beats_rank(va: &Canon, ha: &[u8; 32], vb: &Canon, hb: &[u8; 32]) -> Option<Rule> {
+    match va.cmp_version(vb) {
         std::cmp::Ordering::Greater => Some(Rule::NewerVersion),
         std::cmp::Ordering::Less => None,
-        std::cmp::Ordering::Equal => (a.hash > b.hash).then_some(Rule::TieHash),
+        std::cmp::Ordering::Equal => (ha > hb).then_some(Rule::TieHash),
+    }
+}
+
+/// A tombstone: the rank of a deleted row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tomb {
+    /// The deleted row's version.
+    pub version: Canon,
+    /// The deleted row's hash.
+    pub hash: [u8; 32],
+}
+
+impl Tomb {
+    /// The tombstone of `r` (version column `v`).
+    pub fn of(r: &Row, v: usize) -> Tomb {
+        Tomb {
+            version: r.version(v).clone(),
+            hash: r.hash,
+        }
     }
 }
 
@@ -152,6 +196,8 @@ pub enum Write<'a> {
     /// `DELETE` of the rows other than this image's primary key that hold its values of unique
     /// key `n` (index into `unique_keys`).
     Evict(&'a Image, usize),
+    /// Record a tombstone for the deleted row with this primary-key hash.
+    Tombstone([u8; 32], Tomb),
 }
 
 /// One lost write, for the conflict table.
@@ -213,6 +259,20 @@ fn unique_keys_of<'t>(t: &'t TableSchema, a: &'t Image) -> impl Iterator<Item = 
                 .all(|&i| a.get(i).is_some_and(|v| !v.is_null()))
         })
         .map(|(n, _)| n)
+}
+
+/// The lookups (indexes into [`lookups`]`(c)`) whose keys need their tombstone when they find no
+/// row, each with the image that names the key, in the order [`decide`] takes the tombstones:
+/// the after image's key for inserts and updates, the before image's for deletes, both for an
+/// update that changes the key (old key first).
+pub fn tomb_lookups(c: &RowChange) -> Vec<(usize, &Image)> {
+    match (c.kind, &c.before, &c.after) {
+        (ChangeKind::Insert, _, Some(a)) => vec![(0, a)],
+        (ChangeKind::Update, Some(b), Some(a)) if same_key(&c.table, b, a) => vec![(0, a)],
+        (ChangeKind::Update, Some(b), Some(a)) => vec![(0, b), (1, a)],
+        (ChangeKind::Delete, Some(b), _) => vec![(0, b)],
+        _ => Vec::new(),
+    }
 }
 
 fn same_key(t: &TableSchema, a: &Image, b: &Image) -> bool {
@@ -306,29 +366,73 @@ impl<'a> Ctx<'a, '_> {
         });
     }
 
-    /// The delete rule at `b`'s key; `l` is the target row there.
-    fn delete(&mut self, b_img: &'a Image, l: Option<Row>) {
+    fn tombstone(&mut self, deleted: &Row) {
+        self.out.writes.push(Write::Tombstone(
+            deleted.pk_hash(self.t),
+            Tomb::of(deleted, self.v),
+        ));
+    }
+
+    /// The delete rule at `b`'s key; `l` is the target row there, `tomb` the tombstone there
+    /// when the row is missing. A delete is a write of "deleted at b's rank": it removes an
+    /// older row (the target is behind), and it is skipped when the row is newer (a concurrent
+    /// update wins).
+    fn delete(&mut self, b_img: &'a Image, l: Option<Row>, tomb: Option<Tomb>) {
         let b = Row::from_image(self.t, b_img);
         match l {
-            None => {}
+            None => {
+                // The row has not arrived yet, or was deleted already: remember the delete so
+                // that older versions arriving later stay deleted.
+                let older = tomb.is_none_or(|t| {
+                    beats_rank(b.version(self.v), &b.hash, &t.version, &t.hash).is_some()
+                });
+                if older {
+                    self.tombstone(&b);
+                }
+            }
             Some(l) if l.hash == b.hash => {
                 self.out.writes.push(Write::Delete(b_img));
+                self.tombstone(&l);
                 self.overlay.set(self.t, &b, None);
             }
-            Some(l) => self.record(
-                Rule::UpdateWinsOverDelete,
-                Resolution::DeleteSkipped,
-                &b,
-                Some(&l),
-            ),
+            Some(l) => match beats(&b, &l, self.v) {
+                Some(rule) => {
+                    self.out.writes.push(Write::Delete(b_img));
+                    self.tombstone(&b);
+                    self.overlay.set(self.t, &b, None);
+                    self.record(rule, Resolution::IncomingWon, &l, None);
+                }
+                None => self.record(
+                    Rule::UpdateWinsOverDelete,
+                    Resolution::DeleteSkipped,
+                    &b,
+                    Some(&l),
+                ),
+            },
         }
     }
 
     /// Writes `a` at its key where the target holds `l`; `causal` when `l` is exactly the
-    /// row the source changed into `a`. `rivals` are the unique-key lookups' rows.
-    fn place(&mut self, a_img: &'a Image, l: Option<Row>, causal: bool, rivals: Vec<Vec<Row>>) {
+    /// row the source changed into `a`. `rivals` are the unique-key lookups' rows; `tomb` the
+    /// tombstone at a missing key.
+    fn place(
+        &mut self,
+        a_img: &'a Image,
+        l: Option<Row>,
+        causal: bool,
+        rivals: Vec<Vec<Row>>,
+        tomb: Option<Tomb>,
+    ) {
         let t = self.t;
         let a = Row::from_image(t, a_img);
+        if let (None, Some(tomb)) = (&l, &tomb) {
+            if beats_rank(a.version(self.v), &a.hash, &tomb.version, &tomb.hash).is_none() {
+                let rule = beats_rank(&tomb.version, &tomb.hash, a.version(self.v), &a.hash)
+                    .unwrap_or(Rule::TieHash);
+                self.record(rule, Resolution::TombstoneWon, &a, None);
+                return;
+            }
+        }
         let mut lost_to_l = None;
         if let Some(l) = &l {
             if l.hash == a.hash {
@@ -357,6 +461,7 @@ impl<'a> Ctx<'a, '_> {
                         self.record(rule, Resolution::LocalWonUnique, &a, Some(&r));
                         if let (true, Some(l)) = (causal, &l) {
                             self.out.writes.push(Write::Delete(a_img));
+                            self.tombstone(l);
                             self.overlay.set(t, l, None);
                             self.record(rule, Resolution::RemovedUnique, l, Some(&r));
                         }
@@ -371,6 +476,7 @@ impl<'a> Ctx<'a, '_> {
                 evicted_keys.push(n);
                 self.out.writes.push(Write::Evict(a_img, n));
             }
+            self.tombstone(&r);
             self.overlay.set(t, &r, None);
             self.record(rule, Resolution::EvictedLocal, &r, Some(&a));
         }
@@ -388,14 +494,18 @@ impl<'a> Ctx<'a, '_> {
 }
 
 /// Decides change `c` of a table whose version column is ordinal `v`. `found` holds the rows of
-/// each of [`lookups`]`(c)`, in that order; `overlay` carries the writes of earlier changes of
-/// the same level.
+/// each of [`lookups`]`(c)`, in that order; `tombs` the tombstones at the keys of
+/// [`tomb_lookups`]`(c)`, in that order (`None` where the row exists or no tombstone is there);
+/// `overlay` carries the writes of earlier changes of the same level.
 pub fn decide<'a>(
     c: &'a RowChange,
     v: usize,
     found: Vec<Vec<Row>>,
+    tombs: Vec<Option<Tomb>>,
     overlay: &mut Overlay,
 ) -> Outcome<'a> {
+    let mut tombs = tombs.into_iter();
+    let mut tomb = || tombs.next().flatten();
     let t = &*c.table;
     let key_img = c.after.as_ref().or(c.before.as_ref());
     let key = match key_img {
@@ -428,24 +538,25 @@ pub fn decide<'a>(
     match (c.kind, &c.before, &c.after) {
         (ChangeKind::Delete, Some(b), _) => {
             let l = pk(&mut ctx, b, found.next());
-            ctx.delete(b, l);
+            ctx.delete(b, l, tomb());
         }
         (ChangeKind::Insert, _, Some(a)) => {
             let l = pk(&mut ctx, a, found.next());
-            ctx.place(a, l, false, found.collect());
+            ctx.place(a, l, false, found.collect(), tomb());
         }
         (ChangeKind::Update, Some(b), Some(a)) => {
             if same_key(t, b, a) {
                 let l = pk(&mut ctx, a, found.next());
-                let causal = l
-                    .as_ref()
-                    .is_some_and(|l| l.hash == Row::from_image(t, b).hash);
-                ctx.place(a, l, causal, found.collect());
+                let b_hash = Row::from_image(t, b).hash;
+                let causal = l.as_ref().is_some_and(|l| l.hash == b_hash);
+                ctx.place(a, l, causal, found.collect(), tomb());
             } else {
                 let lb = pk(&mut ctx, b, found.next());
-                ctx.delete(b, lb);
+                let tb = tomb();
+                ctx.delete(b, lb, tb);
                 let la = pk(&mut ctx, a, found.next());
-                ctx.place(a, la, false, found.collect());
+                let ta = tomb();
+                ctx.place(a, la, false, found.collect(), ta);
             }
         }
         _ => {}

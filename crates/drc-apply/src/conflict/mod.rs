@@ -23,6 +23,8 @@
 
 pub mod canon;
 pub mod decide;
+pub mod local;
+pub mod tombstone;
 
 use drc_core::change::{Image, RowChange};
 use drc_core::schema::{SqlType, TableSchema};
@@ -33,7 +35,8 @@ use mysql_async::Conn;
 use crate::sql::{ident, literal, quoted};
 use crate::LinkError;
 use canon::{select_expr, Canon};
-use decide::{decide, lookups, Lookup, Overlay, Record, Row, Write};
+use decide::{decide, lookups, tomb_lookups, Lookup, Overlay, Record, Row, Tomb, Write};
+use tombstone::Progress;
 
 /// A change of a last-writer-wins table, with the ordinal of its version column.
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +126,7 @@ fn lookup_sql(t: &TableSchema, l: &Lookup<'_>) -> String {
     q
 }
 
-fn write_sql(t: &TableSchema, w: &Write<'_>) -> String {
+fn write_sql(meta: &str, t: &TableSchema, w: &Write<'_>) -> String {
     let mut q = String::with_capacity(256);
     match w {
         Write::Insert(img) => {
@@ -182,6 +185,9 @@ fn write_sql(t: &TableSchema, w: &Write<'_>) -> String {
             equal_cols(&mut q, t, &t.primary_key, img);
             q.push(')');
         }
+        Write::Tombstone(pk_hash, tomb) => {
+            return tombstone::write_sql(meta, &t.qualified_name(), pk_hash, tomb);
+        }
     }
     q
 }
@@ -235,13 +241,56 @@ fn rows_of(t: &TableSchema, rows: Vec<mysql_async::Row>) -> Vec<Row> {
         .collect()
 }
 
+/// Sends `q` and returns the rows of every result set that has columns (the `SELECT`s), in
+/// order; statements without a result set (the writes) are skipped.
+async fn select_sets(conn: &mut Conn, q: String) -> Result<Vec<Vec<mysql_async::Row>>, LinkError> {
+    let what = "reading target rows for conflict resolution";
+    let mut result = conn
+        .query_iter(q)
+        .await
+        .map_err(|e| LinkError::target(what, e))?;
+    let mut sets = Vec::new();
+    loop {
+        let is_select = !result.columns_ref().is_empty();
+        let rows: Vec<mysql_async::Row> = result
+            .collect()
+            .await
+            .map_err(|e| LinkError::target(what, e))?;
+        if is_select {
+            sets.push(rows);
+        }
+        if result.is_empty() {
+            break;
+        }
+    }
+    Ok(sets)
+}
+
+fn push_stmt(q: &mut String, s: &str) {
+    if !q.is_empty() {
+        q.push_str(";\n");
+    }
+    q.push_str(s);
+}
+
+fn text(r: &mysql_async::Row, i: usize) -> Option<String> {
+    match r.as_ref(i) {
+        Some(mysql_async::Value::Bytes(b)) => String::from_utf8(b.clone()).ok(),
+        _ => None,
+    }
+}
+
 /// Runs `pending` (statements already part of the open transaction, `;`-joined, possibly
 /// empty) followed by the locking reads of each level, deciding each level from its reads.
-/// Returns the statements still to run (the last level's writes) and every lost write.
+/// A key found missing is decided with its tombstone, read after the local-delete reader
+/// (`progress`) has passed the target position read after the row lookups. Returns the
+/// statements still to run (the last level's writes) and every lost write.
 pub async fn run_levels(
     conn: &mut Conn,
     mut pending: String,
     levels: &[Vec<LwwChange<'_>>],
+    meta: &str,
+    mut progress: Option<&mut Progress>,
 ) -> Result<(String, Vec<Record>), LinkError> {
     let mut records = Vec::new();
     for level in levels {
@@ -251,49 +300,98 @@ pub async fn run_levels(
             let ls = lookups(lc.change);
             wanted.push(ls.len());
             for l in &ls {
-                if !q.is_empty() {
-                    q.push_str(";\n");
-                }
-                q.push_str(&lookup_sql(&lc.change.table, l));
+                push_stmt(&mut q, &lookup_sql(&lc.change.table, l));
             }
         }
-        let mut result = conn
-            .query_iter(q)
-            .await
-            .map_err(|e| LinkError::target("reading target rows for conflict resolution", e))?;
-        let mut sets: Vec<Vec<mysql_async::Row>> = Vec::new();
-        loop {
-            let is_select = !result.columns_ref().is_empty();
-            let rows: Vec<mysql_async::Row> = result
-                .collect()
-                .await
-                .map_err(|e| LinkError::target("reading target rows for conflict resolution", e))?;
-            if is_select {
-                sets.push(rows);
-            }
-            if result.is_empty() {
-                break;
-            }
+        if let Some(p) = progress.as_deref() {
+            push_stmt(&mut q, p.position_query);
         }
-        drop(result);
+        let mut sets = select_sets(conn, q).await?;
+        let position = match progress.as_deref() {
+            Some(_) => sets
+                .pop()
+                .and_then(|rows| rows.first().and_then(|r| text(r, 0)))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         let total: usize = wanted.iter().sum();
         if sets.len() != total {
-            return Err(LinkError::Checkpoint(format!(
-                "conflict resolution expected {total} lookup results from the target and got {}",
+            return Err(LinkError::ConflictRead(format!(
+                "expected {total} lookup results from the target and got {}",
                 sets.len()
             )));
         }
+        // Per change: its lookups' rows, and per tombstone key the key's hash when its row is
+        // missing.
         let mut sets = sets.into_iter();
-        let mut overlay = Overlay::default();
-        for (lc, n) in level.iter().zip(wanted) {
+        type Missing = Vec<Option<[u8; 32]>>;
+        let mut per_change: Vec<(Vec<Vec<Row>>, Missing)> = Vec::with_capacity(level.len());
+        for (lc, n) in level.iter().zip(&wanted) {
             let t = &*lc.change.table;
-            let found: Vec<Vec<Row>> = (&mut sets).take(n).map(|s| rows_of(t, s)).collect();
-            let out = decide(lc.change, lc.version, found, &mut overlay);
-            for w in &out.writes {
-                if !pending.is_empty() {
-                    pending.push_str(";\n");
+            let found: Vec<Vec<Row>> = (&mut sets).take(*n).map(|s| rows_of(t, s)).collect();
+            let missing = tomb_lookups(lc.change)
+                .into_iter()
+                .map(|(i, img)| {
+                    found
+                        .get(i)
+                        .is_some_and(|rows| rows.is_empty())
+                        .then(|| Row::from_image(t, img).pk_hash(t))
+                })
+                .collect();
+            per_change.push((found, missing));
+        }
+        let mut tombs: Vec<Vec<Option<Tomb>>> = per_change
+            .iter()
+            .map(|(_, m)| vec![None; m.len()])
+            .collect();
+        if per_change
+            .iter()
+            .any(|(_, m)| m.iter().any(Option::is_some))
+        {
+            let pos = position.trim();
+            // An empty position: nothing was ever written here, so no local delete either.
+            if let (Some(p), false) = (progress.as_deref_mut(), pos.is_empty()) {
+                let target: drc_core::position::Position = pos.parse().map_err(|e| {
+                    LinkError::Checkpoint(format!("target position {pos:?} does not parse: {e}"))
+                })?;
+                p.wait_covers(&target).await?;
+            }
+            let mut q = String::new();
+            let mut asked = Vec::new();
+            for (i, (lc, (_, missing))) in level.iter().zip(&per_change).enumerate() {
+                for (j, h) in missing.iter().enumerate() {
+                    if let Some(h) = h {
+                        push_stmt(
+                            &mut q,
+                            &tombstone::read_sql(meta, &lc.change.table.qualified_name(), h),
+                        );
+                        asked.push((i, j));
+                    }
                 }
-                pending.push_str(&write_sql(t, w));
+            }
+            let sets = select_sets(conn, q).await?;
+            if sets.len() != asked.len() {
+                return Err(LinkError::ConflictRead(format!(
+                    "expected {} tombstone results from the target and got {}",
+                    asked.len(),
+                    sets.len()
+                )));
+            }
+            for ((i, j), rows) in asked.into_iter().zip(sets) {
+                tombs[i][j] = rows.first().and_then(|r| {
+                    tombstone::from_row(
+                        &text(r, 0).unwrap_or_default(),
+                        &text(r, 1).unwrap_or_default(),
+                    )
+                });
+            }
+        }
+        let mut overlay = Overlay::default();
+        for ((lc, (found, _)), tomb) in level.iter().zip(per_change).zip(tombs) {
+            let t = &*lc.change.table;
+            let out = decide(lc.change, lc.version, found, tomb, &mut overlay);
+            for w in &out.writes {
+                push_stmt(&mut pending, &write_sql(meta, t, w));
             }
             records.extend(out.records);
         }

@@ -337,3 +337,27 @@ fn randomized_round_trip() {
         }
     }
 }
+
+#[test]
+fn covers_compares_progress() {
+    let p = |s: &str| s.parse::<Position>().expect("position");
+    assert!(p("0-1-10,1-2-5").covers(&p("0-1-9,1-2-5")));
+    assert!(
+        !p("0-1-10").covers(&p("0-1-9,1-2-5")),
+        "a domain not read yet"
+    );
+    assert!(!p("0-1-8,1-2-5").covers(&p("0-1-9")));
+    assert!(p("mariadb:").covers(&p("mariadb:")));
+    let u = "3E11FA47-71CA-11E1-9E33-C80AA9429562";
+    assert!(p(&format!("{u}:1-20")).covers(&p(&format!("{u}:1-20"))));
+    assert!(
+        !p(&format!("{u}:1-10:12-20")).covers(&p(&format!("{u}:1-20"))),
+        "a gap"
+    );
+    assert!(p("mysql-bin.000003:400").covers(&p("mysql-bin.000003:4")));
+    assert!(p("mysql-bin.000004:4").covers(&p("mysql-bin.000003:900")));
+    assert!(
+        !p("mysql-bin.000003:4").covers(&p("0-1-1")),
+        "different kinds"
+    );
+}

@@ -54,7 +54,7 @@ fn row(i: &Image) -> Row {
 }
 
 fn run(c: &RowChange, found: Vec<Vec<Row>>) -> Outcome<'_> {
-    decide(c, 2, found, &mut Overlay::default())
+    decide(c, 2, found, Vec::new(), &mut Overlay::default())
 }
 
 #[test]
@@ -131,18 +131,31 @@ fn a_delete_applies_only_to_the_row_it_saw() {
     let c = change(ChangeKind::Delete, Some(b.clone()), None);
     assert_eq!(lookups(&c).len(), 1);
     let out = run(&c, vec![vec![row(&b)]]);
-    assert!(matches!(out.writes[..], [Write::Delete(_)]));
+    assert!(matches!(
+        out.writes[..],
+        [Write::Delete(_), Write::Tombstone(..)]
+    ));
 
     let out = run(&c, vec![vec![row(&img(1, "x2", 6))]]);
     assert!(out.writes.is_empty());
     assert_eq!(out.records[0].rule, Rule::UpdateWinsOverDelete);
     assert_eq!(out.records[0].resolution, Resolution::DeleteSkipped);
 
+    // The target is behind (an older version): the delete removes it.
+    let out = run(&c, vec![vec![row(&img(1, "x0", 4))]]);
+    assert!(matches!(
+        out.writes[..],
+        [Write::Delete(_), Write::Tombstone(..)]
+    ));
+
+    // Missing: delete/delete, or the row has not arrived yet; a tombstone remembers it.
     let out = run(&c, vec![vec![]]);
     assert!(
-        out.writes.is_empty() && out.records.is_empty(),
-        "delete/delete"
+        matches!(out.writes[..], [Write::Tombstone(..)]),
+        "{:?}",
+        out.writes
     );
+    assert!(out.records.is_empty());
 }
 
 #[test]
@@ -152,7 +165,7 @@ fn unique_key_rivals_are_evicted_or_win() {
     let out = run(&c, vec![vec![], vec![row(&img(1, "x", 5))]]);
     assert!(matches!(
         out.writes[..],
-        [Write::Evict(_, 0), Write::Insert(_)]
+        [Write::Evict(_, 0), Write::Tombstone(..), Write::Insert(_)]
     ));
     assert_eq!(out.records[0].resolution, Resolution::EvictedLocal);
 
@@ -166,7 +179,10 @@ fn unique_key_rivals_are_evicted_or_win() {
         &c,
         vec![vec![row(&img(2, "w", 1))], vec![row(&img(1, "x", 5))]],
     );
-    assert!(matches!(out.writes[..], [Write::Delete(_)]));
+    assert!(matches!(
+        out.writes[..],
+        [Write::Delete(_), Write::Tombstone(..)]
+    ));
     let res: Vec<Resolution> = out.records.iter().map(|r| r.resolution).collect();
     assert_eq!(
         res,
@@ -180,4 +196,46 @@ fn a_replay_is_no_conflict() {
     let c = change(ChangeKind::Update, Some(img(1, "w", 4)), Some(a.clone()));
     let out = run(&c, vec![vec![row(&a)], vec![]]);
     assert!(out.writes.is_empty() && out.records.is_empty());
+}
+
+#[test]
+fn a_tombstone_drops_older_writes_and_lets_newer_ones_in() {
+    let deleted = row(&img(1, "x", 5));
+    let tomb = Some(Tomb::of(&deleted, 2));
+    // A late, older insert of the deleted key is dropped.
+    let c = change(ChangeKind::Insert, None, Some(img(1, "old", 4)));
+    let out = decide(
+        &c,
+        2,
+        vec![vec![], vec![]],
+        vec![tomb.clone()],
+        &mut Overlay::default(),
+    );
+    assert!(out.writes.is_empty());
+    assert_eq!(out.records[0].resolution, Resolution::TombstoneWon);
+    // A newer one is inserted.
+    let c = change(ChangeKind::Insert, None, Some(img(1, "new", 6)));
+    let out = decide(
+        &c,
+        2,
+        vec![vec![], vec![]],
+        vec![tomb.clone()],
+        &mut Overlay::default(),
+    );
+    assert!(matches!(out.writes[..], [Write::Insert(_)]));
+    // An update newer than the deleted row wins over the delete.
+    let c = change(
+        ChangeKind::Update,
+        Some(img(1, "x", 5)),
+        Some(img(1, "y", 7)),
+    );
+    assert_eq!(tomb_lookups(&c).first().map(|(i, _)| *i), Some(0));
+    let out = decide(
+        &c,
+        2,
+        vec![vec![], vec![]],
+        vec![tomb],
+        &mut Overlay::default(),
+    );
+    assert!(matches!(out.writes[..], [Write::Insert(_)]));
 }

@@ -1,0 +1,236 @@
+//! The local-delete reader: reads the center's own binlog and records a tombstone for every
+//! row that a local writer deleted from a last-writer-wins table (a DELETE, or the old key of an
+//! UPDATE that changed the primary key). drc's own writes are skipped by the loopback filter:
+//! their deletes wrote their tombstones when they were applied.
+//!
+//! It publishes the position up to which every tombstone is committed ([`super::tombstone::Progress`]);
+//! appliers wait on it before they trust a missing row's tombstone. Its position is stored in
+//! `<meta>.checkpoint` as link `<center>~local-deletes`, so a restart resumes where it stopped;
+//! the first start begins at the server's current position.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drc_config::{Conflict, Replication, SourceSettings};
+use drc_core::change::{ChangeKind, SourceEvent};
+use drc_core::position::Position;
+use drc_core::schema::TableSchema;
+use drc_mysql::{connect, current_position, server_info, Flavor};
+use drc_source::{Source, SourceConfig, StartFrom};
+use mysql_async::prelude::Queryable;
+use tokio::sync::watch;
+use tracing::info;
+
+use super::decide::{Row, Tomb};
+use super::tombstone;
+use crate::filter::LinkFilter;
+use crate::link::{origin_rule, CONNECT_TIMEOUT};
+use crate::meta::{self, Checkpoint};
+use crate::LinkError;
+
+/// What the reader needs.
+#[derive(Debug, Clone)]
+pub struct LocalDeletesSpec {
+    /// The center's name.
+    pub center: String,
+    /// The center's server (password included).
+    pub url: String,
+    /// What is replicated (and the meta database).
+    pub replication: Replication,
+    /// Which tables use last-writer-wins.
+    pub conflict: Conflict,
+    /// Heartbeat and idle timeout of the binlog stream.
+    pub source: SourceSettings,
+    /// The replica server_id it registers with on its own server.
+    pub replica_server_id: u32,
+}
+
+impl LocalDeletesSpec {
+    /// The checkpoint row's link name.
+    pub fn checkpoint_name(&self) -> String {
+        format!("{}~local-deletes", self.center)
+    }
+}
+
+/// The `SELECT` of a server's current position that [`super::tombstone::Progress`] compares
+/// with, or `None` when the server has no GTIDs (the reader then cannot prove progress).
+pub fn position_query(flavor: Flavor, gtid_enabled: bool) -> Option<&'static str> {
+    match flavor {
+        Flavor::MariaDb => Some("SELECT @@gtid_binlog_pos"),
+        Flavor::MySql if gtid_enabled => Some("SELECT @@GLOBAL.gtid_executed"),
+        Flavor::MySql => None,
+    }
+}
+
+/// How often the position is stored when no tombstone was written.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often old tombstones are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the reader until `shutdown` turns true or it fails; publishes progress on `tx`.
+pub async fn run_local_deletes(
+    spec: LocalDeletesSpec,
+    tx: watch::Sender<Option<Position>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let meta_db = spec.replication.meta_database.clone();
+    let name = spec.checkpoint_name();
+    let mut conn = connect(&spec.url, CONNECT_TIMEOUT).await?;
+    let info = server_info(&mut conn).await?;
+    meta::ensure_schema(&mut conn, &meta_db).await?;
+    conn.query_drop("SET SESSION time_zone = '+00:00'")
+        .await
+        .map_err(|e| LinkError::target("setting up the local-delete reader", e))?;
+    let stored = meta::load_checkpoints(&mut conn, &meta_db, &name).await?;
+    let mut seq = stored.iter().map(|c| c.batch).max().unwrap_or(0);
+    let start = match stored.into_iter().max_by_key(|c| c.batch) {
+        Some(c) => c.end,
+        None => {
+            // First start: from now on. The position is stored at once, so that deletes made
+            // while the reader is down later are read after its restart.
+            let now = current_position(&mut conn, &info).await?;
+            let cp = Checkpoint {
+                worker: 0,
+                batch: 0,
+                workers: 1,
+                start: now.clone(),
+                end: now.clone(),
+            };
+            conn.query_drop(meta::checkpoint_statement(&meta_db, &name, &cp))
+                .await
+                .map_err(|e| LinkError::target("storing the local-delete reader's position", e))?;
+            now
+        }
+    };
+    info!(reader = %name, position = %start, "local-delete reader starting");
+    let mut cfg = SourceConfig::new(spec.url.clone(), spec.replica_server_id);
+    cfg.start = StartFrom::Position(start.clone());
+    cfg.heartbeat = spec.source.heartbeat;
+    cfg.idle_timeout = spec.source.idle_timeout;
+    let mut src = Source::connect(cfg).await?;
+    let mut filter = LinkFilter::new(
+        origin_rule(spec.replication.loopback, info.server_id),
+        spec.replication.clone(),
+    );
+    let mut versions: HashMap<usize, (Arc<TableSchema>, Option<usize>)> = HashMap::new();
+    let mut pending: Vec<(String, [u8; 32], Tomb)> = Vec::new();
+    let mut stored_at = start.clone();
+    let mut last_store = Instant::now();
+    let mut last_purge: Option<Instant> = None;
+    let retention = spec.conflict.tombstone_retention;
+    let _ = tx.send(Some(start));
+    loop {
+        let ev = tokio::select! {
+            ev = src.next() => ev?,
+            _ = shutdown.changed() => {
+                src.close().await;
+                return Ok(());
+            }
+        };
+        match filter.filter(ev) {
+            SourceEvent::Begin(_) => pending.clear(),
+            SourceEvent::Rows(changes) => {
+                for c in &changes {
+                    let key = Arc::as_ptr(&c.table) as usize;
+                    let v = match versions.get(&key) {
+                        Some((_, v)) => *v,
+                        None => {
+                            let v = super::version_column(&spec.conflict, &c.table)?;
+                            versions.insert(key, (c.table.clone(), v));
+                            v
+                        }
+                    };
+                    let (Some(v), Some(b)) = (v, c.before.as_ref()) else {
+                        continue;
+                    };
+                    let deletes_key = match c.kind {
+                        ChangeKind::Delete => true,
+                        ChangeKind::Update => c.after.as_ref().is_some_and(|a| {
+                            c.table.primary_key.iter().any(|&i| a.get(i) != b.get(i))
+                        }),
+                        ChangeKind::Insert => false,
+                    };
+                    if deletes_key {
+                        let row = Row::from_image(&c.table, b);
+                        pending.push((
+                            c.table.qualified_name(),
+                            row.pk_hash(&c.table),
+                            Tomb::of(&row, v),
+                        ));
+                    }
+                }
+            }
+            SourceEvent::Commit(_) => {
+                let pos = src.position().clone();
+                if !pending.is_empty() || last_store.elapsed() >= CHECKPOINT_EVERY {
+                    seq += 1;
+                    let cp = meta::checkpoint_statement(
+                        &meta_db,
+                        &name,
+                        &Checkpoint {
+                            worker: 0,
+                            batch: seq,
+                            workers: 1,
+                            start: stored_at.clone(),
+                            end: pos.clone(),
+                        },
+                    );
+                    store(&mut conn, &meta_db, std::mem::take(&mut pending), &cp)
+                        .await
+                        .map_err(|e| {
+                            LinkError::target("recording tombstones of local deletes", e)
+                        })?;
+                    stored_at = pos.clone();
+                    last_store = Instant::now();
+                }
+                let _ = tx.send(Some(pos));
+                if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+                    last_purge = Some(Instant::now());
+                    conn.query_drop(tombstone::purge_sql(&meta_db, retention))
+                        .await
+                        .map_err(|e| LinkError::target("purging old tombstones", e))?;
+                }
+            }
+            _ => {}
+        }
+        // Large maps of stale schemas are dropped (schemas change on DDL).
+        if versions.len() > 10_000 {
+            versions.clear();
+        }
+    }
+}
+
+/// Writes tombstones and the checkpoint in one transaction. A tombstone only replaces a lower
+/// one: a replay after a restart, or a local delete read late, never lowers what a newer delete
+/// recorded.
+async fn store(
+    conn: &mut mysql_async::Conn,
+    meta: &str,
+    tombs: Vec<(String, [u8; 32], Tomb)>,
+    checkpoint: &str,
+) -> Result<(), mysql_async::Error> {
+    conn.query_drop("START TRANSACTION").await?;
+    let r: Result<(), mysql_async::Error> = async {
+        for (table, pk_hash, t) in &tombs {
+            let q = format!("{} FOR UPDATE", tombstone::read_sql(meta, table, pk_hash));
+            let old: Option<(String, String)> = conn.query_first(q).await?;
+            let higher = old
+                .and_then(|(v, h)| tombstone::from_row(&v, &h))
+                .is_none_or(|o| {
+                    super::decide::beats_rank(&t.version, &t.hash, &o.version, &o.hash).is_some()
+                });
+            if higher {
+                conn.query_drop(tombstone::write_sql(meta, table, pk_hash, t))
+                    .await?;
+            }
+        }
+        conn.query_drop(checkpoint).await?;
+        conn.query_drop("COMMIT").await
+    }
+    .await;
+    if r.is_err() {
+        let _ = conn.query_drop("ROLLBACK").await;
+    }
+    r
+}

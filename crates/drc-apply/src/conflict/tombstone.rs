@@ -1,0 +1,212 @@
+//! Tombstones: the rank (version and row hash) of every row deleted in a last-writer-wins
+//! table, kept in `<meta>.tombstone` by table and primary-key hash, so that an older write of
+//! the key that arrives after the delete does not bring the row back.
+//!
+//! Deletes applied by drc write their tombstone in the apply transaction. Deletes made by local
+//! writers are read from the center's own binlog by [`super::local`], which publishes how far it
+//! has read; an applier that finds a key missing waits until that reader has passed the
+//! target's binlog position read *after* the row lookup, so every local delete that could have
+//! removed the row has its tombstone committed before the tombstone is read ([`Progress`]).
+//!
+//! Tombstones older than `[conflict] tombstone_retention_hours` are purged: a write delayed
+//! longer than that can bring a deleted row back.
+
+use std::time::Duration;
+
+use drc_core::position::Position;
+use tokio::sync::watch;
+
+use super::canon::Canon;
+use super::decide::Tomb;
+use crate::sql::{ident, quoted};
+use crate::LinkError;
+
+/// The DDL of the tombstone table.
+pub fn schema_statement(meta: &str) -> String {
+    let mut db = String::new();
+    ident(&mut db, meta);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {db}.`tombstone` (\
+         `db_table` VARCHAR(130) NOT NULL, `pk_hash` BINARY(32) NOT NULL, \
+         `version` VARCHAR(255) NOT NULL, `row_hash` BINARY(32) NOT NULL, \
+         `at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+         PRIMARY KEY (`db_table`, `pk_hash`), KEY `at` (`at`)) \
+         ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    )
+}
+
+fn hex(out: &mut String, bytes: &[u8]) {
+    use std::fmt::Write as _;
+    out.push_str("X'");
+    for b in bytes {
+        let _ = write!(out, "{b:02X}");
+    }
+    out.push('\'');
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A version as stored in the table: `tag:payload`.
+pub fn version_text(c: &Canon) -> String {
+    match c {
+        Canon::Null => "n".into(),
+        Canon::Int(i) => format!("i:{i}"),
+        Canon::Float(f) => format!("f:{:016x}", f.to_bits()),
+        Canon::Dec(s) => format!("d:{s}"),
+        Canon::Temporal(s) => format!("t:{s}"),
+        Canon::Json(s) => format!("j:{s}"),
+        Canon::Bytes(b) => {
+            let mut h = String::from("b:");
+            for x in b {
+                h.push_str(&format!("{x:02x}"));
+            }
+            h
+        }
+    }
+}
+
+/// Reads [`version_text`] back; unknown text is kept as bytes (it then ranks by tag, never
+/// panics).
+pub fn version_from_text(s: &str) -> Canon {
+    let (tag, rest) = s.split_once(':').unwrap_or((s, ""));
+    match tag {
+        "n" => Some(Canon::Null),
+        "i" => rest.parse().ok().map(Canon::Int),
+        "f" => u64::from_str_radix(rest, 16)
+            .ok()
+            .map(|b| Canon::Float(f64::from_bits(b))),
+        "d" => Some(Canon::Dec(rest.to_string())),
+        "t" => Some(Canon::Temporal(rest.to_string())),
+        "j" => Some(Canon::Json(rest.to_string())),
+        "b" => unhex(rest).map(Canon::Bytes),
+        _ => None,
+    }
+    .unwrap_or_else(|| Canon::Bytes(s.as_bytes().to_vec()))
+}
+
+/// The statement that records tombstone `t` for the key `pk_hash` of `db_table`.
+pub fn write_sql(meta: &str, db_table: &str, pk_hash: &[u8; 32], t: &Tomb) -> String {
+    let mut q = String::from("INSERT INTO ");
+    ident(&mut q, meta);
+    q.push_str(".`tombstone` (`db_table`, `pk_hash`, `version`, `row_hash`) VALUES (");
+    quoted(&mut q, db_table);
+    q.push_str(", ");
+    hex(&mut q, pk_hash);
+    q.push_str(", ");
+    quoted(&mut q, &version_text(&t.version));
+    q.push_str(", ");
+    hex(&mut q, &t.hash);
+    q.push_str(
+        ") ON DUPLICATE KEY UPDATE `version` = VALUES(`version`), `row_hash` = VALUES(`row_hash`)",
+    );
+    q
+}
+
+/// The read of the tombstone at `pk_hash` of `db_table` (columns: version, HEX(row_hash)).
+pub fn read_sql(meta: &str, db_table: &str, pk_hash: &[u8; 32]) -> String {
+    let mut q = String::from("SELECT `version`, HEX(`row_hash`) FROM ");
+    ident(&mut q, meta);
+    q.push_str(".`tombstone` WHERE `db_table` = ");
+    quoted(&mut q, db_table);
+    q.push_str(" AND `pk_hash` = ");
+    hex(&mut q, pk_hash);
+    q
+}
+
+/// A tombstone from a [`read_sql`] row.
+pub fn from_row(version: &str, row_hash: &str) -> Option<Tomb> {
+    let hash: [u8; 32] = unhex(row_hash)?.try_into().ok()?;
+    Some(Tomb {
+        version: version_from_text(version),
+        hash,
+    })
+}
+
+/// The purge of tombstones older than `retention`.
+pub fn purge_sql(meta: &str, retention: Duration) -> String {
+    let mut q = String::from("DELETE FROM ");
+    ident(&mut q, meta);
+    q.push_str(&format!(
+        ".`tombstone` WHERE `at` < NOW(6) - INTERVAL {} SECOND LIMIT 10000",
+        retention.as_secs()
+    ));
+    q
+}
+
+/// How far the local-delete reader has read the center's binlog (every local delete up to there
+/// has its tombstone committed), and the query that reads the target's current position.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    rx: watch::Receiver<Option<Position>>,
+    /// `SELECT` of the target's current binlog position (by server flavor).
+    pub position_query: &'static str,
+}
+
+/// How long an applier waits for the local-delete reader before the share fails (and is
+/// retried).
+pub const PROGRESS_WAIT: Duration = Duration::from_secs(30);
+
+impl Progress {
+    /// A progress handle on `rx`, for a server whose position `position_query` reads.
+    pub fn new(rx: watch::Receiver<Option<Position>>, position_query: &'static str) -> Self {
+        Progress { rx, position_query }
+    }
+
+    /// Waits until the reader has read up to `p`.
+    pub async fn wait_covers(&mut self, p: &Position) -> Result<(), LinkError> {
+        let deadline = tokio::time::Instant::now() + PROGRESS_WAIT;
+        loop {
+            if self
+                .rx
+                .borrow_and_update()
+                .as_ref()
+                .is_some_and(|r| r.covers(p))
+            {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, self.rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(LinkError::LocalDeletes(
+                        "the local-delete reader stopped".into(),
+                    ))
+                }
+                Err(_) => {
+                    return Err(LinkError::LocalDeletes(format!(
+                    "the local-delete reader has not reached the target's position {p} within {}s",
+                    PROGRESS_WAIT.as_secs()
+                )))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_round_trip_as_text() {
+        for c in [
+            Canon::Null,
+            Canon::Int(-42),
+            Canon::Float(0.1),
+            Canon::Dec("-1.5".into()),
+            Canon::Temporal("2026-11-26 10:00:00.5".into()),
+            Canon::Bytes(vec![0, 255]),
+        ] {
+            assert_eq!(version_from_text(&version_text(&c)), c);
+        }
+        assert_eq!(version_from_text("zz"), Canon::Bytes(b"zz".to_vec()));
+        assert!(from_row("i:1", "00").is_none());
+    }
+}
