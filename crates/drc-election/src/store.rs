@@ -143,6 +143,7 @@ impl FileStore {
 
 impl Inner {
     /// Writes the whole state durably (see the module docs).
+    #[allow(clippy::result_large_err)] // openraft's own error type
     fn persist(&self) -> Result<(), StorageError<u64>> {
         let bytes = serde_json::to_vec(&self.state).map_err(|e| StorageIOError::write(&e))?;
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
