@@ -8,6 +8,7 @@
 //! Secrets: passwords may come from the URL, an environment variable or a file. They are held in
 //! [`Secret`], which never prints its content (`Debug` shows `***`) and is not serializable.
 
+mod election;
 mod patterns;
 pub mod raw;
 mod secret;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use election::Election;
 pub use patterns::TablePattern;
 pub use secret::Secret;
 pub use validate::validate;
@@ -34,6 +36,8 @@ pub struct Config {
     pub source: SourceSettings,
     /// The heartbeat each daemon writes in its own center.
     pub heartbeat: Heartbeat,
+    /// Leader election among a center's replicas.
+    pub election: Election,
 }
 
 /// One center (data center / region) and its database.
@@ -47,6 +51,9 @@ pub struct Center {
     pub display_url: String,
     /// Where this center's daemon serves `/metrics` and `/health`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Raft addresses of the center's drc replicas, by replica index; empty: one daemon, no
+    /// election.
+    pub replicas: Vec<String>,
 }
 
 impl Center {
