@@ -44,6 +44,9 @@ pub struct LinkSpec {
     pub source: drc_config::SourceSettings,
     /// The replica server_id the source registers with on the source server.
     pub replica_server_id: u32,
+    /// The term fence every apply transaction checks ([`crate::fence`]); `None` applies
+    /// unfenced (benchmarks, tools).
+    pub fence: Option<crate::fence::Fence>,
 }
 
 /// The externally visible state of a link.
@@ -97,6 +100,16 @@ impl LinkState {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The checkpoint statement of `c`, followed by the fence's records when the link is fenced.
+fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
+    let mut q = meta::checkpoint_statement(&spec.replication.meta_database, &spec.name, c);
+    if let Some(f) = &spec.fence {
+        q.push_str(";\n");
+        q.push_str(&f.record_statements(&spec.name, c.worker, c.batch));
+    }
+    q
+}
 
 fn origin_rule(loopback: Loopback, server_id: u32) -> Origin {
     match loopback {
@@ -292,7 +305,6 @@ impl Runner {
             .check(&mut self.meta_conn, &batch.changes)
             .await?;
         let p = plan(&batch.changes, workers as usize);
-        let meta_db = self.spec.replication.meta_database.clone();
         let mut jobs: Vec<(usize, Vec<String>, String)> = Vec::new();
         for (w, share) in p.shares.iter().enumerate() {
             if done.contains(&(w as u32)) || share.is_empty() {
@@ -301,9 +313,8 @@ impl Runner {
             let refs: Vec<&RowChange> = share.iter().map(|&i| &batch.changes[i]).collect();
             let refs = crate::plan::order_by_level(&refs);
             let stmts = sql::statements(&refs, self.spec.applier.statement_rows)?;
-            let cp = meta::checkpoint_statement(
-                &meta_db,
-                &self.spec.name,
+            let cp = checkpoint_statement(
+                &self.spec,
                 &Checkpoint {
                     worker: w as u32,
                     batch: seq,
@@ -316,9 +327,8 @@ impl Runner {
         }
         if jobs.is_empty() && !done.contains(&0) {
             // Nothing to apply: move the position forward on worker 0 alone.
-            let cp = meta::checkpoint_statement(
-                &meta_db,
-                &self.spec.name,
+            let cp = checkpoint_statement(
+                &self.spec,
                 &Checkpoint {
                     worker: 0,
                     batch: seq,
@@ -403,16 +413,18 @@ pub async fn run_link(
 
     let workers = spec.applier.parallelism as u32;
     let mut appliers: Vec<Applier> = (0..workers)
-        .map(|_| Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT))
+        .map(|_| {
+            Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT)
+                .with_fence(spec.fence.clone())
+        })
         .collect();
     let rows = meta::load_checkpoints(&mut tconn, &meta_db, &spec.name).await?;
     let rec = meta::recovery(&rows);
     let (resume, mut seq, partial) = match rec {
         Recovery::Fresh => {
             let pos = current_position(&mut sconn, &source).await?;
-            let cp = meta::checkpoint_statement(
-                &meta_db,
-                &spec.name,
+            let cp = checkpoint_statement(
+                &spec,
                 &Checkpoint {
                     worker: 0,
                     batch: 0,

@@ -82,6 +82,7 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
             applier: config.applier.clone(),
             source: config.source.clone(),
             replica_server_id: replica_server_id(config.source.replica_server_id_base, t, s),
+            fence: None,
         })
         .collect()
 }

@@ -240,6 +240,7 @@ pub(crate) async fn run_drc(
         applier: cfg.applier.clone(),
         source: cfg.source.clone(),
         replica_server_id: replica_id,
+        fence: None,
     };
     write_initial_checkpoint(t, parallelism as u32, &b.start).await;
     let metrics = Metrics::new().expect("metrics");
