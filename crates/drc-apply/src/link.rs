@@ -58,6 +58,8 @@ pub enum LinkStatus {
     Running,
     /// Stopped by an error (it will be restarted by the daemon).
     Failed(String),
+    /// Not run by this replica: another replica of the center is the leader.
+    Standby,
 }
 
 /// Shared state of a link, read by `/health` and `drc status`.

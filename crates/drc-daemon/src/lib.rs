@@ -1,18 +1,22 @@
 //! The daemon beside one center: one link from every peer into this center, the heartbeat, lag
 //! measurement, and the `/metrics` and `/health` endpoints.
 //!
+//! With `replicas` configured for the center, this daemon is one replica of a Raft group and
+//! runs the links only while it is the elected leader, under the DB fence ([`leader`]).
+//!
 //! Links are supervised: a link that stops with an error is counted
 //! (`drc_link_errors_total`), shown as failed in `/health`, and started again after a backoff
 //! (1 s doubling to 60 s) — it resumes from its checkpoint, so a restart loses nothing. Other
 //! links keep running meanwhile.
 
 mod http;
+pub mod leader;
 mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use drc_apply::{run_link, LinkSpec, LinkState, LinkStatus, Metrics};
+use drc_apply::{run_link, LinkError, LinkSpec, LinkState, LinkStatus, Metrics};
 use drc_config::{Center, Config};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
@@ -44,6 +48,27 @@ pub enum DaemonError {
     /// Metric registration failed.
     #[error("metrics: {0}")]
     Metrics(#[from] drc_apply::metrics::PrometheusError),
+    /// `--replica` does not fit the center's `replicas`.
+    #[error("{0}")]
+    Replica(String),
+    /// The Raft node could not start.
+    #[error(transparent)]
+    Election(#[from] drc_election::ElectionError),
+}
+
+/// How this daemon runs, beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The center this daemon runs beside.
+    pub center: String,
+    /// Serve `/metrics` and `/health` here instead of the center's `metrics_listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// This replica's index in the center's `replicas` (required when it has replicas).
+    pub replica: Option<usize>,
+    /// Where the Raft state is kept (default `./drc-data/<center>-<replica>`).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Accept Raft peers here instead of on `replicas[replica]` (e.g. `0.0.0.0:9501`).
+    pub raft_listen: Option<std::net::SocketAddr>,
 }
 
 /// A running link's name and shared state.
@@ -87,7 +112,7 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
         .collect()
 }
 
-async fn supervise(
+pub(crate) async fn supervise(
     spec: LinkSpec,
     metrics: Metrics,
     state: Arc<LinkState>,
@@ -108,6 +133,11 @@ async fn supervise(
         }
         match result {
             Ok(()) => return,
+            Err(e @ LinkError::Fenced { .. }) => {
+                state.set_status(LinkStatus::Failed(e.to_string()));
+                error!(link = %spec.name, error = %e, "link fenced; not restarting it");
+                return;
+            }
             Err(e) => {
                 metrics
                     .errors
@@ -206,13 +236,45 @@ async fn measure_lag(
     }
 }
 
-/// Runs the daemon for `center_name` until `shutdown` turns true.
+/// Checks `--replica` against the center's `replicas`; `Some(index)` for a replica.
+fn replica_index(center: &Center, replica: Option<usize>) -> Result<Option<usize>, DaemonError> {
+    let n = center.replicas.len();
+    match (n, replica) {
+        (0, None) => Ok(None),
+        (0, Some(i)) => Err(DaemonError::Replica(format!(
+            "--replica {i} given, but center {} has no `replicas` in the configuration: drop --replica to run its single daemon, or list the replicas' Raft addresses",
+            center.name
+        ))),
+        (n, None) => Err(DaemonError::Replica(format!(
+            "center {} runs {n} replicas (`replicas` in the configuration): pass --replica INDEX (0..={})",
+            center.name,
+            n - 1
+        ))),
+        (n, Some(i)) if i >= n => Err(DaemonError::Replica(format!(
+            "--replica {i} is out of range: center {} has {n} replicas (0..={})",
+            center.name,
+            n - 1
+        ))),
+        (_, Some(i)) => Ok(Some(i)),
+    }
+}
+
+async fn resolve(addr: &str) -> Result<std::net::SocketAddr, DaemonError> {
+    let mut it = tokio::net::lookup_host(addr).await.map_err(|e| {
+        DaemonError::Replica(format!("cannot resolve the Raft address {addr:?}: {e}"))
+    })?;
+    it.next().ok_or_else(|| {
+        DaemonError::Replica(format!("the Raft address {addr:?} resolves to nothing"))
+    })
+}
+
+/// Runs the daemon until `shutdown` turns true.
 pub async fn run(
     config: Config,
-    center_name: &str,
-    metrics_listen: Option<std::net::SocketAddr>,
+    opts: RunOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
+    let center_name = opts.center.as_str();
     let center = config
         .center(center_name)
         .cloned()
@@ -220,7 +282,10 @@ pub async fn run(
             name: center_name.to_string(),
             known: config.center_names().join(", "),
         })?;
+    let replica = replica_index(&center, opts.replica)?;
     let metrics = Metrics::new()?;
+    let election_metrics = leader::ElectionMetrics::register(&metrics, &center.name)?;
+    let role = leader::SharedRole::default();
     let specs = links_into(&config, &center);
     let handles: Vec<LinkHandle> = specs
         .iter()
@@ -229,8 +294,46 @@ pub async fn run(
             state: Arc::new(LinkState::default()),
         })
         .collect();
+    let links = leader::Links {
+        specs,
+        handles: handles.clone(),
+        metrics: metrics.clone(),
+        target_url: center.url().to_string(),
+        center: center.name.clone(),
+        meta: config.replication.meta_database.clone(),
+        slots: config.election.apply_log_slots,
+    };
+    let election = match replica {
+        None => None,
+        Some(i) => {
+            let listen = match opts.raft_listen {
+                Some(a) => a,
+                None => resolve(&center.replicas[i]).await?,
+            };
+            let dir = opts.data_dir.clone().unwrap_or_else(|| {
+                std::path::PathBuf::from("drc-data").join(format!("{}-{i}", center.name))
+            });
+            let timeouts = drc_election::Timeouts {
+                heartbeat: config.election.heartbeat,
+                election_min: config.election.election_timeout_min,
+                election_max: config.election.election_timeout_max,
+            };
+            info!(replica = i, %listen, dir = %dir.display(), "starting the election");
+            Some(
+                drc_election::Election::start(
+                    &center.name,
+                    &center.replicas,
+                    i,
+                    listen,
+                    &dir,
+                    timeouts,
+                )
+                .await?,
+            )
+        }
+    };
     let mut tasks = JoinSet::new();
-    if let Some(addr) = metrics_listen.or(center.metrics_listen) {
+    if let Some(addr) = opts.metrics_listen.or(center.metrics_listen) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -243,15 +346,7 @@ pub async fn run(
             metrics.clone(),
             center.name.clone(),
             handles.clone(),
-            shutdown.clone(),
-        ));
-    }
-    for (spec, h) in specs.into_iter().zip(&handles) {
-        info!(link = %spec.name, "starting link");
-        tasks.spawn(supervise(
-            spec,
-            metrics.clone(),
-            h.state.clone(),
+            role.clone(),
             shutdown.clone(),
         ));
     }
@@ -262,6 +357,21 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
-    while tasks.join_next().await.is_some() {}
+    match election {
+        None => {
+            tasks.spawn(leader::standalone(
+                links,
+                election_metrics,
+                role,
+                shutdown.clone(),
+            ));
+            while tasks.join_next().await.is_some() {}
+        }
+        Some(e) => {
+            leader::follow(links, &e, election_metrics, role, shutdown.clone()).await;
+            while tasks.join_next().await.is_some() {}
+            e.shutdown().await;
+        }
+    }
     Ok(())
 }
