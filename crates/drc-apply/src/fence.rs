@@ -13,6 +13,8 @@
 //!    `fence.term` to T unless it is already higher, reads it back, and when it holds T
 //!    appends its `term_history` row. The update waits for the row lock of every in-flight
 //!    apply transaction (step 2), so it completes only after they committed or rolled back.
+//!    A transaction left open by a paused old leader would block it forever, so after one
+//!    second the blockers' server threads are killed (rolled back; see `kill_blockers`).
 //! 2. Every apply transaction begins with `SELECT term ... LOCK IN SHARE MODE` on the fence row
 //!    ([`Fence::check_statement`]) and stops with [`LinkError::Fenced`] (after `ROLLBACK`) when
 //!    the term is not its own. The shared lock is held to `COMMIT`, so the fence cannot move
@@ -141,10 +143,39 @@ impl Fence {
     }
 }
 
+/// How long the fence update may wait for a lock before its blockers are killed.
+const BLOCKER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Kills the server threads whose transactions block thread `waiter`'s lock request. They
+/// can only be apply transactions of an older term (every apply transaction holds the fence
+/// row's shared lock) whose replica stopped between its fence check and its commit (paused,
+/// or cut off from the database mid-transaction): killing one rolls it back, which the
+/// checkpoints make harmless. Needs the PROCESS privilege (to see the lock waits) and the
+/// same user as the appliers (to kill their threads); without them the update just waits.
+async fn kill_blockers(url: &str, waiter: u32) -> Result<Vec<u64>, LinkError> {
+    let mut c = drc_mysql::connect(url, std::time::Duration::from_secs(5)).await?;
+    let blockers: Vec<u64> = c
+        .exec(
+            "SELECT DISTINCT b.trx_mysql_thread_id FROM information_schema.INNODB_LOCK_WAITS w \
+             JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id \
+             JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id \
+             WHERE r.trx_mysql_thread_id = ?",
+            (waiter,),
+        )
+        .await
+        .map_err(|e| LinkError::target("finding the fence's blockers", e))?;
+    for id in &blockers {
+        // The thread may have ended meanwhile: ignore "unknown thread".
+        let _ = c.query_drop(format!("KILL {id}")).await;
+    }
+    Ok(blockers)
+}
+
 /// Takes the fence for `fence.term` (see the module docs). `Ok` when this replica now holds
 /// it; [`LinkError::Fenced`] when a newer term (or, for a standalone daemon, any replica term)
-/// holds it.
-pub async fn take(conn: &mut Conn, fence: &Fence) -> Result<(), LinkError> {
+/// holds it. `url` is the target's (a second connection kills transactions of older terms
+/// that hold the fence row for more than a second, see [`kill_blockers`]).
+pub async fn take(conn: &mut Conn, url: &str, fence: &Fence) -> Result<(), LinkError> {
     ensure_schema(conn, &fence.meta).await?;
     let fence_table = fence.table("fence");
     let mut up =
@@ -166,9 +197,28 @@ pub async fn take(conn: &mut Conn, fence: &Fence) -> Result<(), LinkError> {
             up.truncate(i);
         }
     }
+    let waiter = conn.id();
     let run = async {
         conn.query_drop("START TRANSACTION").await?;
-        conn.query_drop(&up).await?;
+        {
+            let update = conn.query_drop(&up);
+            tokio::pin!(update);
+            loop {
+                tokio::select! {
+                    r = &mut update => { r?; break; }
+                    _ = tokio::time::sleep(BLOCKER_GRACE) => {
+                        match kill_blockers(url, waiter).await {
+                            Ok(killed) if !killed.is_empty() => tracing::warn!(
+                                term = fence.term, ?killed,
+                                "killed transactions of an older term that held the fence"
+                            ),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot look for the fence's blockers"),
+                        }
+                    }
+                }
+            }
+        }
         let stored: Option<(u64, u32)> = conn.query_first(fence.check_statement()).await?;
         Ok::<_, mysql_async::Error>(stored)
     };

@@ -126,7 +126,7 @@ impl Links {
 
 async fn take_fence(url: &str, f: &Fence) -> Result<(), LinkError> {
     let mut c = drc_mysql::connect(url, Duration::from_secs(10)).await?;
-    fence::take(&mut c, f).await
+    fence::take(&mut c, url, f).await
 }
 
 /// Takes the fence for `f` (retrying transient failures), then runs every link under it
