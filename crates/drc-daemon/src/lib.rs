@@ -86,6 +86,10 @@ pub fn replica_server_id(base: u32, target_index: usize, source_index: usize) ->
     base.wrapping_add(((target_index * 100 + source_index) * 2) as u32)
 }
 
+/// How far apart the replica server_id ranges of a center's replicas are: replica `r` adds
+/// `r * 20000` to [`replica_server_id`] (whose range per replica is below 20000).
+pub const REPLICA_SERVER_ID_STRIDE: u32 = 20_000;
+
 /// The links into `center`, one per peer.
 pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
     let t = config
@@ -286,7 +290,15 @@ pub async fn run(
     let metrics = Metrics::new()?;
     let election_metrics = leader::ElectionMetrics::register(&metrics, &center.name)?;
     let role = leader::SharedRole::default();
-    let specs = links_into(&config, &center);
+    let mut specs = links_into(&config, &center);
+    // Each replica registers on the peers under its own ids: MariaDB refuses a second binlog
+    // reader with the same server_id (error 4052) while the first is still connected, and a
+    // paused or cut-off old leader can stay connected for a long time.
+    for s in &mut specs {
+        s.replica_server_id = s
+            .replica_server_id
+            .wrapping_add(REPLICA_SERVER_ID_STRIDE.wrapping_mul(replica.unwrap_or(0) as u32));
+    }
     let handles: Vec<LinkHandle> = specs
         .iter()
         .map(|s| LinkHandle {

@@ -167,10 +167,14 @@ impl Client {
     }
 }
 
+/// Every transport failure is reported as `Unreachable`, so that openraft backs off
+/// ([`RaftNetwork::backoff`]) instead of retrying a dead peer in a tight loop (through a proxy
+/// or a load balancer, a dead peer looks like a reset, not a refused connection).
 fn rpc_error<E: std::error::Error>(e: CallError) -> RPCError<u64, BasicNode, E> {
     match e {
-        CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
-        CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        CallError::Unreachable(e) | CallError::Network(e) => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 mod apply;
 mod check;
 mod cluster;
+mod failover;
 mod id;
+mod replicas;
 mod replication;
 mod tail;
