@@ -17,7 +17,7 @@ async fn started(prefix: &str) -> (Replicas, Writer, (u64, u32)) {
     let mut r = Replicas::new(prefix, SCHEMA).await;
     r.start_all();
     r.wait_link_started().await;
-    let w = Writer::start(&r.db);
+    let w = Writer::start(&r.db, Duration::from_millis(4));
     let leader = r.wait_leader_applying(0, 0).await;
     (r, w, leader)
 }
@@ -101,5 +101,60 @@ async fn raft_partition_leader_then_heal() {
     r.isolate(leader as usize, false);
     wait_standby(&r, leader as usize, term2).await;
     more_rows_arrive(&r, &w).await;
+    finish(r, w, 2).await;
+}
+
+/// The failover benchmark (`bench/failover.sh`): 10 times, SIGKILL the leader and measure, on
+/// the target server's clock, the time until the next term took the fence and until it
+/// committed its first apply transaction; the killed replica is restarted between runs.
+/// Default election timeouts. Prints every run, the median and the worst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: bench/failover.sh"]
+async fn raft_failover_timing() {
+    let runs: usize = std::env::var("FAILOVER_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut r = Replicas::new("raft_bench", SCHEMA).await;
+    r.start_all();
+    r.wait_link_started().await;
+    // A row every 20 ms: batches close on the 10 ms quiet time, so the first apply of a new
+    // leader is not delayed by batching.
+    let w = Writer::start(&r.db, Duration::from_millis(20));
+    let (mut term, mut leader) = r.wait_leader_applying(0, 0).await;
+    let mut fence_ms = Vec::new();
+    let mut apply_ms = Vec::new();
+    for run in 1..=runs {
+        let rows = r.target_rows().await;
+        let killed_at = r.db_now_us().await;
+        r.kill9(leader as usize);
+        let (t2, l2) = r.wait_leader_applying(term, rows).await;
+        let (took, applied) = r.term_times_us(t2).await;
+        let f = (took - killed_at) as f64 / 1000.0;
+        let a = (applied - killed_at) as f64 / 1000.0;
+        println!("run {run:2}: killed replica {leader} (term {term}); replica {l2} took the fence (term {t2}) after {f:.0} ms, first apply after {a:.0} ms");
+        fence_ms.push(f);
+        apply_ms.push(a);
+        r.start(leader as usize);
+        wait_standby(&r, leader as usize, t2).await;
+        (term, leader) = (t2, l2);
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        (median, v[v.len() - 1])
+    };
+    let (fm, fw) = stats(&mut fence_ms);
+    let (am, aw) = stats(&mut apply_ms);
+    println!(
+        "SIGKILL -> new leader took the fence: median {fm:.0} ms, worst {fw:.0} ms ({runs} runs)"
+    );
+    println!(
+        "SIGKILL -> new leader's first apply:  median {am:.0} ms, worst {aw:.0} ms ({runs} runs)"
+    );
     finish(r, w, 2).await;
 }

@@ -328,6 +328,31 @@ impl Replicas {
         .flatten()
     }
 
+    /// The target server's clock, microseconds since the epoch.
+    pub async fn db_now_us(&self) -> i64 {
+        let mut c = self.target_meta().await;
+        c.query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)")
+            .await
+            .expect("now")
+            .expect("row")
+    }
+
+    /// When `term` took the fence and when it first committed an apply transaction,
+    /// microseconds since the epoch (target server's clock).
+    pub async fn term_times_us(&self, term: u64) -> (i64, i64) {
+        let mut c = self.target_meta().await;
+        c.exec_first(
+            "SELECT CAST(UNIX_TIMESTAMP(h.started_at) * 1000000 AS SIGNED), \
+             CAST(UNIX_TIMESTAMP(MIN(l.committed_at)) * 1000000 AS SIGNED) \
+             FROM term_history h JOIN apply_log l ON l.term = h.term \
+             WHERE h.center = ? AND h.term = ? GROUP BY h.started_at",
+            (TARGET, term),
+        )
+        .await
+        .expect("term times")
+        .expect("term applied")
+    }
+
     /// Apply transactions committed under `term`.
     pub async fn applied_in_term(&self, term: u64) -> u64 {
         let mut c = self.target_meta().await;
@@ -565,15 +590,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts writing into `db`.`t` of the peer center.
-    pub fn start(db: &str) -> Writer {
+    /// Starts writing into `db`.`t` of the peer center, one row every `period`.
+    pub fn start(db: &str, period: Duration) -> Writer {
         let url = servers()[0].url_for(db);
         let written = Arc::new(AtomicU64::new(0));
         let (stop, mut rx) = watch::channel(false);
         let w = written.clone();
         let task = tokio::spawn(async move {
             let mut c = drc_testkit::connect(&url).await;
-            let mut tick = tokio::time::interval(Duration::from_millis(4));
+            let mut tick = tokio::time::interval(period);
             let mut n = 0u64;
             loop {
                 tokio::select! {
