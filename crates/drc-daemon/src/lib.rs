@@ -387,3 +387,6 @@ pub async fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
