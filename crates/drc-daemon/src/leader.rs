@@ -214,20 +214,24 @@ impl Active {
 }
 
 /// Follows the election until `shutdown`: runs the links exactly while this replica leads.
+/// Returns an error when the Raft node stopped by itself (a fatal storage error).
 pub(crate) async fn follow(
     links: Links,
     election: &Election,
     metrics: ElectionMetrics,
     role: SharedRole,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> Result<(), String> {
     let mut rx = election.leadership();
     let replica = election.id() as u32;
     let mut active: Option<Active> = None;
     let mut seen: Option<(u64, Option<u64>)> = None;
     links.set_all(LinkStatus::Standby);
-    loop {
+    let result = loop {
         let m = rx.borrow_and_update().clone();
+        if let Err(e) = &m.running_state {
+            break Err(format!("the raft node stopped: {e}"));
+        }
         let want = leader_term(&m);
         let now = (m.current_term, m.current_leader);
         if seen != Some(now) && m.current_leader.is_some() {
@@ -260,11 +264,13 @@ pub(crate) async fn follow(
             }
         }
         tokio::select! {
-            r = rx.changed() => if r.is_err() { break },
-            _ = shutdown.changed() => break,
+            r = rx.changed() => if r.is_err() { break Err("the raft node stopped".to_string()) },
+            _ = shutdown.changed() => break Ok(()),
         }
-    }
+    };
     if let Some(a) = active.take() {
         a.stop(&links);
     }
+    metrics.is_leader.set(0);
+    result
 }

@@ -380,7 +380,16 @@ pub async fn run(
             while tasks.join_next().await.is_some() {}
         }
         Some(e) => {
-            leader::follow(links, &e, election_metrics, role, shutdown.clone()).await;
+            let followed =
+                leader::follow(links, &e, election_metrics, role, shutdown.clone()).await;
+            if let Err(why) = followed {
+                error!(error = %why, "stopping the daemon");
+                tasks.abort_all();
+                e.shutdown().await;
+                return Err(DaemonError::Election(drc_election::ElectionError::Raft(
+                    why,
+                )));
+            }
             while tasks.join_next().await.is_some() {}
             e.shutdown().await;
         }

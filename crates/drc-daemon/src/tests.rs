@@ -16,16 +16,15 @@ fn replica_flag_must_fit_the_replicas_list() {
     let three = config("replicas = [\"h1:9501\", \"h2:9501\", \"h3:9501\"]");
     let b = three.center("b").expect("b");
     assert_eq!(replica_index(b, Some(2)).expect("ok"), Some(2));
-    let e = replica_index(b, None).err().expect("missing").to_string();
+    let e = replica_index(b, None).expect_err("missing").to_string();
     assert!(e.contains("pass --replica INDEX (0..=2)"), "{e}");
-    let e = replica_index(b, Some(3)).err().expect("range").to_string();
+    let e = replica_index(b, Some(3)).expect_err("range").to_string();
     assert!(e.contains("--replica 3 is out of range"), "{e}");
     let none = config("");
     let b = none.center("b").expect("b");
     assert_eq!(replica_index(b, None).expect("ok"), None);
     let e = replica_index(b, Some(0))
-        .err()
-        .expect("no replicas")
+        .expect_err("no replicas")
         .to_string();
     assert!(e.contains("has no `replicas`"), "{e}");
 }
