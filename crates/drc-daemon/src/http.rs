@@ -62,6 +62,7 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
         "replica": role.replica,
         "term": role.term,
         "leader": role.leader,
+        "raft_log_index": role.log_index,
         "links": links,
     });
     let code = if all_up {

@@ -79,6 +79,9 @@ pub struct Role {
     pub term: u64,
     /// The leader's replica index, when known.
     pub leader: Option<u64>,
+    /// Index of the last entry in this replica's Raft log (replicas only): equal on all
+    /// replicas once a follower has caught up.
+    pub log_index: Option<u64>,
 }
 
 /// Shared role, read by `/health`.
@@ -188,6 +191,7 @@ pub(crate) async fn standalone(
             replica: 0,
             term: 0,
             leader: Some(0),
+            log_index: None,
         },
     );
     let f = links.fence(0, 0);
@@ -250,6 +254,7 @@ pub(crate) async fn follow(
                 replica,
                 term: m.current_term,
                 leader: m.current_leader,
+                log_index: m.last_log_index,
             },
         );
         if active.as_ref().map(|a| a.term) != want {

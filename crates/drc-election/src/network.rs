@@ -186,7 +186,15 @@ fn refused<E: std::error::Error>(what: &str, got: Response) -> RPCError<u64, Bas
     RPCError::Network(NetworkError::new(&std::io::Error::other(msg)))
 }
 
+/// Pause before retrying a peer that was unreachable (openraft's default is 500 ms): short, so
+/// that a restarted or healed replica catches up quickly; long enough not to spin.
+const BACKOFF: Duration = Duration::from_millis(200);
+
 impl RaftNetwork<TypeConfig> for Client {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(BACKOFF))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

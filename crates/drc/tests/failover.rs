@@ -137,6 +137,8 @@ async fn raft_failover_timing() {
         apply_ms.push(a);
         r.start(leader as usize);
         wait_standby(&r, leader as usize, t2).await;
+        // Measure the failover of a healthy group: every replica's log caught up.
+        r.wait_raft_logs_equal().await;
         (term, leader) = (t2, l2);
     }
     let stats = |v: &mut Vec<f64>| {

@@ -139,10 +139,12 @@ impl Replicas {
                  [replication]\ndatabases = [\"{db}\"]\nmeta_database = \"{meta}\"\n\n\
                  [source]\nreplica_server_id_base = {base}\nheartbeat_ms = 500\nidle_timeout_ms = 5000\n\n\
                  [applier]\nparallelism = 2\n\n\
-                 [election]\napply_log_slots = 10000000\n",
+                 [election]\napply_log_slots = 10000000\n{}\n",
                 servers()[0].url(),
                 servers()[1].url(),
-                addrs.join(", ")
+                addrs.join(", "),
+                // Other election timings, for the failover benchmark only (TOML lines).
+                std::env::var("FAILOVER_ELECTION").unwrap_or_default()
             );
             let path = dir.path().join(format!("b{i}.toml"));
             std::fs::write(&path, toml).expect("config");
@@ -216,7 +218,7 @@ impl Replicas {
             "--metrics-listen".into(),
             self.metrics[i].to_string(),
             "--log".into(),
-            "info,openraft=warn".into(),
+            std::env::var("DRC_TEST_LOG_FILTER").unwrap_or_else(|_| "info,openraft=warn".into()),
         ];
         self.procs[i] = Some(self.spawn(&args, &format!("b{i}.log")));
     }
@@ -309,6 +311,28 @@ impl Replicas {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Waits until the three replicas report the same last Raft log index in `/health`.
+    pub async fn wait_raft_logs_equal(&self) {
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        loop {
+            let mut idx = Vec::new();
+            for i in 0..3 {
+                idx.push(
+                    self.health(i)
+                        .await
+                        .and_then(|h| h["raft_log_index"].as_u64()),
+                );
+            }
+            if idx[0].is_some() && idx.iter().all(|x| *x == idx[0]) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("raft logs did not catch up: {idx:?}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A connection to the target's server, in the meta database.
