@@ -160,3 +160,55 @@ async fn raft_failover_timing() {
     );
     finish(r, w, 2).await;
 }
+
+/// `drc run` with a `--replica` or `--data-dir` that does not fit: a clear error, exit code 1,
+/// before anything connects.
+#[test]
+fn raft_bad_replica_flags_are_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("drc.toml");
+    std::fs::write(
+        &config,
+        "[[center]]\nname = \"a\"\nmysql = \"mysql://root@127.0.0.1:1\"\n\n\
+         [[center]]\nname = \"b\"\nmysql = \"mysql://root@127.0.0.1:2\"\n\
+         replicas = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]\n\n\
+         [replication]\ndatabases = [\"shop\"]\n",
+    )
+    .expect("config");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").expect("file");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("drc runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&["--center", "b"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("pass --replica INDEX (0..=2)"), "{err}");
+    let (code, err) = run(&["--center", "b", "--replica", "3"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--replica 3 is out of range"), "{err}");
+    let (code, err) = run(&["--center", "a", "--replica", "0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("center a has no `replicas`"), "{err}");
+    let data = file.join("sub").display().to_string();
+    let (code, err) = run(&[
+        "--center",
+        "b",
+        "--replica",
+        "1",
+        "--raft-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("raft data directory"), "{err}");
+}
