@@ -11,6 +11,10 @@
 //! The state machine holds only what openraft requires (last applied log id and membership).
 //! It is persisted with the rest, so `apply` is durable on return.
 //!
+//! The writes are synchronous (a few KB and one fsync, on the runtime thread that runs
+//! openraft's core task): rare enough (a vote or an entry per election, an apply per entry) not
+//! to need a blocking pool.
+//!
 //! Concurrency: openraft calls the storage from its core task, and reads the log and builds
 //! snapshots from other tasks; everything goes through one mutex that is never held across an
 //! `.await`.
