@@ -13,6 +13,7 @@
 //! - [`conflict`]: last-writer-wins for tables with a version column, and the record of lost writes.
 //! - [`worker`]: an applier connection; one share + its checkpoint = one transaction.
 //! - [`meta`]: drc's tables (checkpoints, heartbeat, origin markers) and crash recovery.
+//! - [`fence`]: at most one replica applies at a time (term fence in the target's database).
 //! - [`link`]: the loop that ties them together; [`metrics`]: its Prometheus metrics.
 //!
 //! Exactly once: every worker stores, in the transaction that applies its share, the batch
@@ -23,6 +24,7 @@
 
 pub mod batch;
 pub mod conflict;
+pub mod fence;
 pub mod filter;
 pub mod link;
 pub mod meta;
@@ -90,6 +92,19 @@ pub enum LinkError {
     /// The target answered conflict resolution's reads unexpectedly (retried).
     #[error("conflict resolution: {0}")]
     ConflictRead(String),
+    /// The center's fence holds another term: another replica took over (or this one is a
+    /// standalone daemon of a center that now runs replicas). Not retried.
+    #[error("fenced: this replica applies to center {center} under term {term}, but the center's fence is at {} (replica {}); another drc replica took over, so this one stops applying", stored_term.map_or("no term (fence row missing)".to_string(), |t| format!("term {t}")), stored_replica.map_or("-".to_string(), |r| r.to_string()))]
+    Fenced {
+        /// The center.
+        center: String,
+        /// This applier's term.
+        term: u64,
+        /// The term in the fence row.
+        stored_term: Option<u64>,
+        /// The replica in the fence row.
+        stored_replica: Option<u32>,
+    },
 }
 
 impl LinkError {

@@ -50,6 +50,9 @@ pub struct LinkSpec {
     /// Progress of the target center's local-delete reader (tombstones of local deletes), when
     /// it runs.
     pub local_deletes: Option<crate::conflict::tombstone::Progress>,
+    /// The term fence every apply transaction checks ([`crate::fence`]); `None` applies
+    /// unfenced (benchmarks, tools).
+    pub fence: Option<crate::fence::Fence>,
 }
 
 /// The externally visible state of a link.
@@ -61,6 +64,8 @@ pub enum LinkStatus {
     Running,
     /// Stopped by an error (it will be restarted by the daemon).
     Failed(String),
+    /// Not run by this replica: another replica of the center is the leader.
+    Standby,
 }
 
 /// Shared state of a link, read by `/health` and `drc status`.
@@ -103,6 +108,16 @@ impl LinkState {
 }
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The checkpoint statement of `c`, followed by the fence's records when the link is fenced.
+fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
+    let mut q = meta::checkpoint_statement(&spec.replication.meta_database, &spec.name, c);
+    if let Some(f) = &spec.fence {
+        q.push_str(";\n");
+        q.push_str(&f.record_statements(&spec.name, c.worker, c.batch));
+    }
+    q
+}
 
 pub(crate) fn origin_rule(loopback: Loopback, server_id: u32) -> Origin {
     match loopback {
@@ -351,9 +366,8 @@ impl Runner {
                         .collect()
                 })
                 .collect();
-            let checkpoint = meta::checkpoint_statement(
-                &meta_db,
-                &self.spec.name,
+            let checkpoint = checkpoint_statement(
+                &self.spec,
                 &Checkpoint {
                     worker: w as u32,
                     batch: seq,
@@ -375,9 +389,8 @@ impl Runner {
         }
         if jobs.is_empty() && !done.contains(&0) {
             // Nothing to apply: move the position forward on worker 0 alone.
-            let checkpoint = meta::checkpoint_statement(
-                &meta_db,
-                &self.spec.name,
+            let checkpoint = checkpoint_statement(
+                &self.spec,
                 &Checkpoint {
                     worker: 0,
                     batch: seq,
@@ -480,16 +493,18 @@ pub async fn run_link(
 
     let workers = spec.applier.parallelism as u32;
     let mut appliers: Vec<Applier> = (0..workers)
-        .map(|_| Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT))
+        .map(|_| {
+            Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT)
+                .with_fence(spec.fence.clone())
+        })
         .collect();
     let rows = meta::load_checkpoints(&mut tconn, &meta_db, &spec.name).await?;
     let rec = meta::recovery(&rows);
     let (resume, mut seq, partial) = match rec {
         Recovery::Fresh => {
             let pos = current_position(&mut sconn, &source).await?;
-            let cp = meta::checkpoint_statement(
-                &meta_db,
-                &spec.name,
+            let cp = checkpoint_statement(
+                &spec,
                 &Checkpoint {
                     worker: 0,
                     batch: 0,

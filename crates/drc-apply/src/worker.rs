@@ -10,6 +10,9 @@
 //!
 //! The session also runs at READ COMMITTED: conflict resolution's locking reads then take no
 //! gap locks (see [`crate::conflict`]).
+//! Fence (when the link runs under a term, [`crate::fence`]): each transaction starts with a
+//! locking read of the center's fence row and rolls back with `LinkError::Fenced` when the term
+//! there is not this applier's; that error is never retried.
 //!
 //! Errors: deadlocks, lock wait timeouts and lost connections are retried (the whole share,
 //! from a clean transaction, with backoff); so is a duplicate-key error of a share with
@@ -24,6 +27,7 @@ use tracing::warn;
 
 use crate::conflict::decide::Record;
 use crate::conflict::{run_levels, LwwChange};
+use crate::fence::Fence;
 use crate::LinkError;
 
 /// How often a share with last-writer-wins changes is retried after duplicate-key errors
@@ -67,6 +71,7 @@ pub struct Applier {
     tag: Tag,
     conn: Option<Conn>,
     connect_timeout: Duration,
+    fence: Option<Fence>,
 }
 
 /// Join statements into queries of at most this many bytes (one round trip each).
@@ -80,7 +85,16 @@ impl Applier {
             tag,
             conn: None,
             connect_timeout,
+            fence: None,
         }
+    }
+
+    /// Makes every transaction of this applier check the center's fence first (see
+    /// [`crate::fence`]): a transaction whose term is not the fence's fails with
+    /// [`LinkError::Fenced`] and commits nothing.
+    pub fn with_fence(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
+        self
     }
 
     async fn session(&mut self) -> Result<&mut Conn, LinkError> {
@@ -166,15 +180,38 @@ impl Applier {
             Tag::Marker(m) => Some(m.clone()),
             Tag::ServerId { .. } => None,
         };
+        let fence = self.fence.clone();
         let conn = self.session().await?;
         let mut q = String::with_capacity(64 * 1024);
-        q.push_str("START TRANSACTION");
+        if let Some(f) = fence {
+            // The fence check must be answered before anything is written (crate::fence).
+            let stored = async {
+                conn.query_drop("START TRANSACTION").await?;
+                conn.query_first::<(u64, u32), _>(f.check_statement()).await
+            }
+            .await;
+            match stored {
+                Ok(Some((term, _))) if term == f.term => {}
+                Ok(other) => {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                    return Err(f.fenced(other));
+                }
+                Err(e) => {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                    return Err(LinkError::target("checking the fence", e));
+                }
+            }
+        } else {
+            q.push_str("START TRANSACTION");
+        }
         if let Some(m) = marker {
-            q.push_str(";\n");
+            if !q.is_empty() {
+                q.push_str(";\n");
+            }
             q.push_str(&m);
         }
         for s in &job.statements {
-            if q.len() + s.len() > QUERY_BYTES {
+            if !q.is_empty() && q.len() + s.len() > QUERY_BYTES {
                 if let Err(e) = conn.query_drop(&q).await {
                     let _ = conn.query_drop("ROLLBACK").await;
                     return Err(LinkError::target("applying changes", e));
@@ -182,7 +219,9 @@ impl Applier {
                 q.clear();
                 q.push_str(s);
             } else {
-                q.push_str(";\n");
+                if !q.is_empty() {
+                    q.push_str(";\n");
+                }
                 q.push_str(s);
             }
         }

@@ -8,6 +8,7 @@
 //! Secrets: passwords may come from the URL, an environment variable or a file. They are held in
 //! [`Secret`], which never prints its content (`Debug` shows `***`) and is not serializable.
 
+mod election;
 mod patterns;
 pub mod raw;
 mod secret;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use election::Election;
 pub use patterns::TablePattern;
 pub use secret::Secret;
 pub use validate::validate;
@@ -36,6 +38,8 @@ pub struct Config {
     pub heartbeat: Heartbeat,
     /// How conflicting writes are resolved.
     pub conflict: Conflict,
+    /// Leader election among a center's replicas.
+    pub election: Election,
 }
 
 /// One center (data center / region) and its database.
@@ -49,6 +53,9 @@ pub struct Center {
     pub display_url: String,
     /// Where this center's daemon serves `/metrics` and `/health`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Raft addresses of the center's drc replicas, by replica index; empty: one daemon, no
+    /// election.
+    pub replicas: Vec<String>,
 }
 
 impl Center {

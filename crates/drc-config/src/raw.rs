@@ -21,6 +21,9 @@ pub struct RawConfig {
     /// `[heartbeat]`.
     #[serde(default)]
     pub heartbeat: RawHeartbeat,
+    /// `[election]`.
+    #[serde(default)]
+    pub election: RawElection,
     /// `[conflict]`.
     #[serde(default)]
     pub conflict: RawConflict,
@@ -53,6 +56,8 @@ pub struct RawCenter {
     pub password_env: Option<String>,
     /// Path of a file holding the password (trailing newline ignored).
     pub password_file: Option<String>,
+    /// Raft addresses (`host:port`) of the center's drc replicas.
+    pub replicas: Option<Vec<String>>,
 }
 
 /// `[replication]`.
@@ -106,4 +111,18 @@ pub struct RawSource {
 pub struct RawHeartbeat {
     /// Interval, milliseconds.
     pub interval_ms: Option<i64>,
+}
+
+/// `[election]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawElection {
+    /// Leader heartbeat, milliseconds.
+    pub heartbeat_ms: Option<i64>,
+    /// Election timeout lower bound, milliseconds.
+    pub election_timeout_min_ms: Option<i64>,
+    /// Election timeout upper bound, milliseconds.
+    pub election_timeout_max_ms: Option<i64>,
+    /// Rows kept per link worker in the apply log.
+    pub apply_log_slots: Option<i64>,
 }

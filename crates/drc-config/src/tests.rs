@@ -140,3 +140,60 @@ fn include_and_exclude_patterns() {
     assert!(r.replicates("crm", "contacts"));
     assert!(!r.replicates("crm", "leads"));
 }
+
+#[test]
+fn replicas_and_election_defaults() {
+    let text = MINIMAL.replace(
+        "metrics_listen = \"127.0.0.1:9402\"",
+        "metrics_listen = \"127.0.0.1:9402\"\nreplicas = [\"10.0.2.1:9501\", \"10.0.2.2:9501\", \"drc-b-3:9501\"]",
+    );
+    let c = Config::parse(&text, &no_env).expect("valid");
+    assert!(c.centers[0].replicas.is_empty());
+    assert_eq!(c.centers[1].replicas.len(), 3);
+    assert_eq!(c.election.heartbeat, Duration::from_millis(100));
+    assert_eq!(c.election.election_timeout_min, Duration::from_millis(300));
+    assert_eq!(c.election.election_timeout_max, Duration::from_millis(600));
+    assert_eq!(c.election.apply_log_slots, 1024);
+}
+
+#[test]
+fn bad_replicas_and_timeouts_are_all_reported() {
+    let text = MINIMAL
+        .replace(
+            "metrics_listen = \"127.0.0.1:9401\"",
+            "metrics_listen = \"127.0.0.1:9401\"\nreplicas = [\"h1:9501\", \"h1:9501\", \"nohost\"]",
+        )
+        .replace(
+            "metrics_listen = \"127.0.0.1:9402\"",
+            "metrics_listen = \"127.0.0.1:9402\"\nreplicas = [\"h1:9501\", \"h2:9501\"]",
+        )
+        + "\n[election]\nheartbeat_ms = 500\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 300\n";
+    let e = errors(&text).join("\n");
+    assert!(
+        e.contains("center[0].replicas[1]: \"h1:9501\" is listed twice"),
+        "{e}"
+    );
+    assert!(
+        e.contains("center[0].replicas[2]: \"nohost\" is not an address"),
+        "{e}"
+    );
+    assert!(
+        e.contains("center[1].replicas: 2 replicas cannot elect"),
+        "{e}"
+    );
+    assert!(e.contains("is also a replica of center \"a\""), "{e}");
+    assert!(
+        e.contains("election.election_timeout_min_ms: must be more than election.heartbeat_ms"),
+        "{e}"
+    );
+    assert!(
+        e.contains("election.election_timeout_max_ms: must be more than"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_election_keys_are_refused() {
+    let e = errors(&(MINIMAL.to_string() + "\n[election]\nheartbeat = \"100ms\"\n")).join("\n");
+    assert!(e.contains("unknown field `heartbeat`"), "{e}");
+}

@@ -133,12 +133,14 @@ fn center(
         },
         None => Some(None),
     };
+    let replicas = crate::election::replicas(i, raw.replicas, &mut e.0);
     let (name, (url, display_url), metrics_listen) = (name?, url?, metrics_listen?);
     Some(Center {
         name,
         url: Secret::new(url),
         display_url,
         metrics_listen,
+        replicas,
     })
 }
 
@@ -213,6 +215,9 @@ pub fn validate(
             }
         }
     }
+
+    crate::election::distinct_across_centers(&centers, &mut e.0);
+    let election = crate::election::election(raw.election, &mut e.0);
 
     let replication = match raw.replication {
         None => {
@@ -368,6 +373,7 @@ pub fn validate(
             source,
             heartbeat,
             conflict,
+            election,
         }),
         _ => Err(ConfigErrors(e.0)),
     }

@@ -1,5 +1,5 @@
-//! `/metrics` (Prometheus text format) and `/health` (JSON: every link's state, position and
-//! lag; HTTP 200 when all links run, 503 otherwise).
+//! `/metrics` (Prometheus text format) and `/health` (JSON: this replica's role and term, every
+//! link's state, position and lag; HTTP 200 when all links run or stand by, 503 otherwise).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,6 +9,7 @@ use axum::Router;
 use drc_apply::{LinkStatus, Metrics};
 use tokio::sync::watch;
 
+use crate::leader::SharedRole;
 use crate::LinkHandle;
 
 #[derive(Clone)]
@@ -16,6 +17,7 @@ struct AppState {
     metrics: Metrics,
     center: String,
     links: Vec<LinkHandle>,
+    role: SharedRole,
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -26,6 +28,10 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn health(State(s): State<AppState>) -> impl IntoResponse {
+    let role = match s.role.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
     let mut all_up = true;
     let links: Vec<serde_json::Value> = s
         .links
@@ -36,8 +42,9 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
                 LinkStatus::Starting => ("starting", None),
                 LinkStatus::Running => ("running", None),
                 LinkStatus::Failed(e) => ("failed", Some(e)),
+                LinkStatus::Standby => ("standby", None),
             };
-            all_up &= state == "running";
+            all_up &= state == "running" || state == "standby";
             let lag = s.metrics.lag.with_label_values(&[l.name.as_str()]).get();
             serde_json::json!({
                 "link": l.name,
@@ -48,7 +55,16 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
             })
         })
         .collect();
-    let body = serde_json::json!({ "center": s.center, "ok": all_up, "links": links });
+    let body = serde_json::json!({
+        "center": s.center,
+        "ok": all_up,
+        "role": role.mode,
+        "replica": role.replica,
+        "term": role.term,
+        "leader": role.leader,
+        "raft_log_index": role.log_index,
+        "links": links,
+    });
     let code = if all_up {
         StatusCode::OK
     } else {
@@ -67,6 +83,7 @@ pub async fn serve(
     m: Metrics,
     center: String,
     links: Vec<LinkHandle>,
+    role: SharedRole,
     shutdown: watch::Receiver<bool>,
 ) {
     let app = Router::new()
@@ -76,6 +93,7 @@ pub async fn serve(
             metrics: m,
             center,
             links,
+            role,
         });
     let mut sd = shutdown;
     let _ = axum::serve(listener, app)

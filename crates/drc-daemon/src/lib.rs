@@ -1,6 +1,9 @@
 //! The daemon beside one center: one link from every peer into this center, the heartbeat, lag
 //! measurement, and the `/metrics` and `/health` endpoints.
 //!
+//! With `replicas` configured for the center, this daemon is one replica of a Raft group and
+//! runs the links only while it is the elected leader, under the DB fence ([`leader`]).
+//!
 //! Links are supervised: a link that stops with an error is counted
 //! (`drc_link_errors_total`), shown as failed in `/health`, and started again after a backoff
 //! (1 s doubling to 60 s) — it resumes from its checkpoint, so a restart loses nothing. Other
@@ -11,6 +14,7 @@
 //! the same way; its failures count in `drc_link_errors_total{link="<center>~local-deletes"}`.
 
 mod http;
+pub mod leader;
 mod status;
 
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use std::time::Duration;
 
 use drc_apply::conflict::local::{run_local_deletes, LocalDeletesSpec};
 use drc_apply::conflict::tombstone::Progress;
-use drc_apply::{run_link, LinkSpec, LinkState, LinkStatus, Metrics};
+use drc_apply::{run_link, LinkError, LinkSpec, LinkState, LinkStatus, Metrics};
 use drc_config::{Center, Config};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
@@ -50,6 +54,27 @@ pub enum DaemonError {
     /// Metric registration failed.
     #[error("metrics: {0}")]
     Metrics(#[from] drc_apply::metrics::PrometheusError),
+    /// `--replica` does not fit the center's `replicas`.
+    #[error("{0}")]
+    Replica(String),
+    /// The Raft node could not start.
+    #[error(transparent)]
+    Election(#[from] drc_election::ElectionError),
+}
+
+/// How this daemon runs, beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The center this daemon runs beside.
+    pub center: String,
+    /// Serve `/metrics` and `/health` here instead of the center's `metrics_listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// This replica's index in the center's `replicas` (required when it has replicas).
+    pub replica: Option<usize>,
+    /// Where the Raft state is kept (default `./drc-data/<center>-<replica>`).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Accept Raft peers here instead of on `replicas[replica]` (e.g. `0.0.0.0:9501`).
+    pub raft_listen: Option<std::net::SocketAddr>,
 }
 
 /// A running link's name and shared state.
@@ -66,6 +91,10 @@ pub struct LinkHandle {
 pub fn replica_server_id(base: u32, target_index: usize, source_index: usize) -> u32 {
     base.wrapping_add(((target_index * 100 + source_index) * 2) as u32)
 }
+
+/// How far apart the replica server_id ranges of a center's replicas are: replica `r` adds
+/// `r * 20000` to [`replica_server_id`] (whose range per replica is below 20000).
+pub const REPLICA_SERVER_ID_STRIDE: u32 = 20_000;
 
 /// The links into `center`, one per peer.
 pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
@@ -90,11 +119,12 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
             replica_server_id: replica_server_id(config.source.replica_server_id_base, t, s),
             conflict: config.conflict.clone(),
             local_deletes: None,
+            fence: None,
         })
         .collect()
 }
 
-async fn supervise(
+pub(crate) async fn supervise(
     spec: LinkSpec,
     metrics: Metrics,
     state: Arc<LinkState>,
@@ -115,6 +145,11 @@ async fn supervise(
         }
         match result {
             Ok(()) => return,
+            Err(e @ LinkError::Fenced { .. }) => {
+                state.set_status(LinkStatus::Failed(e.to_string()));
+                error!(link = %spec.name, error = %e, "link fenced; not restarting it");
+                return;
+            }
             Err(e) => {
                 metrics
                     .errors
@@ -150,6 +185,7 @@ pub fn local_deletes_spec(config: &Config, center: &Center) -> LocalDeletesSpec 
         .unwrap_or(0);
     LocalDeletesSpec {
         center: center.name.clone(),
+        replica: None,
         url: center.url().to_string(),
         replication: config.replication.clone(),
         conflict: config.conflict.clone(),
@@ -266,13 +302,45 @@ async fn measure_lag(
     }
 }
 
-/// Runs the daemon for `center_name` until `shutdown` turns true.
+/// Checks `--replica` against the center's `replicas`; `Some(index)` for a replica.
+fn replica_index(center: &Center, replica: Option<usize>) -> Result<Option<usize>, DaemonError> {
+    let n = center.replicas.len();
+    match (n, replica) {
+        (0, None) => Ok(None),
+        (0, Some(i)) => Err(DaemonError::Replica(format!(
+            "--replica {i} given, but center {} has no `replicas` in the configuration: drop --replica to run its single daemon, or list the replicas' Raft addresses",
+            center.name
+        ))),
+        (n, None) => Err(DaemonError::Replica(format!(
+            "center {} runs {n} replicas (`replicas` in the configuration): pass --replica INDEX (0..={})",
+            center.name,
+            n - 1
+        ))),
+        (n, Some(i)) if i >= n => Err(DaemonError::Replica(format!(
+            "--replica {i} is out of range: center {} has {n} replicas (0..={})",
+            center.name,
+            n - 1
+        ))),
+        (_, Some(i)) => Ok(Some(i)),
+    }
+}
+
+async fn resolve(addr: &str) -> Result<std::net::SocketAddr, DaemonError> {
+    let mut it = tokio::net::lookup_host(addr).await.map_err(|e| {
+        DaemonError::Replica(format!("cannot resolve the Raft address {addr:?}: {e}"))
+    })?;
+    it.next().ok_or_else(|| {
+        DaemonError::Replica(format!("the Raft address {addr:?} resolves to nothing"))
+    })
+}
+
+/// Runs the daemon until `shutdown` turns true.
 pub async fn run(
     config: Config,
-    center_name: &str,
-    metrics_listen: Option<std::net::SocketAddr>,
+    opts: RunOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
+    let center_name = opts.center.as_str();
     let center = config
         .center(center_name)
         .cloned()
@@ -280,21 +348,34 @@ pub async fn run(
             name: center_name.to_string(),
             known: config.center_names().join(", "),
         })?;
+    let replica = replica_index(&center, opts.replica)?;
     let metrics = Metrics::new()?;
+    let election_metrics = leader::ElectionMetrics::register(&metrics, &center.name)?;
+    let role = leader::SharedRole::default();
     let mut specs = links_into(&config, &center);
-    let mut tasks = JoinSet::new();
+    // Each replica registers on the peers under its own ids: MariaDB refuses a second binlog
+    // reader with the same server_id (error 4052) while the first is still connected, and a
+    // paused or cut-off old leader can stay connected for a long time.
+    for s in &mut specs {
+        s.replica_server_id = s
+            .replica_server_id
+            .wrapping_add(REPLICA_SERVER_ID_STRIDE.wrapping_mul(replica.unwrap_or(0) as u32));
+    }
+    // The local-delete reader runs on every replica (tombstones are facts about the center's
+    // binlog, whoever records them, and only ever raised), so a new leader finds it caught up.
+    let mut local_reader = None;
     if uses_lww(&config) {
         let (tx, rx) = watch::channel(None);
         for s in &mut specs {
             // The query is fixed by the link once it knows the target's flavor.
             s.local_deletes = Some(Progress::new(rx.clone(), "SELECT @@gtid_binlog_pos"));
         }
-        tasks.spawn(supervise_local_deletes(
-            local_deletes_spec(&config, &center),
-            tx,
-            metrics.clone(),
-            shutdown.clone(),
-        ));
+        let mut spec = local_deletes_spec(&config, &center);
+        spec.replica = replica;
+        spec.replica_server_id = spec
+            .replica_server_id
+            .wrapping_add(REPLICA_SERVER_ID_STRIDE.wrapping_mul(replica.unwrap_or(0) as u32));
+        local_reader = Some((spec, tx));
     }
     let handles: Vec<LinkHandle> = specs
         .iter()
@@ -303,7 +384,54 @@ pub async fn run(
             state: Arc::new(LinkState::default()),
         })
         .collect();
-    if let Some(addr) = metrics_listen.or(center.metrics_listen) {
+    let links = leader::Links {
+        specs,
+        handles: handles.clone(),
+        metrics: metrics.clone(),
+        target_url: center.url().to_string(),
+        center: center.name.clone(),
+        meta: config.replication.meta_database.clone(),
+        slots: config.election.apply_log_slots,
+    };
+    let election = match replica {
+        None => None,
+        Some(i) => {
+            let listen = match opts.raft_listen {
+                Some(a) => a,
+                None => resolve(&center.replicas[i]).await?,
+            };
+            let dir = opts.data_dir.clone().unwrap_or_else(|| {
+                std::path::PathBuf::from("drc-data").join(format!("{}-{i}", center.name))
+            });
+            let timeouts = drc_election::Timeouts {
+                heartbeat: config.election.heartbeat,
+                election_min: config.election.election_timeout_min,
+                election_max: config.election.election_timeout_max,
+            };
+            info!(replica = i, %listen, dir = %dir.display(), "starting the election");
+            Some(
+                drc_election::Election::start(
+                    &center.name,
+                    &center.replicas,
+                    i,
+                    listen,
+                    &dir,
+                    timeouts,
+                )
+                .await?,
+            )
+        }
+    };
+    let mut tasks = JoinSet::new();
+    if let Some((spec, tx)) = local_reader {
+        tasks.spawn(supervise_local_deletes(
+            spec,
+            tx,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(addr) = opts.metrics_listen.or(center.metrics_listen) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -316,15 +444,7 @@ pub async fn run(
             metrics.clone(),
             center.name.clone(),
             handles.clone(),
-            shutdown.clone(),
-        ));
-    }
-    for (spec, h) in specs.into_iter().zip(&handles) {
-        info!(link = %spec.name, "starting link");
-        tasks.spawn(supervise(
-            spec,
-            metrics.clone(),
-            h.state.clone(),
+            role.clone(),
             shutdown.clone(),
         ));
     }
@@ -335,6 +455,33 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
-    while tasks.join_next().await.is_some() {}
+    match election {
+        None => {
+            tasks.spawn(leader::standalone(
+                links,
+                election_metrics,
+                role,
+                shutdown.clone(),
+            ));
+            while tasks.join_next().await.is_some() {}
+        }
+        Some(e) => {
+            let followed =
+                leader::follow(links, &e, election_metrics, role, shutdown.clone()).await;
+            if let Err(why) = followed {
+                error!(error = %why, "stopping the daemon");
+                tasks.abort_all();
+                e.shutdown().await;
+                return Err(DaemonError::Election(drc_election::ElectionError::Raft(
+                    why,
+                )));
+            }
+            while tasks.join_next().await.is_some() {}
+            e.shutdown().await;
+        }
+    }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -44,6 +44,18 @@ pub struct RunArgs {
     /// Serve /metrics and /health here instead of the center's `metrics_listen`.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// This daemon's index in the center's `replicas` list (required when the center has
+    /// replicas; refused when it has none). Only the elected leader applies.
+    #[arg(long)]
+    pub replica: Option<usize>,
+    /// Where this replica keeps its Raft votes and log (created when missing).
+    /// Default: ./drc-data/<center>-<replica>.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Accept Raft peers on this address instead of `replicas[INDEX]` (e.g. 0.0.0.0:9501 behind
+    /// NAT or a proxy).
+    #[arg(long)]
+    pub raft_listen: Option<std::net::SocketAddr>,
 }
 
 /// `drc status`.

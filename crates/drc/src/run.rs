@@ -14,7 +14,14 @@ type BoxError = Box<dyn std::error::Error>;
 pub async fn run(args: RunArgs) -> Result<ExitCode, BoxError> {
     let config = Config::load(&args.config)?;
     let (tx, rx) = watch::channel(false);
-    let daemon = drc_daemon::run(config, &args.center, args.metrics_listen, rx);
+    let opts = drc_daemon::RunOptions {
+        center: args.center,
+        metrics_listen: args.metrics_listen,
+        replica: args.replica,
+        data_dir: args.data_dir,
+        raft_listen: args.raft_listen,
+    };
+    let daemon = drc_daemon::run(config, opts, rx);
     tokio::pin!(daemon);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

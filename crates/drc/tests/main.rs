@@ -5,6 +5,8 @@ mod apply;
 mod check;
 mod cluster;
 mod conflicts;
+mod failover;
 mod id;
+mod replicas;
 mod replication;
 mod tail;

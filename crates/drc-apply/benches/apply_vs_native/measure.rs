@@ -248,6 +248,7 @@ pub(crate) async fn run_drc(
         replica_server_id: replica_id,
         conflict: cfg.conflict.clone(),
         local_deletes: None,
+        fence: None,
     };
     let mut spec = spec;
     write_initial_checkpoint(t, parallelism as u32, &b.start).await;
@@ -264,6 +265,7 @@ pub(crate) async fn run_drc(
         ));
         let rspec = drc_apply::conflict::local::LocalDeletesSpec {
             center: "b".into(),
+            replica: None,
             url: link_url(t, o.socket),
             replication: cfg.replication.clone(),
             conflict: cfg.conflict.clone(),

@@ -5,7 +5,8 @@
 //!
 //! It publishes the position up to which every tombstone is committed ([`super::tombstone::Progress`]);
 //! appliers wait on it before they trust a missing row's tombstone. Its position is stored in
-//! `<meta>.checkpoint` as link `<center>~local-deletes`, so a restart resumes where it stopped;
+//! `<meta>.checkpoint` as link `<center>~local-deletes` (`~<replica>` appended when the center
+//! runs replicas; every replica runs one), so a restart resumes where it stopped;
 //! the first start begins at the server's current position.
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ use crate::LinkError;
 pub struct LocalDeletesSpec {
     /// The center's name.
     pub center: String,
+    /// The replica index when the center runs replicas (each keeps its own position).
+    pub replica: Option<usize>,
     /// The center's server (password included).
     pub url: String,
     /// What is replicated (and the meta database).
@@ -49,7 +52,10 @@ pub struct LocalDeletesSpec {
 impl LocalDeletesSpec {
     /// The checkpoint row's link name.
     pub fn checkpoint_name(&self) -> String {
-        format!("{}~local-deletes", self.center)
+        match self.replica {
+            None => format!("{}~local-deletes", self.center),
+            Some(i) => format!("{}~local-deletes~{i}", self.center),
+        }
     }
 }
 

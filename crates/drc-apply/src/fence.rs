@@ -1,0 +1,291 @@
+//! The fence: at most one drc replica applies to a center at any time, enforced by the
+//! center's own database (design invariant 5).
+//!
+//! Tables in the target's meta database (local state: the link filter never replicates them):
+//! - `fence (center PK, term, replica, taken_at)`: the term allowed to apply;
+//! - `term_history (center, term PK, replica, started_at)`: every term that took the fence;
+//! - `apply_log (link, worker, slot PK, batch, term, replica, committed_at)`: one row per
+//!   committed apply transaction, in a ring of `slots` rows per link worker
+//!   (slot = batch mod slots), written in that transaction.
+//!
+//! Protocol:
+//! 1. A new leader of term T **takes** the fence ([`take`]): in one transaction it raises
+//!    `fence.term` to T unless it is already higher, reads it back, and when it holds T
+//!    appends its `term_history` row. The update waits for the row lock of every in-flight
+//!    apply transaction (step 2), so it completes only after they committed or rolled back.
+//!    A transaction left open by a paused old leader would block it forever, so after one
+//!    second the blockers' server threads are killed (rolled back; see `kill_blockers`).
+//! 2. Every apply transaction begins with `SELECT term ... LOCK IN SHARE MODE` on the fence row
+//!    ([`Fence::check_statement`]) and stops with [`LinkError::Fenced`] (after `ROLLBACK`) when
+//!    the term is not its own. The shared lock is held to `COMMIT`, so the fence cannot move
+//!    while the transaction runs, and once it moved, every later transaction of the old term
+//!    sees it. Hence: after the fence moved to T, no transaction of a term below T commits.
+//! 3. Each apply transaction also stamps the checkpoint rows with its term and writes its
+//!    `apply_log` row ([`Fence::record_statements`]), which is how tests (and operators) check
+//!    step 2 from the database alone.
+//!
+//! A center without replicas runs one daemon with term 0: it takes the fence only while the
+//! stored term is 0 (or missing), so a daemon left running after the center moved to replicas
+//! (terms start at 1) is fenced out, and a standalone daemon never overrides replicas.
+
+use std::fmt::Write as _;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::sql::{ident, quoted};
+use crate::LinkError;
+
+/// The term and identity an applier writes under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The meta database of the target center.
+    pub meta: String,
+    /// The target center's name (the fence row's key).
+    pub center: String,
+    /// This replica's index (0 for a standalone daemon).
+    pub replica: u32,
+    /// The term this replica leads (0 for a standalone daemon).
+    pub term: u64,
+    /// Ring size of `apply_log` per link worker.
+    pub slots: u64,
+}
+
+/// The DDL of the fence tables (idempotent).
+pub fn schema_statements(meta: &str) -> Vec<String> {
+    let mut db = String::new();
+    ident(&mut db, meta);
+    vec![
+        format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`fence` (\
+             `center` VARCHAR(64) NOT NULL PRIMARY KEY, `term` BIGINT UNSIGNED NOT NULL, \
+             `replica` INT UNSIGNED NOT NULL, `taken_at` TIMESTAMP(6) NOT NULL) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`term_history` (\
+             `center` VARCHAR(64) NOT NULL, `term` BIGINT UNSIGNED NOT NULL, \
+             `replica` INT UNSIGNED NOT NULL, `started_at` TIMESTAMP(6) NOT NULL, \
+             PRIMARY KEY (`center`, `term`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`apply_log` (\
+             `link` VARCHAR(130) NOT NULL, `worker` INT UNSIGNED NOT NULL, \
+             `slot` BIGINT UNSIGNED NOT NULL, `batch` BIGINT UNSIGNED NOT NULL, \
+             `term` BIGINT UNSIGNED NOT NULL, `replica` INT UNSIGNED NOT NULL, \
+             `committed_at` TIMESTAMP(6) NOT NULL, PRIMARY KEY (`link`, `worker`, `slot`)) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+    ]
+}
+
+/// Creates the fence tables when missing.
+pub async fn ensure_schema(conn: &mut Conn, meta: &str) -> Result<(), LinkError> {
+    for s in schema_statements(meta) {
+        conn.query_drop(&s)
+            .await
+            .map_err(|e| LinkError::target("creating drc's fence tables", e))?;
+    }
+    Ok(())
+}
+
+impl Fence {
+    fn table(&self, name: &str) -> String {
+        let mut q = String::new();
+        ident(&mut q, &self.meta);
+        q.push('.');
+        ident(&mut q, name);
+        q
+    }
+
+    /// The locking read that starts every apply transaction; returns `(term, replica)`.
+    pub fn check_statement(&self) -> String {
+        let mut q = format!(
+            "SELECT `term`, `replica` FROM {} WHERE `center` = ",
+            self.table("fence")
+        );
+        quoted(&mut q, &self.center);
+        q.push_str(" LOCK IN SHARE MODE");
+        q
+    }
+
+    /// The error for a fence row that is not this replica's term.
+    pub fn fenced(&self, stored: Option<(u64, u32)>) -> LinkError {
+        LinkError::Fenced {
+            center: self.center.clone(),
+            term: self.term,
+            stored_term: stored.map(|s| s.0),
+            stored_replica: stored.map(|s| s.1),
+        }
+    }
+
+    /// Statements run in every apply transaction after the checkpoint: the checkpoint row's
+    /// term, and this transaction's `apply_log` row.
+    pub fn record_statements(&self, link: &str, worker: u32, batch: u64) -> String {
+        let mut q = format!(
+            "UPDATE {} SET `term` = {} WHERE `link` = ",
+            self.table("checkpoint"),
+            self.term
+        );
+        quoted(&mut q, link);
+        let _ = write!(q, " AND `worker` = {worker};\nINSERT INTO {} (`link`, `worker`, `slot`, `batch`, `term`, `replica`, `committed_at`) VALUES (", self.table("apply_log"));
+        quoted(&mut q, link);
+        let _ = write!(
+            q,
+            ", {worker}, {}, {batch}, {}, {}, NOW(6)) ON DUPLICATE KEY UPDATE `batch` = VALUES(`batch`), \
+             `term` = VALUES(`term`), `replica` = VALUES(`replica`), `committed_at` = VALUES(`committed_at`)",
+            batch % self.slots.max(1),
+            self.term,
+            self.replica
+        );
+        q
+    }
+}
+
+/// How long the fence update may wait for a lock before its blockers are killed.
+const BLOCKER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Kills the server threads whose transactions block thread `waiter`'s lock request. They
+/// can only be apply transactions of an older term (every apply transaction holds the fence
+/// row's shared lock) whose replica stopped between its fence check and its commit (paused,
+/// or cut off from the database mid-transaction): killing one rolls it back, which the
+/// checkpoints make harmless. Needs the PROCESS privilege (to see the lock waits) and the
+/// same user as the appliers (to kill their threads); without them the update just waits.
+async fn kill_blockers(url: &str, waiter: u32) -> Result<Vec<u64>, LinkError> {
+    let mut c = drc_mysql::connect(url, std::time::Duration::from_secs(5)).await?;
+    let blockers: Vec<u64> = c
+        .exec(
+            "SELECT DISTINCT b.trx_mysql_thread_id FROM information_schema.INNODB_LOCK_WAITS w \
+             JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id \
+             JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id \
+             WHERE r.trx_mysql_thread_id = ?",
+            (waiter,),
+        )
+        .await
+        .map_err(|e| LinkError::target("finding the fence's blockers", e))?;
+    for id in &blockers {
+        // The thread may have ended meanwhile: ignore "unknown thread".
+        let _ = c.query_drop(format!("KILL {id}")).await;
+    }
+    Ok(blockers)
+}
+
+/// Takes the fence for `fence.term` (see the module docs). `Ok` when this replica now holds
+/// it; [`LinkError::Fenced`] when a newer term (or, for a standalone daemon, any replica term)
+/// holds it. `url` is the target's (a second connection kills transactions of older terms
+/// that hold the fence row for more than a second, see [`kill_blockers`]).
+pub async fn take(conn: &mut Conn, url: &str, fence: &Fence) -> Result<(), LinkError> {
+    ensure_schema(conn, &fence.meta).await?;
+    let fence_table = fence.table("fence");
+    let mut up =
+        format!("INSERT INTO {fence_table} (`center`, `term`, `replica`, `taken_at`) VALUES (");
+    quoted(&mut up, &fence.center);
+    let t = fence.term;
+    let _ = write!(
+        up,
+        ", {t}, {r}, NOW(6)) ON DUPLICATE KEY UPDATE \
+         `replica` = IF(`term` < {t}, VALUES(`replica`), `replica`), \
+         `taken_at` = IF(`term` < {t}, VALUES(`taken_at`), `taken_at`), \
+         `term` = GREATEST(`term`, {t})",
+        r = fence.replica
+    );
+    if t == 0 {
+        // Standalone: never raise anything, only create the row.
+        up = up.replace("INSERT INTO", "INSERT IGNORE INTO");
+        if let Some(i) = up.find(" ON DUPLICATE KEY UPDATE") {
+            up.truncate(i);
+        }
+    }
+    let waiter = conn.id();
+    let run = async {
+        conn.query_drop("START TRANSACTION").await?;
+        {
+            let update = conn.query_drop(&up);
+            tokio::pin!(update);
+            loop {
+                tokio::select! {
+                    r = &mut update => { r?; break; }
+                    _ = tokio::time::sleep(BLOCKER_GRACE) => {
+                        match kill_blockers(url, waiter).await {
+                            Ok(killed) if !killed.is_empty() => tracing::warn!(
+                                term = fence.term, ?killed,
+                                "killed transactions of an older term that held the fence"
+                            ),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot look for the fence's blockers"),
+                        }
+                    }
+                }
+            }
+        }
+        let stored: Option<(u64, u32)> = conn.query_first(fence.check_statement()).await?;
+        Ok::<_, mysql_async::Error>(stored)
+    };
+    let stored = match run.await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = conn.query_drop("ROLLBACK").await;
+            return Err(LinkError::target("taking the fence", e));
+        }
+    };
+    if stored != Some((t, fence.replica)) && !(t == 0 && stored.map(|s| s.0) == Some(0)) {
+        let _ = conn.query_drop("ROLLBACK").await;
+        return Err(fence.fenced(stored));
+    }
+    let mut hist = format!(
+        "INSERT IGNORE INTO {} (`center`, `term`, `replica`, `started_at`) VALUES (",
+        fence.table("term_history")
+    );
+    quoted(&mut hist, &fence.center);
+    let _ = write!(hist, ", {t}, {}, NOW(6))", fence.replica);
+    let fin = async {
+        conn.query_drop(&hist).await?;
+        conn.query_drop("COMMIT").await
+    };
+    if let Err(e) = fin.await {
+        let _ = conn.query_drop("ROLLBACK").await;
+        return Err(LinkError::target("taking the fence", e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fence() -> Fence {
+        Fence {
+            meta: "drc_meta".into(),
+            center: "b".into(),
+            replica: 2,
+            term: 7,
+            slots: 1024,
+        }
+    }
+
+    #[test]
+    fn statements_name_the_center_term_and_slot() {
+        let f = fence();
+        assert_eq!(
+            f.check_statement(),
+            "SELECT `term`, `replica` FROM `drc_meta`.`fence` WHERE `center` = 'b' LOCK IN SHARE MODE"
+        );
+        let r = f.record_statements("a->b", 3, 2049);
+        assert!(r.starts_with("UPDATE `drc_meta`.`checkpoint` SET `term` = 7 WHERE `link` = 'a->b' AND `worker` = 3;"), "{r}");
+        assert!(
+            r.contains("VALUES ('a->b', 3, 1, 2049, 7, 2, NOW(6))"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn fenced_error_says_who_holds_it() {
+        let e = fence().fenced(Some((9, 0))).to_string();
+        assert!(
+            e.contains("term 7") && e.contains("term 9") && e.contains("replica 0"),
+            "{e}"
+        );
+        assert!(!fence().fenced(None).is_transient());
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of drc-apply against a real MariaDB server (drc-testkit), one database per
+//! test.
+
+mod fence;
