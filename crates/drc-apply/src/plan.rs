@@ -167,39 +167,24 @@ pub fn plan(changes: &[RowChange], workers: usize) -> Plan {
 /// instead of one statement per change of an OLTP transaction (update, update, delete,
 /// insert, ...). The order depends only on the share's content, as crash recovery requires.
 pub fn order_by_level<'a>(changes: &[&'a RowChange]) -> Vec<&'a RowChange> {
-    let mut level_of: HashMap<u64, usize> = HashMap::with_capacity(changes.len() * 2);
-    let mut sigs = Vec::with_capacity(4);
-    let mut buf = String::new();
-    let mut keyed: Vec<(usize, u8, usize, &'a RowChange)> = Vec::with_capacity(changes.len());
-    for (i, c) in changes.iter().enumerate() {
-        sigs.clear();
-        signatures(c, &mut sigs, &mut buf);
-        let level = sigs
-            .iter()
-            .filter_map(|s| level_of.get(s))
-            .map(|l| l + 1)
-            .max()
-            .unwrap_or(0);
-        for s in &sigs {
-            level_of.insert(*s, level);
-        }
-        let kind = match c.kind {
-            ChangeKind::Delete => 0,
-            ChangeKind::Update => 1,
-            ChangeKind::Insert => 2,
-        };
-        keyed.push((level, kind, i, c));
+    let kind = |c: &RowChange| match c.kind {
+        ChangeKind::Delete => 0,
+        ChangeKind::Update => 1,
+        ChangeKind::Insert => 2,
+    };
+    let mut out = Vec::with_capacity(changes.len());
+    for mut level in levels(changes) {
+        // Stable: source order stays within a kind and table.
+        level.sort_by(|x, y| {
+            (kind(x), &*x.table.database, &*x.table.table).cmp(&(
+                kind(y),
+                &*y.table.database,
+                &*y.table.table,
+            ))
+        });
+        out.extend(level);
     }
-    keyed.sort_by(|x, y| {
-        (x.0, x.1, &*x.3.table.database, &*x.3.table.table, x.2).cmp(&(
-            y.0,
-            y.1,
-            &*y.3.table.database,
-            &*y.3.table.table,
-            y.2,
-        ))
-    });
-    keyed.into_iter().map(|(_, _, _, c)| c).collect()
+    out
 }
 
 /// Splits changes (in source order) into dependency levels: a change's level is one more than

@@ -197,3 +197,57 @@ fn unknown_election_keys_are_refused() {
     let e = errors(&(MINIMAL.to_string() + "\n[election]\nheartbeat = \"100ms\"\n")).join("\n");
     assert!(e.contains("unknown field `heartbeat`"), "{e}");
 }
+
+#[test]
+fn conflict_defaults_and_overrides() {
+    let c = Config::parse(MINIMAL, &no_env).expect("valid");
+    assert_eq!(c.conflict.version_column("shop", "t"), Some("updated_at"));
+    assert_eq!(
+        c.conflict.tombstone_retention,
+        std::time::Duration::from_secs(168 * 3600)
+    );
+    let text = format!(
+        "{MINIMAL}\n[conflict]\nversion_column = \"\"\ntombstone_retention_hours = 24\n\n[conflict.tables]\n\"shop.orders\" = \"modified\"\n\"shop.audit\" = \"\"\n"
+    );
+    let c = Config::parse(&text, &no_env).expect("valid");
+    assert_eq!(c.conflict.version_column("shop", "t"), None);
+    assert_eq!(
+        c.conflict.version_column("shop", "orders"),
+        Some("modified")
+    );
+    assert_eq!(c.conflict.version_column("shop", "audit"), None);
+    assert_eq!(
+        c.conflict.tombstone_retention,
+        std::time::Duration::from_secs(24 * 3600)
+    );
+}
+
+#[test]
+fn bad_conflict_keys_are_all_reported() {
+    let text = format!(
+        "{MINIMAL}\n[conflict]\ntombstone_retention_hours = 0\n\n[conflict.tables]\n\"orders\" = \"v\"\n\"shop.*\" = \"v\"\n\"shop.t\" = \"{}\"\n",
+        "x".repeat(65)
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(
+        e.iter().any(|m| m.contains("tombstone_retention_hours")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("\"orders\"") && m.contains("database.table")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("\"shop.*\"") && m.contains("no wildcards")),
+        "{e:#?}"
+    );
+    assert!(e.iter().any(|m| m.contains("64 characters")), "{e:#?}");
+    let unknown = errors(&format!("{MINIMAL}\n[conflict]\nversion = \"x\"\n"));
+    assert!(
+        unknown.iter().any(|m| m.contains("version")),
+        "{unknown:#?}"
+    );
+}

@@ -96,13 +96,46 @@ pub fn replica_server_id(base: u32, target_index: usize, source_index: usize) ->
 /// `r * 20000` to [`replica_server_id`] (whose range per replica is below 20000).
 pub const REPLICA_SERVER_ID_STRIDE: u32 = 20_000;
 
-/// The links into `center`, one per peer.
-pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
-    let t = config
+/// The index of `center` in the configuration's center list.
+fn center_index(config: &Config, center: &Center) -> usize {
+    config
         .centers
         .iter()
         .position(|c| c.name == center.name)
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Restart delays of supervised tasks: 1 s doubling to 60 s, back to 1 s after a run that
+/// lasted over a minute.
+struct Backoff {
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            delay: Duration::from_secs(1),
+        }
+    }
+
+    /// Waits before the next restart of a run that began at `began`; false on shutdown.
+    async fn wait(&mut self, began: std::time::Instant, shutdown: &watch::Receiver<bool>) -> bool {
+        if began.elapsed() > Duration::from_secs(60) {
+            self.delay = Duration::from_secs(1);
+        }
+        let mut sd = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(self.delay) => {}
+            _ = sd.changed() => return false,
+        }
+        self.delay = (self.delay * 2).min(Duration::from_secs(60));
+        true
+    }
+}
+
+/// The links into `center`, one per peer.
+pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
+    let t = center_index(config, center);
     config
         .centers
         .iter()
@@ -130,7 +163,7 @@ pub(crate) async fn supervise(
     state: Arc<LinkState>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut delay = Duration::from_secs(1);
+    let mut backoff = Backoff::new();
     loop {
         let began = std::time::Instant::now();
         let result = run_link(
@@ -156,18 +189,12 @@ pub(crate) async fn supervise(
                     .with_label_values(&[spec.name.as_str()])
                     .inc();
                 state.set_status(LinkStatus::Failed(e.to_string()));
-                error!(link = %spec.name, error = %e, retry_in_s = delay.as_secs(), "link stopped");
+                error!(link = %spec.name, error = %e, retry_in_s = backoff.delay.as_secs(), "link stopped");
             }
         }
-        if began.elapsed() > Duration::from_secs(60) {
-            delay = Duration::from_secs(1);
+        if !backoff.wait(began, &shutdown).await {
+            return;
         }
-        let mut sd = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = sd.changed() => return,
-        }
-        delay = (delay * 2).min(Duration::from_secs(60));
     }
 }
 
@@ -178,11 +205,7 @@ fn uses_lww(config: &Config) -> bool {
 
 /// The local-delete reader of `center` (docs/conflicts.md, tombstones).
 pub fn local_deletes_spec(config: &Config, center: &Center) -> LocalDeletesSpec {
-    let t = config
-        .centers
-        .iter()
-        .position(|c| c.name == center.name)
-        .unwrap_or(0);
+    let t = center_index(config, center);
     LocalDeletesSpec {
         center: center.name.clone(),
         replica: None,
@@ -201,7 +224,7 @@ async fn supervise_local_deletes(
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut delay = Duration::from_secs(1);
+    let mut backoff = Backoff::new();
     let name = spec.checkpoint_name();
     loop {
         let began = std::time::Instant::now();
@@ -211,17 +234,11 @@ async fn supervise_local_deletes(
         }
         if let Err(e) = result {
             metrics.errors.with_label_values(&[name.as_str()]).inc();
-            error!(reader = %name, error = %e, retry_in_s = delay.as_secs(), "local-delete reader stopped; appliers wait for it before deciding missing rows");
+            error!(reader = %name, error = %e, retry_in_s = backoff.delay.as_secs(), "local-delete reader stopped; appliers wait for it before deciding missing rows");
         }
-        if began.elapsed() > Duration::from_secs(60) {
-            delay = Duration::from_secs(1);
+        if !backoff.wait(began, &shutdown).await {
+            return;
         }
-        let mut sd = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = sd.changed() => return,
-        }
-        delay = (delay * 2).min(Duration::from_secs(60));
     }
 }
 
