@@ -109,6 +109,10 @@ pub(crate) async fn seed(conn: &mut Conn, rows: u64, binlog: bool, versioned: bo
         SBTEST_DDL
     };
     q(conn, &format!("CREATE TABLE {DB}.sbtest1 {ddl}")).await;
+    if versioned {
+        // The same version on every server (the column's default is the session's time).
+        q(conn, "SET TIMESTAMP = 1767225600").await;
+    }
     let mut lo = 1;
     while lo <= rows {
         let hi = (lo + SEED_CHUNK - 1).min(rows);
@@ -125,7 +129,7 @@ pub(crate) async fn seed(conn: &mut Conn, rows: u64, binlog: bool, versioned: bo
         .await;
         lo = hi + 1;
     }
-    q(conn, "SET SESSION sql_log_bin = 1").await;
+    q(conn, "SET SESSION sql_log_bin = 1, TIMESTAMP = DEFAULT").await;
 }
 
 /// splitmix64: a small, fixed, fast pseudo-random stream.

@@ -26,6 +26,8 @@ pub mod decide;
 pub mod local;
 pub mod tombstone;
 
+use std::collections::HashMap;
+
 use drc_core::change::{Image, RowChange};
 use drc_core::schema::{SqlType, TableSchema};
 use drc_core::value::Value;
@@ -104,6 +106,59 @@ fn equal_cols(out: &mut String, t: &TableSchema, cols: &[usize], img: &Image) {
         out.push_str(" = ");
         literal(out, value(img, i));
     }
+}
+
+/// True when the primary key is made of integer columns only: the canonical values then equal
+/// exactly what the server's `=` matches, so a batched read can be mapped back by value.
+fn integer_key(t: &TableSchema) -> bool {
+    t.primary_key.iter().all(|&i| {
+        t.columns.get(i).is_some_and(|c| {
+            matches!(
+                c.sql_type,
+                SqlType::TinyInt
+                    | SqlType::SmallInt
+                    | SqlType::MediumInt
+                    | SqlType::Int
+                    | SqlType::BigInt
+            )
+        })
+    })
+}
+
+/// The locking read of the rows with the primary keys of `imgs` (one `IN` list).
+fn in_lookup_sql(t: &TableSchema, imgs: &[&Image]) -> String {
+    let mut q = String::from("SELECT ");
+    for (n, c) in t.columns.iter().enumerate() {
+        if n > 0 {
+            q.push_str(", ");
+        }
+        select_expr(&mut q, &c.name, c.sql_type);
+    }
+    q.push_str(" FROM ");
+    table_name(&mut q, t);
+    q.push_str(" WHERE (");
+    for (n, &k) in t.primary_key.iter().enumerate() {
+        if n > 0 {
+            q.push_str(", ");
+        }
+        ident(&mut q, &t.columns[k].name);
+    }
+    q.push_str(") IN (");
+    for (n, img) in imgs.iter().enumerate() {
+        if n > 0 {
+            q.push_str(", ");
+        }
+        q.push('(');
+        for (m, &k) in t.primary_key.iter().enumerate() {
+            if m > 0 {
+                q.push_str(", ");
+            }
+            literal(&mut q, value(img, k));
+        }
+        q.push(')');
+    }
+    q.push_str(") FOR UPDATE");
+    q
 }
 
 /// The locking read of one lookup.
@@ -294,41 +349,106 @@ pub async fn run_levels(
 ) -> Result<(String, Vec<Record>), LinkError> {
     let mut records = Vec::new();
     for level in levels {
-        let mut q = std::mem::take(&mut pending);
-        let mut wanted: Vec<usize> = Vec::with_capacity(level.len());
-        for lc in level {
-            let ls = lookups(lc.change);
-            wanted.push(ls.len());
-            for l in &ls {
-                push_stmt(&mut q, &lookup_sql(&lc.change.table, l));
+        let q = std::mem::take(&mut pending);
+        // Primary-key lookups of integer keys are batched into one `IN` read per table; the
+        // others (unique keys, other key types, where the server's collation decides) are
+        // read one statement each.
+        let per_lookups: Vec<Vec<Lookup<'_>>> = level.iter().map(|lc| lookups(lc.change)).collect();
+        let mut groups: Vec<(&TableSchema, Vec<&Image>)> = Vec::new();
+        let mut group_of: HashMap<usize, usize> = HashMap::new();
+        let mut singles = 0usize;
+        let mut single_sql = String::new();
+        for (lc, ls) in level.iter().zip(&per_lookups) {
+            let t = &*lc.change.table;
+            for l in ls {
+                match l {
+                    Lookup::Pk(img) if integer_key(t) => {
+                        let g = *group_of
+                            .entry(t as *const TableSchema as usize)
+                            .or_insert_with(|| {
+                                groups.push((t, Vec::new()));
+                                groups.len() - 1
+                            });
+                        groups[g].1.push(img);
+                    }
+                    _ => {
+                        singles += 1;
+                        push_stmt(&mut single_sql, &lookup_sql(t, l));
+                    }
+                }
             }
         }
-        if let Some(p) = progress.as_deref() {
-            push_stmt(&mut q, p.position_query);
+        // The previous level's writes first, on their own: the reads below then return only
+        // `SELECT` result sets, one per statement.
+        if !q.is_empty() {
+            conn.query_drop(&q)
+                .await
+                .map_err(|e| LinkError::target("applying changes", e))?;
         }
-        let mut sets = select_sets(conn, q).await?;
+        let mut q = String::new();
+        for (t, imgs) in &groups {
+            push_stmt(&mut q, &in_lookup_sql(t, imgs));
+        }
+        if !single_sql.is_empty() {
+            push_stmt(&mut q, &single_sql);
+        }
+        let sets = select_sets(conn, q).await?;
+        // Read after the row lookups: every local delete that removed a row found missing is
+        // at or before this position.
         let position = match progress.as_deref() {
-            Some(_) => sets
-                .pop()
-                .and_then(|rows| rows.first().and_then(|r| text(r, 0)))
+            Some(p) => conn
+                .query_first::<Option<String>, _>(p.position_query)
+                .await
+                .map_err(|e| LinkError::target("reading the target's position", e))?
+                .flatten()
                 .unwrap_or_default(),
             None => String::new(),
         };
-        let total: usize = wanted.iter().sum();
-        if sets.len() != total {
+        if sets.len() != groups.len() + singles {
             return Err(LinkError::ConflictRead(format!(
-                "expected {total} lookup results from the target and got {}",
+                "expected {} lookup results from the target and got {}",
+                groups.len() + singles,
                 sets.len()
             )));
         }
+        let mut sets = sets.into_iter();
+        let by_key: Vec<HashMap<[u8; 32], Row>> = groups
+            .iter()
+            .zip(&mut sets)
+            .map(|((t, _), rows)| {
+                rows_of(t, rows)
+                    .into_iter()
+                    .map(|r| (r.pk_hash(t), r))
+                    .collect()
+            })
+            .collect();
         // Per change: its lookups' rows, and per tombstone key the key's hash when its row is
         // missing.
-        let mut sets = sets.into_iter();
         type Missing = Vec<Option<[u8; 32]>>;
         let mut per_change: Vec<(Vec<Vec<Row>>, Missing)> = Vec::with_capacity(level.len());
-        for (lc, n) in level.iter().zip(&wanted) {
+        for (lc, ls) in level.iter().zip(&per_lookups) {
             let t = &*lc.change.table;
-            let found: Vec<Vec<Row>> = (&mut sets).take(*n).map(|s| rows_of(t, s)).collect();
+            let mut found: Vec<Vec<Row>> = Vec::with_capacity(ls.len());
+            for l in ls {
+                match l {
+                    Lookup::Pk(img) if integer_key(t) => {
+                        let g = group_of
+                            .get(&(t as *const TableSchema as usize))
+                            .copied()
+                            .unwrap_or(0);
+                        let key = Row::from_image(t, img).pk_hash(t);
+                        found.push(
+                            by_key
+                                .get(g)
+                                .and_then(|m| m.get(&key))
+                                .cloned()
+                                .into_iter()
+                                .collect(),
+                        );
+                    }
+                    _ => found.push(sets.next().map(|s| rows_of(t, s)).unwrap_or_default()),
+                }
+            }
             let missing = tomb_lookups(lc.change)
                 .into_iter()
                 .map(|(i, img)| {
