@@ -54,7 +54,8 @@ pub fn ident(out: &mut String, name: &str) {
     out.push('`');
 }
 
-fn table_name(out: &mut String, t: &TableSchema) {
+/// Appends `` `db`.`table` ``.
+pub(crate) fn table_name(out: &mut String, t: &TableSchema) {
     ident(out, &t.database);
     out.push('.');
     ident(out, &t.table);

@@ -34,7 +34,7 @@ use drc_core::value::Value;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use crate::sql::{ident, literal, quoted};
+use crate::sql::{ident, literal, quoted, table_name};
 use crate::LinkError;
 use canon::{select_expr, Canon};
 use decide::{decide, lookups, tomb_lookups, Lookup, Overlay, Record, Row, Tomb, Write};
@@ -86,12 +86,6 @@ pub fn version_column(
     }
 }
 
-fn table_name(out: &mut String, t: &TableSchema) {
-    ident(out, &t.database);
-    out.push('.');
-    ident(out, &t.table);
-}
-
 fn value(img: &Image, i: usize) -> &Value {
     img.get(i).unwrap_or(&Value::Null)
 }
@@ -125,8 +119,8 @@ fn integer_key(t: &TableSchema) -> bool {
     })
 }
 
-/// The locking read of the rows with the primary keys of `imgs` (one `IN` list).
-fn in_lookup_sql(t: &TableSchema, imgs: &[&Image]) -> String {
+/// `SELECT <every column, canonically> FROM <table> WHERE `: the head of a lookup.
+fn select_where(t: &TableSchema) -> String {
     let mut q = String::from("SELECT ");
     for (n, c) in t.columns.iter().enumerate() {
         if n > 0 {
@@ -136,7 +130,14 @@ fn in_lookup_sql(t: &TableSchema, imgs: &[&Image]) -> String {
     }
     q.push_str(" FROM ");
     table_name(&mut q, t);
-    q.push_str(" WHERE (");
+    q.push_str(" WHERE ");
+    q
+}
+
+/// The locking read of the rows with the primary keys of `imgs` (one `IN` list).
+fn in_lookup_sql(t: &TableSchema, imgs: &[&Image]) -> String {
+    let mut q = select_where(t);
+    q.push('(');
     for (n, &k) in t.primary_key.iter().enumerate() {
         if n > 0 {
             q.push_str(", ");
@@ -163,16 +164,7 @@ fn in_lookup_sql(t: &TableSchema, imgs: &[&Image]) -> String {
 
 /// The locking read of one lookup.
 fn lookup_sql(t: &TableSchema, l: &Lookup<'_>) -> String {
-    let mut q = String::from("SELECT ");
-    for (n, c) in t.columns.iter().enumerate() {
-        if n > 0 {
-            q.push_str(", ");
-        }
-        select_expr(&mut q, &c.name, c.sql_type);
-    }
-    q.push_str(" FROM ");
-    table_name(&mut q, t);
-    q.push_str(" WHERE ");
+    let mut q = select_where(t);
     match l {
         Lookup::Pk(img) => equal_cols(&mut q, t, &t.primary_key, img),
         Lookup::Unique(img, n) => equal_cols(&mut q, t, &t.unique_keys[*n].columns, img),
