@@ -50,6 +50,9 @@ pub struct LinkSpec {
     /// Progress of the target center's local-delete reader (tombstones of local deletes), when
     /// it runs.
     pub local_deletes: Option<crate::conflict::tombstone::Progress>,
+    /// The key locks shared by every link into the target center
+    /// ([`crate::conflict::keylock`]); `None` when the link is the target's only applier.
+    pub key_locks: Option<crate::conflict::keylock::KeyLocks>,
     /// The term fence every apply transaction checks ([`crate::fence`]); `None` applies
     /// unfenced (benchmarks, tools).
     pub fence: Option<crate::fence::Fence>,
@@ -384,6 +387,7 @@ impl Runner {
                     checkpoint,
                     conflict_log: (meta_db.clone(), self.spec.name.clone()),
                     progress: self.spec.local_deletes.clone(),
+                    key_locks: self.spec.key_locks.clone(),
                 },
             ));
         }

@@ -26,6 +26,7 @@ use mysql_async::Conn;
 use tracing::warn;
 
 use crate::conflict::decide::Record;
+use crate::conflict::keylock::{keys_of, KeyLocks};
 use crate::conflict::{run_levels, LwwChange};
 use crate::fence::Fence;
 use crate::LinkError;
@@ -49,6 +50,9 @@ pub struct Job<'a> {
     /// The local-delete reader's progress (tombstones of local deletes); `None` when it does
     /// not run (only deletes applied by drc then leave tombstones).
     pub progress: Option<crate::conflict::tombstone::Progress>,
+    /// The key locks of the target center, taken for the share's last-writer-wins keys
+    /// around each attempt ([`crate::conflict::keylock`]).
+    pub key_locks: Option<KeyLocks>,
 }
 
 /// How the applier marks what it writes.
@@ -149,9 +153,22 @@ impl Applier {
         let mut delay = Duration::from_millis(50);
         let mut attempts = 0u32;
         let mut duplicates = 0u32;
+        let mut keys = Vec::new();
+        if job.key_locks.is_some() {
+            for c in job.lww.iter().flatten() {
+                keys_of(c.change, &mut keys);
+            }
+        }
         loop {
             attempts += 1;
-            match self.try_apply(job).await {
+            // Taken before the transaction opens, released after it ends (and during backoff).
+            let guard = match &job.key_locks {
+                Some(l) if !keys.is_empty() => Some(l.lock(keys.clone()).await),
+                _ => None,
+            };
+            let result = self.try_apply(job).await;
+            drop(guard);
+            match result {
                 Ok(records) => return Ok(records),
                 Err(e) if e.is_transient() && attempts < 1000 => {
                     warn!(error = %e, attempt = attempts, "apply failed; retrying");

@@ -152,6 +152,7 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
             replica_server_id: replica_server_id(config.source.replica_server_id_base, t, s),
             conflict: config.conflict.clone(),
             local_deletes: None,
+            key_locks: None,
             fence: None,
         })
         .collect()
@@ -383,7 +384,11 @@ pub async fn run(
     let mut local_reader = None;
     if uses_lww(&config) {
         let (tx, rx) = watch::channel(None);
+        // One key-lock table for every link into this center: shares of different links that
+        // touch one key value take turns (drc_apply::conflict::keylock).
+        let key_locks = drc_apply::conflict::keylock::KeyLocks::new();
         for s in &mut specs {
+            s.key_locks = Some(key_locks.clone());
             // The query is fixed by the link once it knows the target's flavor.
             s.local_deletes = Some(Progress::new(rx.clone(), "SELECT @@gtid_binlog_pos"));
         }

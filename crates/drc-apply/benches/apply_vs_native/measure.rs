@@ -248,6 +248,7 @@ pub(crate) async fn run_drc(
         replica_server_id: replica_id,
         conflict: cfg.conflict.clone(),
         local_deletes: None,
+        key_locks: None,
         fence: None,
     };
     let mut spec = spec;

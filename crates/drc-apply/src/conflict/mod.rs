@@ -23,6 +23,7 @@
 
 pub mod canon;
 pub mod decide;
+pub mod keylock;
 pub mod local;
 pub mod tombstone;
 
@@ -330,8 +331,18 @@ fn text(r: &mysql_async::Row, i: usize) -> Option<String> {
 /// Runs `pending` (statements already part of the open transaction, `;`-joined, possibly
 /// empty) followed by the locking reads of each level, deciding each level from its reads.
 /// A key found missing is decided with its tombstone, read after the local-delete reader
-/// (`progress`) has passed the target position read after the row lookups. Returns the
-/// statements still to run (the last level's writes) and every lost write.
+/// (`progress`) has passed the target position read after the row lookups.
+///
+/// A missing row is not locked, so a local writer can create and remove the key between the
+/// lookup and the insert; its delete's tombstone may then outrank the row inserted. So every
+/// insert at a missing key is checked once more after it is sent (with the next level's
+/// tombstone read, or before the commit for the last level): its tombstone is read again once
+/// the reader has passed the position after the insert, and a tombstone that now outranks the
+/// row fails the share with a transient error, which decides it again from fresh reads. From
+/// the insert on, the row exists and is locked, so no local write can slip in any more.
+///
+/// Returns the statements still to run (the last level's writes, unless they were sent for
+/// that check) and every lost write.
 pub async fn run_levels(
     conn: &mut Conn,
     mut pending: String,
@@ -340,6 +351,7 @@ pub async fn run_levels(
     mut progress: Option<&mut Progress>,
 ) -> Result<(String, Vec<Record>), LinkError> {
     let mut records = Vec::new();
+    let mut verify: Vec<Inserted> = Vec::new();
     for level in levels {
         let q = std::mem::take(&mut pending);
         // Primary-key lookups of integer keys are batched into one `IN` read per table; the
@@ -388,12 +400,7 @@ pub async fn run_levels(
         // Read after the row lookups: every local delete that removed a row found missing is
         // at or before this position.
         let position = match progress.as_deref() {
-            Some(p) => conn
-                .query_first::<Option<String>, _>(p.position_query)
-                .await
-                .map_err(|e| LinkError::target("reading the target's position", e))?
-                .flatten()
-                .unwrap_or_default(),
+            Some(p) => read_position(conn, p).await?,
             None => String::new(),
         };
         if sets.len() != groups.len() + singles {
@@ -456,10 +463,10 @@ pub async fn run_levels(
             .iter()
             .map(|(_, m)| vec![None; m.len()])
             .collect();
-        if per_change
+        let any_missing = per_change
             .iter()
-            .any(|(_, m)| m.iter().any(Option::is_some))
-        {
+            .any(|(_, m)| m.iter().any(Option::is_some));
+        if any_missing || !verify.is_empty() {
             let pos = position.trim();
             // An empty position: nothing was ever written here, so no local delete either.
             if let (Some(p), false) = (progress.as_deref_mut(), pos.is_empty()) {
@@ -468,45 +475,137 @@ pub async fn run_levels(
                 })?;
                 p.wait_covers(&target).await?;
             }
-            let mut q = String::new();
-            let mut asked = Vec::new();
-            for (i, (lc, (_, missing))) in level.iter().zip(&per_change).enumerate() {
-                for (j, h) in missing.iter().enumerate() {
+            let mut keys: Vec<(String, [u8; 32])> = verify
+                .iter()
+                .map(|v| (v.table.clone(), v.pk_hash))
+                .collect();
+            for (lc, (_, missing)) in level.iter().zip(&per_change) {
+                for h in missing.iter().flatten() {
+                    keys.push((lc.change.table.qualified_name(), *h));
+                }
+            }
+            let found = read_tombstones(conn, meta, &keys).await?;
+            check_inserts(&verify, &found)?;
+            for ((lc, (_, missing)), t) in level.iter().zip(&per_change).zip(&mut tombs) {
+                for (h, slot) in missing.iter().zip(t.iter_mut()) {
                     if let Some(h) = h {
-                        push_stmt(
-                            &mut q,
-                            &tombstone::read_sql(meta, &lc.change.table.qualified_name(), h),
-                        );
-                        asked.push((i, j));
+                        *slot = found.get(&(lc.change.table.qualified_name(), *h)).cloned();
                     }
                 }
             }
-            let sets = select_sets(conn, q).await?;
-            if sets.len() != asked.len() {
-                return Err(LinkError::ConflictRead(format!(
-                    "expected {} tombstone results from the target and got {}",
-                    asked.len(),
-                    sets.len()
-                )));
-            }
-            for ((i, j), rows) in asked.into_iter().zip(sets) {
-                tombs[i][j] = rows.first().and_then(|r| {
-                    tombstone::from_row(
-                        &text(r, 0).unwrap_or_default(),
-                        &text(r, 1).unwrap_or_default(),
-                    )
-                });
-            }
         }
+        verify.clear();
         let mut overlay = Overlay::default();
-        for ((lc, (found, _)), tomb) in level.iter().zip(per_change).zip(tombs) {
+        for ((lc, (found, missing)), tomb) in level.iter().zip(per_change).zip(tombs) {
             let t = &*lc.change.table;
             let out = decide(lc.change, lc.version, found, tomb, &mut overlay);
             for w in &out.writes {
                 push_stmt(&mut pending, &write_sql(meta, t, w));
+                if let (Write::Insert(img), true) = (w, progress.is_some()) {
+                    let row = Row::from_image(t, img);
+                    let pk_hash = row.pk_hash(t);
+                    if missing.contains(&Some(pk_hash)) {
+                        verify.push(Inserted {
+                            table: t.qualified_name(),
+                            pk_hash,
+                            version: row.vals.get(lc.version).cloned().unwrap_or(Canon::Null),
+                            hash: row.hash,
+                        });
+                    }
+                }
             }
             records.extend(out.records);
         }
     }
+    if !verify.is_empty() {
+        // The last level's inserts are checked like the others: sent, then the tombstones
+        // read again once the local-delete reader has passed the position after them.
+        conn.query_drop(std::mem::take(&mut pending))
+            .await
+            .map_err(|e| LinkError::target("applying changes", e))?;
+        if let Some(p) = progress {
+            let pos = read_position(conn, p).await?;
+            let pos = pos.trim();
+            if !pos.is_empty() {
+                let target: drc_core::position::Position = pos.parse().map_err(|e| {
+                    LinkError::Checkpoint(format!("target position {pos:?} does not parse: {e}"))
+                })?;
+                p.wait_covers(&target).await?;
+            }
+        }
+        let keys: Vec<(String, [u8; 32])> = verify
+            .iter()
+            .map(|v| (v.table.clone(), v.pk_hash))
+            .collect();
+        let found = read_tombstones(conn, meta, &keys).await?;
+        check_inserts(&verify, &found)?;
+    }
     Ok((pending, records))
+}
+
+/// A row inserted at a key that was missing, to be checked against the key's tombstone once
+/// more after the insert (see [`run_levels`]).
+#[derive(Debug)]
+struct Inserted {
+    table: String,
+    pk_hash: [u8; 32],
+    version: Canon,
+    hash: [u8; 32],
+}
+
+/// Fails (transiently: the share is decided again) when a tombstone read after the inserts
+/// outranks a row this share inserted: a local writer created and removed the key between
+/// the row lookup and the insert, and its delete's tombstone was not there at the first read.
+fn check_inserts(
+    verify: &[Inserted],
+    found: &HashMap<(String, [u8; 32]), Tomb>,
+) -> Result<(), LinkError> {
+    for v in verify {
+        if let Some(t) = found.get(&(v.table.clone(), v.pk_hash)) {
+            if decide::beats_rank(&v.version, &v.hash, &t.version, &t.hash).is_none() {
+                return Err(LinkError::ConflictRead(format!(
+                    "a local delete in {} was recorded while a write of the same key was being \
+                     decided; deciding the share again",
+                    v.table
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The target's position (the local-delete reader's position query).
+async fn read_position(conn: &mut Conn, p: &Progress) -> Result<String, LinkError> {
+    Ok(conn
+        .query_first::<Option<String>, _>(p.position_query)
+        .await
+        .map_err(|e| LinkError::target("reading the target's position", e))?
+        .flatten()
+        .unwrap_or_default())
+}
+
+/// The tombstones at `keys`, in one read.
+async fn read_tombstones(
+    conn: &mut Conn,
+    meta: &str,
+    keys: &[(String, [u8; 32])],
+) -> Result<HashMap<(String, [u8; 32]), Tomb>, LinkError> {
+    let Some(q) = tombstone::read_many_sql(meta, keys) else {
+        return Ok(HashMap::new());
+    };
+    let rows: Vec<mysql_async::Row> = conn
+        .query(q)
+        .await
+        .map_err(|e| LinkError::target("reading tombstones", e))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            tombstone::from_many_row(
+                &text(r, 0).unwrap_or_default(),
+                &text(r, 1).unwrap_or_default(),
+                &text(r, 2).unwrap_or_default(),
+                &text(r, 3).unwrap_or_default(),
+            )
+        })
+        .collect())
 }

@@ -121,6 +121,51 @@ pub fn read_sql(meta: &str, db_table: &str, pk_hash: &[u8; 32]) -> String {
     q
 }
 
+/// One read of the tombstones at `keys` (`(db_table, pk_hash)`), grouped by table; columns:
+/// db_table, HEX(pk_hash), version, HEX(row_hash). `None` when `keys` is empty.
+pub fn read_many_sql(meta: &str, keys: &[(String, [u8; 32])]) -> Option<String> {
+    let mut by_table: Vec<(&str, Vec<&[u8; 32]>)> = Vec::new();
+    for (t, h) in keys {
+        match by_table.iter_mut().find(|(name, _)| name == t) {
+            Some((_, hs)) => hs.push(h),
+            None => by_table.push((t, vec![h])),
+        }
+    }
+    if by_table.is_empty() {
+        return None;
+    }
+    let mut q = String::from("SELECT `db_table`, HEX(`pk_hash`), `version`, HEX(`row_hash`) FROM ");
+    ident(&mut q, meta);
+    q.push_str(".`tombstone` WHERE ");
+    for (n, (t, hs)) in by_table.iter().enumerate() {
+        if n > 0 {
+            q.push_str(" OR ");
+        }
+        q.push_str("(`db_table` = ");
+        quoted(&mut q, t);
+        q.push_str(" AND `pk_hash` IN (");
+        for (m, h) in hs.iter().enumerate() {
+            if m > 0 {
+                q.push_str(", ");
+            }
+            hex(&mut q, &h[..]);
+        }
+        q.push_str("))");
+    }
+    Some(q)
+}
+
+/// The key `(db_table, pk_hash)` and tombstone of a [`read_many_sql`] row.
+pub fn from_many_row(
+    db_table: &str,
+    pk_hash: &str,
+    version: &str,
+    row_hash: &str,
+) -> Option<((String, [u8; 32]), Tomb)> {
+    let key: [u8; 32] = unhex(pk_hash)?.try_into().ok()?;
+    Some(((db_table.to_string(), key), from_row(version, row_hash)?))
+}
+
 /// A tombstone from a [`read_sql`] row.
 pub fn from_row(version: &str, row_hash: &str) -> Option<Tomb> {
     let hash: [u8; 32] = unhex(row_hash)?.try_into().ok()?;
@@ -207,6 +252,23 @@ mod tests {
             assert_eq!(version_from_text(&version_text(&c)), c);
         }
         assert_eq!(version_from_text("zz"), Canon::Bytes(b"zz".to_vec()));
+        assert!(read_many_sql("m", &[]).is_none());
+        let q = read_many_sql(
+            "m",
+            &[
+                ("d.a".into(), [1; 32]),
+                ("d.b".into(), [2; 32]),
+                ("d.a".into(), [3; 32]),
+            ],
+        )
+        .expect("a query");
+        assert!(q.contains("(`db_table` = 'd.a' AND `pk_hash` IN (X'0101"));
+        assert!(q.contains(", X'0303"));
+        assert!(q.contains(" OR (`db_table` = 'd.b' AND `pk_hash` IN (X'0202"));
+        let h = "AB".repeat(32);
+        let (k, t) = from_many_row("d.a", &h, "i:5", &h).expect("a row");
+        assert_eq!(k, ("d.a".to_string(), [0xAB; 32]));
+        assert_eq!(t.version, Canon::Int(5));
         assert!(from_row("i:1", "00").is_none());
     }
 }
