@@ -71,6 +71,16 @@ pub async fn ensure_schema(conn: &mut Conn, meta: &str) -> Result<(), LinkError>
             .await
             .map_err(|e| LinkError::target("creating drc's meta tables", e))?;
     }
+    let (has_rank, add_rank) = crate::conflict::tombstone::upgrade_statements(meta);
+    let n: Option<u64> = conn
+        .query_first(has_rank)
+        .await
+        .map_err(|e| LinkError::target("checking drc's meta tables", e))?;
+    if n == Some(0) {
+        conn.query_drop(add_rank)
+            .await
+            .map_err(|e| LinkError::target("upgrading drc's tombstone table", e))?;
+    }
     Ok(())
 }
 

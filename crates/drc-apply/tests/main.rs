@@ -2,3 +2,4 @@
 //! test.
 
 mod fence;
+mod tombstone;

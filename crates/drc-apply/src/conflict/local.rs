@@ -208,8 +208,8 @@ pub async fn run_local_deletes(
 }
 
 /// Writes tombstones and the checkpoint in one transaction. A tombstone only replaces a lower
-/// one: a replay after a restart, or a local delete read late, never lowers what a newer delete
-/// recorded.
+/// one ([`tombstone::write_sql`] compares ranks in the server): a replay after a restart, or a
+/// local delete read late, never lowers what a newer delete recorded.
 async fn store(
     conn: &mut mysql_async::Conn,
     meta: &str,
@@ -218,21 +218,14 @@ async fn store(
 ) -> Result<(), mysql_async::Error> {
     conn.query_drop("START TRANSACTION").await?;
     let r: Result<(), mysql_async::Error> = async {
+        let mut q = String::new();
         for (table, pk_hash, t) in &tombs {
-            let q = format!("{} FOR UPDATE", tombstone::read_sql(meta, table, pk_hash));
-            let old: Option<(String, String)> = conn.query_first(q).await?;
-            let higher = old
-                .and_then(|(v, h)| tombstone::from_row(&v, &h))
-                .is_none_or(|o| {
-                    super::decide::beats_rank(&t.version, &t.hash, &o.version, &o.hash).is_some()
-                });
-            if higher {
-                conn.query_drop(tombstone::write_sql(meta, table, pk_hash, t))
-                    .await?;
-            }
+            q.push_str(&tombstone::write_sql(meta, table, pk_hash, t));
+            q.push_str(";\n");
         }
-        conn.query_drop(checkpoint).await?;
-        conn.query_drop("COMMIT").await
+        q.push_str(checkpoint);
+        q.push_str(";\nCOMMIT");
+        conn.query_drop(q).await
     }
     .await;
     if r.is_err() {

@@ -30,9 +30,101 @@ pub fn schema_statement(meta: &str) -> String {
          `db_table` VARCHAR(130) NOT NULL, `pk_hash` BINARY(32) NOT NULL, \
          `version` VARCHAR(255) NOT NULL, `row_hash` BINARY(32) NOT NULL, \
          `at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+         `rank_key` VARBINARY(700) NOT NULL DEFAULT '', \
          PRIMARY KEY (`db_table`, `pk_hash`), KEY `at` (`at`)) \
          ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
     )
+}
+
+/// Adds `rank_key` to a tombstone table created before it existed (its old rows keep an empty
+/// rank, which any new tombstone of their key replaces).
+pub fn upgrade_statements(meta: &str) -> (String, String) {
+    let mut db = String::new();
+    ident(&mut db, meta);
+    let mut name = String::new();
+    quoted(&mut name, meta);
+    (
+        format!(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {name} \
+             AND TABLE_NAME = 'tombstone' AND COLUMN_NAME = 'rank_key'"
+        ),
+        format!(
+            "ALTER TABLE {db}.`tombstone` ADD COLUMN `rank_key` VARBINARY(700) NOT NULL DEFAULT ''"
+        ),
+    )
+}
+
+/// The rank of a tombstone as bytes whose order (`memcmp`, as the server compares VARBINARY)
+/// is the rank order of [`super::decide::beats_rank`]: the version, encoded order-preserving
+/// and prefix-free per type (types in [`Canon::cmp_version`]'s order), then the row hash.
+pub fn rank_key(version: &Canon, hash: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    match version {
+        Canon::Null => out.push(0),
+        Canon::Int(i) => {
+            out.push(1);
+            out.extend_from_slice(&((*i as u128) ^ (1u128 << 127)).to_be_bytes());
+        }
+        Canon::Float(f) => {
+            out.push(2);
+            let b = f.to_bits();
+            let k = if b >> 63 == 1 { !b } else { b | (1u64 << 63) };
+            out.extend_from_slice(&k.to_be_bytes());
+        }
+        Canon::Dec(d) => {
+            out.push(3);
+            decimal_key(&mut out, d);
+        }
+        Canon::Temporal(t) => {
+            out.push(4);
+            out.extend_from_slice(t.as_bytes());
+            out.push(0);
+        }
+        Canon::Bytes(b) => {
+            out.push(5);
+            escaped(&mut out, b);
+        }
+        Canon::Json(j) => {
+            out.push(6);
+            escaped(&mut out, j.as_bytes());
+        }
+    }
+    out.extend_from_slice(hash);
+    out
+}
+
+/// `b` with every 0 byte as `0 FF`, ended by `0 0`: order-preserving and prefix-free.
+fn escaped(out: &mut Vec<u8>, b: &[u8]) {
+    for &x in b {
+        out.push(x);
+        if x == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+}
+
+/// Normalized decimal text (see `canon`): a sign byte (negative first), then for the absolute
+/// value the integer digits' count (2 bytes), the integer and fraction digits and a 0 byte;
+/// negative values have those bytes inverted, which reverses their order.
+fn decimal_key(out: &mut Vec<u8>, d: &str) {
+    let (neg, abs) = match d.strip_prefix('-') {
+        Some(a) => (true, a),
+        None => (false, d),
+    };
+    let (int, frac) = abs.split_once('.').unwrap_or((abs, ""));
+    let mut body = Vec::with_capacity(abs.len() + 3);
+    body.extend_from_slice(&(int.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    body.extend_from_slice(int.as_bytes());
+    body.extend_from_slice(frac.as_bytes());
+    body.push(0);
+    if neg {
+        out.push(0);
+        out.extend(body.iter().map(|b| !b));
+    } else {
+        out.push(1);
+        out.extend(body);
+    }
 }
 
 fn hex(out: &mut String, bytes: &[u8]) {
@@ -92,11 +184,13 @@ pub fn version_from_text(s: &str) -> Canon {
     .unwrap_or_else(|| Canon::Bytes(s.as_bytes().to_vec()))
 }
 
-/// The statement that records tombstone `t` for the key `pk_hash` of `db_table`.
+/// The statement that records tombstone `t` for the key `pk_hash` of `db_table`, unless a
+/// higher one is there: the server compares the ranks ([`rank_key`]), so concurrent writers
+/// of one key (appliers, the local-delete readers of several replicas) only ever raise it.
 pub fn write_sql(meta: &str, db_table: &str, pk_hash: &[u8; 32], t: &Tomb) -> String {
     let mut q = String::from("INSERT INTO ");
     ident(&mut q, meta);
-    q.push_str(".`tombstone` (`db_table`, `pk_hash`, `version`, `row_hash`) VALUES (");
+    q.push_str(".`tombstone` (`db_table`, `pk_hash`, `version`, `row_hash`, `rank_key`) VALUES (");
     quoted(&mut q, db_table);
     q.push_str(", ");
     hex(&mut q, pk_hash);
@@ -104,20 +198,15 @@ pub fn write_sql(meta: &str, db_table: &str, pk_hash: &[u8; 32], t: &Tomb) -> St
     quoted(&mut q, &version_text(&t.version));
     q.push_str(", ");
     hex(&mut q, &t.hash);
+    q.push_str(", ");
+    hex(&mut q, &rank_key(&t.version, &t.hash));
+    // Assignments run in order and see the new values: `rank_key` goes last.
     q.push_str(
-        ") ON DUPLICATE KEY UPDATE `version` = VALUES(`version`), `row_hash` = VALUES(`row_hash`)",
+        ") ON DUPLICATE KEY UPDATE \
+         `version` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`version`), `version`), \
+         `row_hash` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`row_hash`), `row_hash`), \
+         `rank_key` = GREATEST(`rank_key`, VALUES(`rank_key`))",
     );
-    q
-}
-
-/// The read of the tombstone at `pk_hash` of `db_table` (columns: version, HEX(row_hash)).
-pub fn read_sql(meta: &str, db_table: &str, pk_hash: &[u8; 32]) -> String {
-    let mut q = String::from("SELECT `version`, HEX(`row_hash`) FROM ");
-    ident(&mut q, meta);
-    q.push_str(".`tombstone` WHERE `db_table` = ");
-    quoted(&mut q, db_table);
-    q.push_str(" AND `pk_hash` = ");
-    hex(&mut q, pk_hash);
     q
 }
 
@@ -166,7 +255,7 @@ pub fn from_many_row(
     Some(((db_table.to_string(), key), from_row(version, row_hash)?))
 }
 
-/// A tombstone from a [`read_sql`] row.
+/// A tombstone from its stored version text and HEX(row_hash).
 pub fn from_row(version: &str, row_hash: &str) -> Option<Tomb> {
     let hash: [u8; 32] = unhex(row_hash)?.try_into().ok()?;
     Some(Tomb {
@@ -238,6 +327,93 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rank_cmp(a: &(Canon, [u8; 32]), b: &(Canon, [u8; 32])) -> std::cmp::Ordering {
+        match crate::conflict::decide::beats_rank(&a.0, &a.1, &b.0, &b.1) {
+            Some(_) => std::cmp::Ordering::Greater,
+            None if crate::conflict::decide::beats_rank(&b.0, &b.1, &a.0, &a.1).is_some() => {
+                std::cmp::Ordering::Less
+            }
+            None => std::cmp::Ordering::Equal,
+        }
+    }
+
+    #[test]
+    fn rank_keys_order_as_ranks_do() {
+        let seed = std::env::var("DRC_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| fastrand::u64(..));
+        eprintln!("rank_keys_order_as_ranks_do: seed {seed} (rerun with DRC_TEST_SEED={seed})");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let decs = [
+            "0",
+            "1",
+            "-1",
+            "0.5",
+            "0.05",
+            "-0.5",
+            "-0.05",
+            "10",
+            "9.99",
+            "-10",
+            "-9.99",
+            "1.5",
+            "1.55",
+            "-1.5",
+            "-1.55",
+            "123456789012345678901234567890.123",
+        ];
+        let temps = [
+            "2026-11-26 10:00:00",
+            "2026-11-26 10:00:00.5",
+            "2026-11-26 10:00:00.25",
+            "2026-11-26 10:00:01",
+            "1999-01-01 00:00:00",
+        ];
+        let mut vals: Vec<(Canon, [u8; 32])> = Vec::new();
+        for _ in 0..400 {
+            let v = match rng.u8(0..7) {
+                0 => Canon::Null,
+                1 => Canon::Int(match rng.u8(0..3) {
+                    0 => rng.i64(-5..5) as i128,
+                    1 => rng.i64(..) as i128,
+                    _ => u64::MAX as i128 - rng.i128(0..3),
+                }),
+                2 => Canon::Float(match rng.u8(0..3) {
+                    0 => -rng.f64() * 10.0,
+                    1 => rng.f64() * 10.0,
+                    _ => [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY][rng.usize(0..4)],
+                }),
+                3 => Canon::Dec(decs[rng.usize(0..decs.len())].to_string()),
+                4 => Canon::Temporal(temps[rng.usize(0..temps.len())].to_string()),
+                5 => Canon::Bytes((0..rng.usize(0..4)).map(|_| rng.u8(0..3)).collect()),
+                _ => Canon::Json(format!("{{\"a\":{}}}", rng.u8(0..3))),
+            };
+            let mut h = [0u8; 32];
+            h[0] = rng.u8(0..3);
+            h[31] = rng.u8(..);
+            vals.push((v, h));
+        }
+        for a in &vals {
+            for b in &vals {
+                let want = rank_cmp(a, b);
+                let got = rank_key(&a.0, &a.1).cmp(&rank_key(&b.0, &b.1));
+                assert_eq!(got, want, "seed {seed}: {a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn tombstone_writes_only_raise_the_rank() {
+        let t = Tomb {
+            version: Canon::Int(5),
+            hash: [7; 32],
+        };
+        let q = write_sql("m", "d.t", &[1; 32], &t);
+        assert!(q.contains("IF(VALUES(`rank_key`) > `rank_key`, VALUES(`version`), `version`)"));
+        assert!(q.ends_with("`rank_key` = GREATEST(`rank_key`, VALUES(`rank_key`))"));
+    }
 
     #[test]
     fn versions_round_trip_as_text() {
