@@ -60,8 +60,10 @@ pub fn schema_statements(meta: &str) -> Vec<String> {
              `winner` MEDIUMTEXT NOT NULL, KEY `at` (`at`)) \
              ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         ),
-        crate::conflict::tombstone::schema_statement(meta),
     ]
+    .into_iter()
+    .chain(crate::conflict::tombstone::schema_statements(meta))
+    .collect()
 }
 
 /// Creates the meta database and tables when missing.

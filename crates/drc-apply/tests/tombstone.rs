@@ -4,7 +4,7 @@
 
 use drc_apply::conflict::canon::Canon;
 use drc_apply::conflict::decide::Tomb;
-use drc_apply::conflict::tombstone;
+use drc_apply::conflict::tombstone::{self, Store};
 use drc_apply::meta;
 use mysql_async::prelude::Queryable;
 
@@ -32,7 +32,7 @@ async fn a_tombstone_is_only_ever_raised() {
     let mut c = drc_testkit::connect(&s.url()).await;
     meta::ensure_schema(&mut c, &meta_db).await.expect("meta");
     let key = [1u8; 32];
-    let write = |t: &Tomb| tombstone::write_sql(&meta_db, "d.t", &key, t);
+    let write = |t: &Tomb| tombstone::write_sql(&meta_db, Store::Applied, "d.t", &key, t);
     let cases = [
         // (version, hash byte, stored version afterwards)
         (Canon::Dec("-1.5".into()), 9, "d:-1.5"),
@@ -70,6 +70,7 @@ async fn a_tombstone_is_only_ever_raised() {
     ] {
         c.query_drop(tombstone::write_sql(
             &meta_db,
+            Store::Applied,
             "d.t",
             &key2,
             &tomb(Canon::Temporal(v.into()), 1),
@@ -85,6 +86,25 @@ async fn a_tombstone_is_only_ever_raised() {
         .await
         .expect("read");
     assert_eq!(v.as_deref(), Some("t:2026-11-26 10:00:00.5"));
+
+    // The local-delete reader's table is read together with the appliers'.
+    c.query_drop(tombstone::write_sql(
+        &meta_db,
+        Store::Local,
+        "d.t",
+        &key2,
+        &tomb(Canon::Temporal("2026-11-26 11:00:00".into()), 1),
+    ))
+    .await
+    .expect("local tombstone write");
+    let q = tombstone::read_many_sql(&meta_db, &[("d.t".into(), key2)]).expect("a query");
+    let mut rows: Vec<(String, String, String, String)> = c.query(q).await.expect("read both");
+    rows.sort();
+    let versions: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(
+        versions,
+        vec!["t:2026-11-26 10:00:00.5", "t:2026-11-26 11:00:00"]
+    );
 }
 
 #[tokio::test]
@@ -116,6 +136,7 @@ async fn an_old_tombstone_table_gets_rank_key() {
     // The old row has an empty rank: the next tombstone of its key replaces it.
     c.query_drop(tombstone::write_sql(
         &meta_db,
+        Store::Applied,
         "d.t",
         &[1; 32],
         &tomb(Canon::Int(7), 1),
@@ -125,6 +146,7 @@ async fn an_old_tombstone_table_gets_rank_key() {
     assert_eq!(stored(&mut c, &meta_db).await.as_deref(), Some("i:7"));
     c.query_drop(tombstone::write_sql(
         &meta_db,
+        Store::Applied,
         "d.t",
         &[1; 32],
         &tomb(Canon::Int(6), 1),

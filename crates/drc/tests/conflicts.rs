@@ -40,11 +40,12 @@ async fn meta_dump(cl: &Cluster, table: &str) -> String {
         let tombs: Vec<(String, String, String)> = c
             .exec(
                 format!(
-                    "SELECT HEX(pk_hash), version, CAST(at AS CHAR) FROM `{}_meta`.tombstone \
-                     WHERE db_table = ? ORDER BY at",
-                    cl.db
+                    "SELECT HEX(pk_hash), version, CAST(at AS CHAR) FROM `{m}`.tombstone \
+                     WHERE db_table = ? UNION ALL SELECT HEX(pk_hash), CONCAT('local ', version), \
+                     CAST(at AS CHAR) FROM `{m}`.local_tombstone WHERE db_table = ? ORDER BY 3",
+                    m = format!("{}_meta", cl.db)
                 ),
-                (format!("{}.{table}", cl.db),),
+                (format!("{}.{table}", cl.db), format!("{}.{table}", cl.db)),
             )
             .await
             .expect("tombstone rows");
@@ -416,11 +417,9 @@ async fn randomized_concurrent_writes_converge_and_every_loss_is_recorded() {
     .await;
 }
 
-/// Reproduces the known gap (docs/conflicts.md): a unique-key eviction decided against a row
-/// that later loses its own key to a concurrent write is not undone. Run it with
-/// `cargo test -p drc --test main -- --ignored randomized_with_unique`.
+/// Unique values too: rows of different keys that take the same email concurrently, and move
+/// on (the claims on unique values, docs/conflicts.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known gap: unique-key evictions are final (docs/conflicts.md)"]
 async fn randomized_with_unique_values_converge() {
     randomized(
         "lwwuk",

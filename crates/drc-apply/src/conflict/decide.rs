@@ -275,6 +275,34 @@ pub fn tomb_lookups(c: &RowChange) -> Vec<(usize, &Image)> {
     }
 }
 
+/// The key under which the claim on unique key `n`'s values of `img` is kept (in the tombstone
+/// table, beside the primary-key tombstones; the tagged first element keeps the two key spaces
+/// apart). `None` when a value is NULL (NULL never conflicts).
+pub fn claim_hash(t: &TableSchema, n: usize, img: &Image) -> Option<[u8; 32]> {
+    let uk = t.unique_keys.get(n)?;
+    let mut vals = Vec::with_capacity(uk.columns.len() + 1);
+    let mut tag = b"\0unique\0".to_vec();
+    tag.extend_from_slice(uk.name.as_bytes());
+    vals.push(Canon::Bytes(tag));
+    for &i in &uk.columns {
+        let v = img.get(i).filter(|v| !v.is_null())?;
+        vals.push(Canon::from_value(Some(v)));
+    }
+    Some(row_hash(&vals))
+}
+
+/// The claims [`decide`] reads for change `c`: one per unique key with non-NULL values in the
+/// after image (in [`lookups`]' order of unique keys), by claim hash.
+pub fn claim_lookups(c: &RowChange) -> Vec<[u8; 32]> {
+    let t = &*c.table;
+    match c.after.as_ref().filter(|_| c.kind != ChangeKind::Delete) {
+        Some(a) => unique_keys_of(t, a)
+            .filter_map(|n| claim_hash(t, n, a))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 fn same_key(t: &TableSchema, a: &Image, b: &Image) -> bool {
     t.primary_key.iter().all(|&i| a.get(i) == b.get(i))
 }
@@ -412,9 +440,30 @@ impl<'a> Ctx<'a, '_> {
         }
     }
 
+    /// Raises the claims on `img`'s unique values to its rank: every version that held a
+    /// value claims it, and a row may only hold a value that no higher version claimed.
+    fn claim(&mut self, img: &Image) {
+        let r = Row::from_image(self.t, img);
+        for n in unique_keys_of(self.t, img).collect::<Vec<_>>() {
+            if let Some(h) = claim_hash(self.t, n, img) {
+                self.out
+                    .writes
+                    .push(Write::Tombstone(h, Tomb::of(&r, self.v)));
+            }
+        }
+    }
+
     /// Writes `a` at its key where the target holds `l`; `causal` when `l` is exactly the
-    /// row the source changed into `a`. `rivals` are the unique-key lookups' rows; `tomb` the
-    /// tombstone at a missing key.
+    /// row the source changed into `a`. `rivals` are the unique-key lookups' rows, `claims`
+    /// the claims on a's unique values; `tomb` the tombstone at a missing key.
+    ///
+    /// Every center must end as if it had applied every version in rank order, whatever order
+    /// they arrive in. So a's unique values are settled first and whatever happens to a on its
+    /// primary key: rivals that rank below a are evicted and a's claims are raised (in another
+    /// order a would have evicted them before losing its key). If a higher version holds or
+    /// held one of a's values, a is dropped, and its key ends as if a had been written and then
+    /// evicted: a row that a outranks (or that a updated) is removed, and the key's tombstone
+    /// is raised to a's rank.
     fn place(
         &mut self,
         a_img: &'a Image,
@@ -422,50 +471,52 @@ impl<'a> Ctx<'a, '_> {
         causal: bool,
         rivals: Vec<Vec<Row>>,
         tomb: Option<Tomb>,
+        claims: Vec<Option<Tomb>>,
     ) {
         let t = self.t;
         let a = Row::from_image(t, a_img);
-        if let (None, Some(tomb)) = (&l, &tomb) {
-            if beats_rank(a.version(self.v), &a.hash, &tomb.version, &tomb.hash).is_none() {
-                let rule = beats_rank(&tomb.version, &tomb.hash, a.version(self.v), &a.hash)
-                    .unwrap_or(Rule::TieHash);
-                self.record(rule, Resolution::TombstoneWon, &a, None);
-                return;
-            }
+        if l.as_ref().is_some_and(|l| l.hash == a.hash) {
+            return;
         }
-        let mut lost_to_l = None;
-        if let Some(l) = &l {
-            if l.hash == a.hash {
-                return;
+        // a on its primary key.
+        enum Pk {
+            Wins(Option<Rule>),
+            LostToTomb(Rule),
+            LostToRow(Rule),
+        }
+        let pk = match (&l, &tomb) {
+            (None, Some(tb))
+                if beats_rank(a.version(self.v), &a.hash, &tb.version, &tb.hash).is_none() =>
+            {
+                Pk::LostToTomb(
+                    beats_rank(&tb.version, &tb.hash, a.version(self.v), &a.hash)
+                        .unwrap_or(Rule::TieHash),
+                )
             }
-            if !causal {
-                match beats(&a, l, self.v) {
-                    Some(rule) => lost_to_l = Some(rule),
-                    None => {
-                        let rule = beats(l, &a, self.v).unwrap_or(Rule::TieHash);
-                        self.record(rule, Resolution::LocalWon, &a, Some(l));
-                        return;
-                    }
+            (None, _) => Pk::Wins(None),
+            (Some(_), _) if causal => Pk::Wins(None),
+            (Some(l), _) => match beats(&a, l, self.v) {
+                Some(rule) => Pk::Wins(Some(rule)),
+                None => Pk::LostToRow(beats(l, &a, self.v).unwrap_or(Rule::TieHash)),
+            },
+        };
+        // a's unique values.
+        let mut evict: Vec<(usize, Row, Rule)> = Vec::new();
+        let mut lost_unique: Option<(Rule, Option<Row>)> = None;
+        let mut claims = claims.into_iter();
+        for (n, read) in unique_keys_of(t, a_img).zip(rivals) {
+            if let Some(c) = claims.next().flatten() {
+                if let Some(rule) = beats_rank(&c.version, &c.hash, a.version(self.v), &a.hash) {
+                    lost_unique.get_or_insert((rule, None));
                 }
             }
-        }
-        // Unique keys: every rival must lose to `a`.
-        let mut evict: Vec<(usize, Row, Rule)> = Vec::new();
-        for (n, read) in unique_keys_of(t, a_img).zip(rivals) {
             let cols = &t.unique_keys[n].columns;
             for r in self.overlay.rivals(t, &a, cols, read) {
                 match beats(&a, &r, self.v) {
                     Some(rule) => evict.push((n, r, rule)),
                     None => {
                         let rule = beats(&r, &a, self.v).unwrap_or(Rule::TieHash);
-                        self.record(rule, Resolution::LocalWonUnique, &a, Some(&r));
-                        if let (true, Some(l)) = (causal, &l) {
-                            self.out.writes.push(Write::Delete(a_img));
-                            self.tombstone(l);
-                            self.overlay.set(t, l, None);
-                            self.record(rule, Resolution::RemovedUnique, l, Some(&r));
-                        }
-                        return;
+                        lost_unique = Some((rule, Some(r)));
                     }
                 }
             }
@@ -480,16 +531,40 @@ impl<'a> Ctx<'a, '_> {
             self.overlay.set(t, &r, None);
             self.record(rule, Resolution::EvictedLocal, &r, Some(&a));
         }
-        match &l {
-            Some(l) => {
-                if let Some(rule) = lost_to_l {
-                    self.record(rule, Resolution::IncomingWon, l, Some(&a));
+        self.claim(a_img);
+        match (lost_unique, pk) {
+            (Some((rule, winner)), pk) => {
+                self.record(rule, Resolution::LocalWonUnique, &a, winner.as_ref());
+                if let Pk::Wins(_) = pk {
+                    if let Some(l) = &l {
+                        self.out.writes.push(Write::Delete(a_img));
+                        self.overlay.set(t, l, None);
+                        self.record(rule, Resolution::RemovedUnique, l, winner.as_ref());
+                    }
+                    self.tombstone(&a);
                 }
-                self.out.writes.push(Write::Update(a_img));
             }
-            None => self.out.writes.push(Write::Insert(a_img)),
+            (None, Pk::Wins(rule)) => {
+                match &l {
+                    Some(l) => {
+                        if let Some(rule) = rule {
+                            self.record(rule, Resolution::IncomingWon, l, Some(&a));
+                        }
+                        self.out.writes.push(Write::Update(a_img));
+                    }
+                    None => self.out.writes.push(Write::Insert(a_img)),
+                }
+                self.overlay.set(t, &a, Some(a.clone()));
+            }
+            (None, Pk::LostToTomb(rule)) => {
+                self.record(rule, Resolution::TombstoneWon, &a, None);
+            }
+            (None, Pk::LostToRow(rule)) => {
+                if let Some(l) = &l {
+                    self.record(rule, Resolution::LocalWon, &a, Some(l));
+                }
+            }
         }
-        self.overlay.set(t, &a, Some(a.clone()));
     }
 }
 
@@ -502,6 +577,7 @@ pub fn decide<'a>(
     v: usize,
     found: Vec<Vec<Row>>,
     tombs: Vec<Option<Tomb>>,
+    claims: Vec<Option<Tomb>>,
     overlay: &mut Overlay,
 ) -> Outcome<'a> {
     let mut tombs = tombs.into_iter();
@@ -539,25 +615,27 @@ pub fn decide<'a>(
         (ChangeKind::Delete, Some(b), _) => {
             let l = pk(&mut ctx, b, found.next());
             ctx.delete(b, l, tomb());
+            ctx.claim(b);
         }
         (ChangeKind::Insert, _, Some(a)) => {
             let l = pk(&mut ctx, a, found.next());
-            ctx.place(a, l, false, found.collect(), tomb());
+            ctx.place(a, l, false, found.collect(), tomb(), claims);
         }
         (ChangeKind::Update, Some(b), Some(a)) => {
             if same_key(t, b, a) {
                 let l = pk(&mut ctx, a, found.next());
                 let b_hash = Row::from_image(t, b).hash;
                 let causal = l.as_ref().is_some_and(|l| l.hash == b_hash);
-                ctx.place(a, l, causal, found.collect(), tomb());
+                ctx.place(a, l, causal, found.collect(), tomb(), claims);
             } else {
                 let lb = pk(&mut ctx, b, found.next());
                 let tb = tomb();
                 ctx.delete(b, lb, tb);
                 let la = pk(&mut ctx, a, found.next());
                 let ta = tomb();
-                ctx.place(a, la, false, found.collect(), ta);
+                ctx.place(a, la, false, found.collect(), ta, claims);
             }
+            ctx.claim(b);
         }
         _ => {}
     }

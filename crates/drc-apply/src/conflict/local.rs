@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
 use tracing::info;
 
-use super::decide::{Row, Tomb};
+use super::decide::{claim_hash, Row, Tomb};
 use super::tombstone;
 use crate::filter::LinkFilter;
 use crate::link::{origin_rule, CONNECT_TIMEOUT};
@@ -147,7 +147,19 @@ pub async fn run_local_deletes(
                             v
                         }
                     };
-                    let (Some(v), Some(b)) = (v, c.before.as_ref()) else {
+                    let Some(v) = v else {
+                        continue;
+                    };
+                    // Every local version claims its unique values (decide::claim_hash).
+                    if let Some(a) = c.after.as_ref().filter(|_| c.kind != ChangeKind::Delete) {
+                        let row = Row::from_image(&c.table, a);
+                        for n in 0..c.table.unique_keys.len() {
+                            if let Some(h) = claim_hash(&c.table, n, a) {
+                                pending.push((c.table.qualified_name(), h, Tomb::of(&row, v)));
+                            }
+                        }
+                    }
+                    let Some(b) = c.before.as_ref() else {
                         continue;
                     };
                     let deletes_key = match c.kind {
@@ -193,9 +205,11 @@ pub async fn run_local_deletes(
                 let _ = tx.send(Some(pos));
                 if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
                     last_purge = Some(Instant::now());
-                    conn.query_drop(tombstone::purge_sql(&meta_db, retention))
-                        .await
-                        .map_err(|e| LinkError::target("purging old tombstones", e))?;
+                    for q in tombstone::purge_sql(&meta_db, retention) {
+                        conn.query_drop(q)
+                            .await
+                            .map_err(|e| LinkError::target("purging old tombstones", e))?;
+                    }
                 }
             }
             _ => {}
@@ -220,7 +234,13 @@ async fn store(
     let r: Result<(), mysql_async::Error> = async {
         let mut q = String::new();
         for (table, pk_hash, t) in &tombs {
-            q.push_str(&tombstone::write_sql(meta, table, pk_hash, t));
+            q.push_str(&tombstone::write_sql(
+                meta,
+                tombstone::Store::Local,
+                table,
+                pk_hash,
+                t,
+            ));
             q.push_str(";\n");
         }
         q.push_str(checkpoint);

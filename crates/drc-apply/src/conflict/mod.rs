@@ -38,7 +38,10 @@ use mysql_async::Conn;
 use crate::sql::{ident, literal, quoted, table_name};
 use crate::LinkError;
 use canon::{select_expr, Canon};
-use decide::{decide, lookups, tomb_lookups, Lookup, Overlay, Record, Row, Tomb, Write};
+use decide::{
+    claim_hash, claim_lookups, decide, lookups, tomb_lookups, Lookup, Overlay, Record, Row, Tomb,
+    Write,
+};
 use tombstone::Progress;
 
 /// A change of a last-writer-wins table, with the ordinal of its version column.
@@ -234,7 +237,13 @@ fn write_sql(meta: &str, t: &TableSchema, w: &Write<'_>) -> String {
             q.push(')');
         }
         Write::Tombstone(pk_hash, tomb) => {
-            return tombstone::write_sql(meta, &t.qualified_name(), pk_hash, tomb);
+            return tombstone::write_sql(
+                meta,
+                tombstone::Store::Applied,
+                &t.qualified_name(),
+                pk_hash,
+                tomb,
+            );
         }
     }
     q
@@ -466,7 +475,12 @@ pub async fn run_levels(
         let any_missing = per_change
             .iter()
             .any(|(_, m)| m.iter().any(Option::is_some));
-        if any_missing || !verify.is_empty() {
+        let claim_keys: Vec<Vec<[u8; 32]>> =
+            level.iter().map(|lc| claim_lookups(lc.change)).collect();
+        let mut claims: Vec<Vec<Option<Tomb>>> =
+            claim_keys.iter().map(|k| vec![None; k.len()]).collect();
+        let any_claims = claim_keys.iter().any(|k| !k.is_empty());
+        if any_missing || any_claims || !verify.is_empty() {
             let pos = position.trim();
             // An empty position: nothing was ever written here, so no local delete either.
             if let (Some(p), false) = (progress.as_deref_mut(), pos.is_empty()) {
@@ -475,12 +489,10 @@ pub async fn run_levels(
                 })?;
                 p.wait_covers(&target).await?;
             }
-            let mut keys: Vec<(String, [u8; 32])> = verify
-                .iter()
-                .map(|v| (v.table.clone(), v.pk_hash))
-                .collect();
-            for (lc, (_, missing)) in level.iter().zip(&per_change) {
-                for h in missing.iter().flatten() {
+            let mut keys: Vec<(String, [u8; 32])> =
+                verify.iter().map(|v| (v.table.clone(), v.key)).collect();
+            for ((lc, (_, missing)), ck) in level.iter().zip(&per_change).zip(&claim_keys) {
+                for h in missing.iter().flatten().chain(ck) {
                     keys.push((lc.change.table.qualified_name(), *h));
                 }
             }
@@ -493,24 +505,44 @@ pub async fn run_levels(
                     }
                 }
             }
+            for ((lc, ck), slots) in level.iter().zip(&claim_keys).zip(&mut claims) {
+                for (h, slot) in ck.iter().zip(slots.iter_mut()) {
+                    *slot = found.get(&(lc.change.table.qualified_name(), *h)).cloned();
+                }
+            }
         }
         verify.clear();
         let mut overlay = Overlay::default();
-        for ((lc, (found, missing)), tomb) in level.iter().zip(per_change).zip(tombs) {
+        for (((lc, (found, missing)), tomb), claim) in
+            level.iter().zip(per_change).zip(tombs).zip(claims)
+        {
             let t = &*lc.change.table;
-            let out = decide(lc.change, lc.version, found, tomb, &mut overlay);
+            let out = decide(lc.change, lc.version, found, tomb, claim, &mut overlay);
             for w in &out.writes {
                 push_stmt(&mut pending, &write_sql(meta, t, w));
-                if let (Write::Insert(img), true) = (w, progress.is_some()) {
-                    let row = Row::from_image(t, img);
-                    let pk_hash = row.pk_hash(t);
-                    if missing.contains(&Some(pk_hash)) {
-                        verify.push(Inserted {
-                            table: t.qualified_name(),
-                            pk_hash,
-                            version: row.vals.get(lc.version).cloned().unwrap_or(Canon::Null),
-                            hash: row.hash,
-                        });
+                let (img, inserted) = match w {
+                    Write::Insert(img) => (img, true),
+                    Write::Update(img) => (img, false),
+                    _ => continue,
+                };
+                if progress.is_none() {
+                    continue;
+                }
+                let row = Row::from_image(t, img);
+                let check = |key, claim| Inserted {
+                    claim,
+                    table: t.qualified_name(),
+                    key,
+                    version: row.vals.get(lc.version).cloned().unwrap_or(Canon::Null),
+                    hash: row.hash,
+                };
+                let pk_hash = row.pk_hash(t);
+                if inserted && missing.contains(&Some(pk_hash)) {
+                    verify.push(check(pk_hash, false));
+                }
+                for n in 0..t.unique_keys.len() {
+                    if let Some(h) = claim_hash(t, n, img) {
+                        verify.push(check(h, true));
                     }
                 }
             }
@@ -533,22 +565,24 @@ pub async fn run_levels(
                 p.wait_covers(&target).await?;
             }
         }
-        let keys: Vec<(String, [u8; 32])> = verify
-            .iter()
-            .map(|v| (v.table.clone(), v.pk_hash))
-            .collect();
+        let keys: Vec<(String, [u8; 32])> =
+            verify.iter().map(|v| (v.table.clone(), v.key)).collect();
         let found = read_tombstones(conn, meta, &keys).await?;
         check_inserts(&verify, &found)?;
     }
     Ok((pending, records))
 }
 
-/// A row inserted at a key that was missing, to be checked against the key's tombstone once
-/// more after the insert (see [`run_levels`]).
+/// A row written at a key that was missing, or holding unique values, to be checked against
+/// the key's tombstone or the values' claims once more after the write (see [`run_levels`]).
 #[derive(Debug)]
 struct Inserted {
+    /// A claim (the row's own rank is fine) rather than a primary-key tombstone (the row
+    /// must outrank it).
+    claim: bool,
     table: String,
-    pk_hash: [u8; 32],
+    /// A primary-key hash (tombstone) or a claim hash.
+    key: [u8; 32],
     version: Canon,
     hash: [u8; 32],
 }
@@ -561,12 +595,20 @@ fn check_inserts(
     found: &HashMap<(String, [u8; 32]), Tomb>,
 ) -> Result<(), LinkError> {
     for v in verify {
-        if let Some(t) = found.get(&(v.table.clone(), v.pk_hash)) {
-            if decide::beats_rank(&v.version, &v.hash, &t.version, &t.hash).is_none() {
+        if let Some(t) = found.get(&(v.table.clone(), v.key)) {
+            let lost = if v.claim {
+                decide::beats_rank(&t.version, &t.hash, &v.version, &v.hash).is_some()
+            } else {
+                decide::beats_rank(&v.version, &v.hash, &t.version, &t.hash).is_none()
+            };
+            if lost {
                 return Err(LinkError::ConflictRead(format!(
-                    "a local delete in {} was recorded while a write of the same key was being \
-                     decided; deciding the share again",
-                    v.table
+                    "a local write in {} deleted the key or held the unique value while a \
+                     write of it was being decided (written version {}, now outranked by {}); \
+                     deciding the share again",
+                    v.table,
+                    tombstone::version_text(&v.version),
+                    tombstone::version_text(&t.version)
                 )));
             }
         }
@@ -597,15 +639,22 @@ async fn read_tombstones(
         .query(q)
         .await
         .map_err(|e| LinkError::target("reading tombstones", e))?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            tombstone::from_many_row(
-                &text(r, 0).unwrap_or_default(),
-                &text(r, 1).unwrap_or_default(),
-                &text(r, 2).unwrap_or_default(),
-                &text(r, 3).unwrap_or_default(),
-            )
-        })
-        .collect())
+    let mut out: HashMap<(String, [u8; 32]), Tomb> = HashMap::new();
+    for (key, t) in rows.iter().filter_map(|r| {
+        tombstone::from_many_row(
+            &text(r, 0).unwrap_or_default(),
+            &text(r, 1).unwrap_or_default(),
+            &text(r, 2).unwrap_or_default(),
+            &text(r, 3).unwrap_or_default(),
+        )
+    }) {
+        // The applied and the local table: the higher rank counts.
+        match out.get(&key) {
+            Some(o) if decide::beats_rank(&t.version, &t.hash, &o.version, &o.hash).is_none() => {}
+            _ => {
+                out.insert(key, t);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -21,12 +21,42 @@ use super::decide::Tomb;
 use crate::sql::{ident, quoted};
 use crate::LinkError;
 
-/// The DDL of the tombstone table.
-pub fn schema_statement(meta: &str) -> String {
+/// Which of the two tombstone tables a writer uses. Appliers and the local-delete reader write
+/// separate tables and readers take the higher rank of both: an applier waits for the reader
+/// while its transaction holds locks on the tombstones it wrote, so the reader must never need
+/// those locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// `<meta>.tombstone`: written by appliers.
+    Applied,
+    /// `<meta>.local_tombstone`: written by the local-delete reader.
+    Local,
+}
+
+impl Store {
+    /// The table's name.
+    pub fn table(self) -> &'static str {
+        match self {
+            Store::Applied => "tombstone",
+            Store::Local => "local_tombstone",
+        }
+    }
+}
+
+/// The DDL of both tombstone tables.
+pub fn schema_statements(meta: &str) -> Vec<String> {
+    [Store::Applied, Store::Local]
+        .into_iter()
+        .map(|s| schema_statement(meta, s))
+        .collect()
+}
+
+fn schema_statement(meta: &str, store: Store) -> String {
     let mut db = String::new();
     ident(&mut db, meta);
+    let table = store.table();
     format!(
-        "CREATE TABLE IF NOT EXISTS {db}.`tombstone` (\
+        "CREATE TABLE IF NOT EXISTS {db}.`{table}` (\
          `db_table` VARCHAR(130) NOT NULL, `pk_hash` BINARY(32) NOT NULL, \
          `version` VARCHAR(255) NOT NULL, `row_hash` BINARY(32) NOT NULL, \
          `at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
@@ -187,10 +217,13 @@ pub fn version_from_text(s: &str) -> Canon {
 /// The statement that records tombstone `t` for the key `pk_hash` of `db_table`, unless a
 /// higher one is there: the server compares the ranks ([`rank_key`]), so concurrent writers
 /// of one key (appliers, the local-delete readers of several replicas) only ever raise it.
-pub fn write_sql(meta: &str, db_table: &str, pk_hash: &[u8; 32], t: &Tomb) -> String {
+pub fn write_sql(meta: &str, store: Store, db_table: &str, pk_hash: &[u8; 32], t: &Tomb) -> String {
     let mut q = String::from("INSERT INTO ");
     ident(&mut q, meta);
-    q.push_str(".`tombstone` (`db_table`, `pk_hash`, `version`, `row_hash`, `rank_key`) VALUES (");
+    q.push_str(&format!(
+        ".`{}` (`db_table`, `pk_hash`, `version`, `row_hash`, `rank_key`) VALUES (",
+        store.table()
+    ));
     quoted(&mut q, db_table);
     q.push_str(", ");
     hex(&mut q, pk_hash);
@@ -210,9 +243,25 @@ pub fn write_sql(meta: &str, db_table: &str, pk_hash: &[u8; 32], t: &Tomb) -> St
     q
 }
 
-/// One read of the tombstones at `keys` (`(db_table, pk_hash)`), grouped by table; columns:
-/// db_table, HEX(pk_hash), version, HEX(row_hash). `None` when `keys` is empty.
+/// One read of the tombstones at `keys` (`(db_table, pk_hash)`) in both tables, grouped by
+/// table; columns: db_table, HEX(pk_hash), version, HEX(row_hash). A key can come back twice
+/// (once per table): the higher rank counts. `None` when `keys` is empty.
 pub fn read_many_sql(meta: &str, keys: &[(String, [u8; 32])]) -> Option<String> {
+    let w = where_keys(keys)?;
+    let mut q = String::new();
+    for (n, store) in [Store::Applied, Store::Local].into_iter().enumerate() {
+        if n > 0 {
+            q.push_str(" UNION ALL ");
+        }
+        q.push_str("SELECT `db_table`, HEX(`pk_hash`), `version`, HEX(`row_hash`) FROM ");
+        ident(&mut q, meta);
+        q.push_str(&format!(".`{}` WHERE ", store.table()));
+        q.push_str(&w);
+    }
+    Some(q)
+}
+
+fn where_keys(keys: &[(String, [u8; 32])]) -> Option<String> {
     let mut by_table: Vec<(&str, Vec<&[u8; 32]>)> = Vec::new();
     for (t, h) in keys {
         match by_table.iter_mut().find(|(name, _)| name == t) {
@@ -223,9 +272,7 @@ pub fn read_many_sql(meta: &str, keys: &[(String, [u8; 32])]) -> Option<String> 
     if by_table.is_empty() {
         return None;
     }
-    let mut q = String::from("SELECT `db_table`, HEX(`pk_hash`), `version`, HEX(`row_hash`) FROM ");
-    ident(&mut q, meta);
-    q.push_str(".`tombstone` WHERE ");
+    let mut q = String::new();
     for (n, (t, hs)) in by_table.iter().enumerate() {
         if n > 0 {
             q.push_str(" OR ");
@@ -264,15 +311,21 @@ pub fn from_row(version: &str, row_hash: &str) -> Option<Tomb> {
     })
 }
 
-/// The purge of tombstones older than `retention`.
-pub fn purge_sql(meta: &str, retention: Duration) -> String {
-    let mut q = String::from("DELETE FROM ");
-    ident(&mut q, meta);
-    q.push_str(&format!(
-        ".`tombstone` WHERE `at` < NOW(6) - INTERVAL {} SECOND LIMIT 10000",
-        retention.as_secs()
-    ));
-    q
+/// The purges of tombstones older than `retention` (both tables).
+pub fn purge_sql(meta: &str, retention: Duration) -> Vec<String> {
+    [Store::Applied, Store::Local]
+        .into_iter()
+        .map(|store| {
+            let mut q = String::from("DELETE FROM ");
+            ident(&mut q, meta);
+            q.push_str(&format!(
+                ".`{}` WHERE `at` < NOW(6) - INTERVAL {} SECOND LIMIT 10000",
+                store.table(),
+                retention.as_secs()
+            ));
+            q
+        })
+        .collect()
 }
 
 /// How far the local-delete reader has read the center's binlog (every local delete up to there
@@ -410,7 +463,7 @@ mod tests {
             version: Canon::Int(5),
             hash: [7; 32],
         };
-        let q = write_sql("m", "d.t", &[1; 32], &t);
+        let q = write_sql("m", Store::Applied, "d.t", &[1; 32], &t);
         assert!(q.contains("IF(VALUES(`rank_key`) > `rank_key`, VALUES(`version`), `version`)"));
         assert!(q.ends_with("`rank_key` = GREATEST(`rank_key`, VALUES(`rank_key`))"));
     }
@@ -439,6 +492,11 @@ mod tests {
         )
         .expect("a query");
         assert!(q.contains("(`db_table` = 'd.a' AND `pk_hash` IN (X'0101"));
+        assert!(q.contains("FROM `m`.`tombstone` WHERE"));
+        assert!(q.contains(
+            " UNION ALL SELECT `db_table`, HEX(`pk_hash`), `version`, HEX(`row_hash`) \
+             FROM `m`.`local_tombstone` WHERE"
+        ));
         assert!(q.contains(", X'0303"));
         assert!(q.contains(" OR (`db_table` = 'd.b' AND `pk_hash` IN (X'0202"));
         let h = "AB".repeat(32);

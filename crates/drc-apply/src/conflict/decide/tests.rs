@@ -53,8 +53,32 @@ fn row(i: &Image) -> Row {
     Row::from_image(&users(), i)
 }
 
+/// The claim hashes of every image of `c`.
+fn claim_keys(c: &RowChange) -> Vec<[u8; 32]> {
+    [&c.before, &c.after]
+        .into_iter()
+        .flatten()
+        .flat_map(|img| (0..c.table.unique_keys.len()).filter_map(|n| claim_hash(&c.table, n, img)))
+        .collect()
+}
+
+/// `out` without its claim writes (the primary-key rules' writes only).
+fn without_claims<'a>(c: &RowChange, mut out: Outcome<'a>) -> Outcome<'a> {
+    let claims = claim_keys(c);
+    out.writes
+        .retain(|w| !matches!(w, Write::Tombstone(h, _) if claims.contains(h)));
+    out
+}
+
+fn decide_pk<'a>(c: &'a RowChange, found: Vec<Vec<Row>>, tombs: Vec<Option<Tomb>>) -> Outcome<'a> {
+    without_claims(
+        c,
+        decide(c, 2, found, tombs, Vec::new(), &mut Overlay::default()),
+    )
+}
+
 fn run(c: &RowChange, found: Vec<Vec<Row>>) -> Outcome<'_> {
-    decide(c, 2, found, Vec::new(), &mut Overlay::default())
+    decide_pk(c, found, Vec::new())
 }
 
 #[test]
@@ -204,24 +228,12 @@ fn a_tombstone_drops_older_writes_and_lets_newer_ones_in() {
     let tomb = Some(Tomb::of(&deleted, 2));
     // A late, older insert of the deleted key is dropped.
     let c = change(ChangeKind::Insert, None, Some(img(1, "old", 4)));
-    let out = decide(
-        &c,
-        2,
-        vec![vec![], vec![]],
-        vec![tomb.clone()],
-        &mut Overlay::default(),
-    );
+    let out = decide_pk(&c, vec![vec![], vec![]], vec![tomb.clone()]);
     assert!(out.writes.is_empty());
     assert_eq!(out.records[0].resolution, Resolution::TombstoneWon);
     // A newer one is inserted.
     let c = change(ChangeKind::Insert, None, Some(img(1, "new", 6)));
-    let out = decide(
-        &c,
-        2,
-        vec![vec![], vec![]],
-        vec![tomb.clone()],
-        &mut Overlay::default(),
-    );
+    let out = decide_pk(&c, vec![vec![], vec![]], vec![tomb.clone()]);
     assert!(matches!(out.writes[..], [Write::Insert(_)]));
     // An update newer than the deleted row wins over the delete.
     let c = change(
@@ -230,12 +242,80 @@ fn a_tombstone_drops_older_writes_and_lets_newer_ones_in() {
         Some(img(1, "y", 7)),
     );
     assert_eq!(tomb_lookups(&c).first().map(|(i, _)| *i), Some(0));
+    let out = decide_pk(&c, vec![vec![], vec![]], vec![tomb]);
+    assert!(matches!(out.writes[..], [Write::Insert(_)]));
+}
+
+#[test]
+fn a_value_claimed_by_a_higher_version_drops_the_row_and_its_key_ends_deleted() {
+    // id 1 took email x at version 9 somewhere, then moved on; id 2 arrives with x at version 5.
+    let claim = Some(Tomb::of(&row(&img(1, "x", 9)), 2));
+    let c = change(ChangeKind::Insert, None, Some(img(2, "x", 5)));
     let out = decide(
         &c,
         2,
         vec![vec![], vec![]],
-        vec![tomb],
+        vec![None],
+        vec![claim],
         &mut Overlay::default(),
     );
-    assert!(matches!(out.writes[..], [Write::Insert(_)]));
+    let res: Vec<Resolution> = out.records.iter().map(|r| r.resolution).collect();
+    assert_eq!(res, vec![Resolution::LocalWonUnique]);
+    assert!(!out.writes.iter().any(|w| matches!(w, Write::Insert(_))));
+    // As if id 2 had been written and then evicted: its key's tombstone is at its rank.
+    let a = row(&img(2, "x", 5));
+    assert!(out
+        .writes
+        .contains(&Write::Tombstone(a.pk_hash(&users()), Tomb::of(&a, 2))));
+}
+
+#[test]
+fn a_row_that_loses_its_key_still_evicts_lower_holders_of_its_values() {
+    // id 2 arrives with x at version 5, but id 2 is already at version 8 (email y) here; id 1
+    // holds x at version 3. Where id 2 @5 arrived first, it evicted id 1: so here too.
+    let a = img(2, "x", 5);
+    let c = change(ChangeKind::Insert, None, Some(a.clone()));
+    let out = decide(
+        &c,
+        2,
+        vec![vec![row(&img(2, "y", 8))], vec![row(&img(1, "x", 3))]],
+        vec![None],
+        vec![None],
+        &mut Overlay::default(),
+    );
+    assert!(matches!(out.writes[0], Write::Evict(_, 0)));
+    let res: Vec<Resolution> = out.records.iter().map(|r| r.resolution).collect();
+    assert_eq!(res, vec![Resolution::EvictedLocal, Resolution::LocalWon]);
+    // And x is claimed at id 2 @5's rank.
+    let h = claim_hash(&users(), 0, &a).expect("x is not NULL");
+    assert!(out
+        .writes
+        .contains(&Write::Tombstone(h, Tomb::of(&row(&a), 2))));
+}
+
+#[test]
+fn deletes_and_updates_claim_the_values_of_their_before_images() {
+    let b = img(1, "x", 5);
+    let c = change(ChangeKind::Delete, Some(b.clone()), None);
+    let out = run(&c, vec![vec![row(&b)]]);
+    assert!(matches!(
+        out.writes[..],
+        [Write::Delete(_), Write::Tombstone(..)]
+    ));
+    let all = decide(
+        &c,
+        2,
+        vec![vec![row(&b)]],
+        vec![None],
+        vec![],
+        &mut Overlay::default(),
+    );
+    let h = claim_hash(&users(), 0, &b).expect("x is not NULL");
+    assert!(all
+        .writes
+        .contains(&Write::Tombstone(h, Tomb::of(&row(&b), 2))));
+    // NULL never claims.
+    let mut n = img(1, "x", 5);
+    n.0[1] = Some(Value::Null);
+    assert!(claim_hash(&users(), 0, &n).is_none());
 }
