@@ -6,7 +6,8 @@
 //! | `heartbeat` | one row per center, written every second by that center's daemon | yes, on purpose: a peer's row shows how far behind the link is |
 //! | `origin` | marker strategy: one row per origin, touched first in every applied transaction | no (it marks drc's own writes) |
 //! | `canary` | start-up proof that origin tagging works | no |
-//! | `tombstone` | rank of every deleted row of a last-writer-wins table (docs/conflicts.md) | no |
+//! | `tombstone` | rank of every row deleted by an applier, and claims on unique values, of a last-writer-wins table (docs/conflicts.md) | no |
+//! | `local_tombstone` | the same, written by the local-delete reader for local writes | no |
 //! | `conflict` | every write lost to last-writer-wins, written in the apply transaction that decided it (docs/conflicts.md) | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (invariant 2).

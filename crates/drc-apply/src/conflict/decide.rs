@@ -27,11 +27,16 @@
 //! concurrent update wins), and on a missing row leaves a tombstone for versions that arrive
 //! later.
 //!
-//! Unique keys other than the primary key: before a row a is written, target rows with another
-//! primary key that hold one of a's unique values ("rivals") are compared with a. If a beats
-//! every rival, the rivals are deleted (recorded); otherwise a is dropped (recorded), and when a
-//! was a plain update of the target row (l = b), that row is removed too — it lost as a whole,
-//! as it did in the centers where a arrived first and the rival evicted it.
+//! Unique keys other than the primary key: every version *claims* its unique values (the
+//! highest rank that held each value is kept beside the tombstones, [`claim_hash`]); a row may
+//! hold a value only if no higher version of another row holds or held it. Before a row a is
+//! written, target rows with another primary key that hold one of a's values ("rivals") and rank
+//! below a are deleted (recorded) — whatever then happens to a on its own key, since where a
+//! arrived first it evicted them. If a rival or a claim outranks a, a is dropped (recorded),
+//! and a's key ends as if a had been written and then evicted: a target row that a outranks or
+//! updated (l = b) is removed, and the key's tombstone is raised to a's rank. Before images of
+//! updates and deletes claim their values too (they are versions this center may never have
+//! held).
 
 use std::collections::HashMap;
 use std::sync::Arc;
