@@ -45,7 +45,17 @@ trap ':' TERM HUP INT
 halt() {
   if [ -n "$pid" ]; then
     kill "-$1" "$pid" 2>/dev/null
+    resend=
+    if [ "$1" = TERM ]; then
+      # A TERM that lands between fork and exec hits the forked shell, whose trap ignores it;
+      # so it is sent again every second until the server is gone.
+      ( while sleep 1; do kill -TERM "$pid" 2>/dev/null || exit 0; done ) </dev/null >/dev/null 2>&1 &
+      resend=$!
+    fi
     wait "$pid" 2>/dev/null
+    if [ -n "$resend" ]; then
+      kill -KILL "$resend" 2>/dev/null
+    fi
     pid=
   fi
 }
