@@ -256,10 +256,11 @@ pub(crate) async fn run_drc(
     let metrics = Metrics::new().expect("metrics");
     let state = Arc::new(LinkState::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    // Last-writer-wins runs as in the daemon: with the target's local-delete reader, whose
-    // progress every missing row waits for.
+    // Last-writer-wins runs as in the daemon: with key locks and the target's local-delete
+    // reader, whose progress every missing row (and every second look after an insert) waits for.
     let reader = if lww {
         let (ptx, prx) = watch::channel(None);
+        spec.key_locks = Some(drc_apply::conflict::keylock::KeyLocks::new());
         spec.local_deletes = Some(drc_apply::conflict::tombstone::Progress::new(
             prx,
             "SELECT @@gtid_binlog_pos",
