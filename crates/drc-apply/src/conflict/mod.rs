@@ -481,13 +481,8 @@ pub async fn run_levels(
             claim_keys.iter().map(|k| vec![None; k.len()]).collect();
         let any_claims = claim_keys.iter().any(|k| !k.is_empty());
         if any_missing || any_claims || !verify.is_empty() {
-            let pos = position.trim();
-            // An empty position: nothing was ever written here, so no local delete either.
-            if let (Some(p), false) = (progress.as_deref_mut(), pos.is_empty()) {
-                let target: drc_core::position::Position = pos.parse().map_err(|e| {
-                    LinkError::Checkpoint(format!("target position {pos:?} does not parse: {e}"))
-                })?;
-                p.wait_covers(&target).await?;
+            if let Some(p) = progress.as_deref_mut() {
+                wait_for_reader(p, &position).await?;
             }
             let mut keys: Vec<(String, [u8; 32])> =
                 verify.iter().map(|v| (v.table.clone(), v.key)).collect();
@@ -557,13 +552,7 @@ pub async fn run_levels(
             .map_err(|e| LinkError::target("applying changes", e))?;
         if let Some(p) = progress {
             let pos = read_position(conn, p).await?;
-            let pos = pos.trim();
-            if !pos.is_empty() {
-                let target: drc_core::position::Position = pos.parse().map_err(|e| {
-                    LinkError::Checkpoint(format!("target position {pos:?} does not parse: {e}"))
-                })?;
-                p.wait_covers(&target).await?;
-            }
+            wait_for_reader(p, &pos).await?;
         }
         let keys: Vec<(String, [u8; 32])> =
             verify.iter().map(|v| (v.table.clone(), v.key)).collect();
@@ -614,6 +603,19 @@ fn check_inserts(
         }
     }
     Ok(())
+}
+
+/// Waits until the local-delete reader has passed `position` (the target's, as read). An empty
+/// position means nothing was ever written there, so no local write either.
+async fn wait_for_reader(p: &mut Progress, position: &str) -> Result<(), LinkError> {
+    let pos = position.trim();
+    if pos.is_empty() {
+        return Ok(());
+    }
+    let target: drc_core::position::Position = pos.parse().map_err(|e| {
+        LinkError::Checkpoint(format!("target position {pos:?} does not parse: {e}"))
+    })?;
+    p.wait_covers(&target).await
 }
 
 /// The target's position (the local-delete reader's position query).
