@@ -484,7 +484,12 @@ pub async fn run_link(
     let mut spec = spec;
     if let Some(p) = spec.local_deletes.as_mut() {
         match crate::conflict::local::position_query(target.flavor, target.gtid_enabled) {
-            Some(q) => p.position_query = q,
+            Some(q) => {
+                p.position_query = q;
+                if target.flavor == drc_mysql::Flavor::MariaDb {
+                    p.local_domain = Some(target.gtid_domain_id);
+                }
+            }
             None => {
                 warn!(link = %spec.name, "the target has no GTIDs: deletes made by local writers leave no tombstones (docs/conflicts.md)");
                 spec.local_deletes = None;

@@ -101,17 +101,27 @@ impl Drop for KeyGuard {
     }
 }
 
-fn hash_value(h: &mut DefaultHasher, v: &Value) {
+fn hash_value(h: &mut DefaultHasher, v: &Value, buf: &mut String) {
     match v {
         Value::Text(t) => {
             let s = String::from_utf8_lossy(&t.bytes).to_lowercase();
             s.trim_end_matches(' ').hash(h);
         }
-        other => format!("{other:?}").hash(h),
+        other => {
+            buf.clear();
+            crate::sql::literal(buf, other);
+            buf.hash(h);
+        }
     }
 }
 
-fn key_hash(t: &TableSchema, name: &str, cols: &[usize], img: &Image) -> Option<u64> {
+fn key_hash(
+    t: &TableSchema,
+    name: &str,
+    cols: &[usize],
+    img: &Image,
+    buf: &mut String,
+) -> Option<u64> {
     let mut h = DefaultHasher::new();
     t.database.hash(&mut h);
     t.table.hash(&mut h);
@@ -121,7 +131,7 @@ fn key_hash(t: &TableSchema, name: &str, cols: &[usize], img: &Image) -> Option<
         if v.is_null() {
             return None;
         }
-        hash_value(&mut h, v);
+        hash_value(&mut h, v, buf);
     }
     Some(h.finish())
 }
@@ -138,10 +148,11 @@ pub fn keys_of(c: &RowChange, out: &mut Vec<u64>) {
         out.push(h.finish());
         return;
     }
+    let mut buf = String::new();
     for img in [&c.before, &c.after].into_iter().flatten() {
-        out.extend(key_hash(t, "PRIMARY", &t.primary_key, img));
+        out.extend(key_hash(t, "PRIMARY", &t.primary_key, img, &mut buf));
         for k in &t.unique_keys {
-            out.extend(key_hash(t, &k.name, &k.columns, img));
+            out.extend(key_hash(t, &k.name, &k.columns, img, &mut buf));
         }
     }
 }
@@ -172,6 +183,52 @@ mod tests {
             .expect("sender kept");
         waiter.await.expect("waiter task");
         assert!(locks.is_empty(), "released keys leave the table");
+    }
+
+    #[test]
+    fn keys_cover_both_images_and_fold_case_and_trailing_spaces() {
+        use drc_core::change::ChangeKind;
+        use drc_core::schema::{ColumnSchema, SqlType, UniqueKey};
+        use drc_core::value::Text;
+        let col = |n: &str, t| ColumnSchema {
+            name: n.into(),
+            sql_type: t,
+            unsigned: false,
+        };
+        let t = std::sync::Arc::new(TableSchema {
+            database: "shop".into(),
+            table: "users".into(),
+            columns: vec![col("id", SqlType::Int), col("email", SqlType::String)],
+            primary_key: vec![0],
+            unique_keys: vec![UniqueKey {
+                name: "email".into(),
+                columns: vec![1],
+            }],
+            unique_keys_known: true,
+        });
+        let img = |id: i64, email: Option<&str>| {
+            Image(vec![
+                Some(Value::Int(id)),
+                Some(email.map_or(Value::Null, |e| Value::Text(Text::utf8(e)))),
+            ])
+        };
+        let keys = |before: Option<Image>, after: Option<Image>| {
+            let c = RowChange {
+                table: t.clone(),
+                kind: ChangeKind::Update,
+                before,
+                after,
+            };
+            let mut out = Vec::new();
+            keys_of(&c, &mut out);
+            out
+        };
+        let k = keys(Some(img(1, Some("A@x "))), Some(img(2, None)));
+        assert_eq!(k.len(), 3, "id 1, its email, id 2 (a NULL email has no key)");
+        assert_eq!(keys(None, Some(img(7, Some("a@X"))))[1], k[1], "folded");
+        assert_ne!(keys(None, Some(img(7, Some("b@x"))))[1], k[1]);
+        assert_ne!(keys(None, Some(img(1, None)))[0], k[2]);
+        assert_eq!(keys(None, Some(img(1, None)))[0], k[0]);
     }
 
     #[tokio::test]

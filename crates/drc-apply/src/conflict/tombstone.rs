@@ -335,6 +335,10 @@ pub struct Progress {
     rx: watch::Receiver<Option<Position>>,
     /// `SELECT` of the target's current binlog position (by server flavor).
     pub position_query: &'static str,
+    /// MariaDB: the target's `gtid_domain_id`, the domain of its local writers. Only that
+    /// domain's GTID is waited for (drc's own applied transactions carry their origins'
+    /// domains, and the reader skips them anyway). `None` compares whole positions.
+    pub local_domain: Option<u32>,
 }
 
 /// How long an applier waits for the local-delete reader before the share fails (and is
@@ -344,19 +348,41 @@ pub const PROGRESS_WAIT: Duration = Duration::from_secs(30);
 impl Progress {
     /// A progress handle on `rx`, for a server whose position `position_query` reads.
     pub fn new(rx: watch::Receiver<Option<Position>>, position_query: &'static str) -> Self {
-        Progress { rx, position_query }
+        Progress {
+            rx,
+            position_query,
+            local_domain: None,
+        }
+    }
+
+    /// True when `reader` has read every local transaction up to `p`.
+    fn passed(&self, reader: &Position, p: &Position) -> bool {
+        match (self.local_domain, reader, p) {
+            (Some(d), Position::MariaGtid(r), Position::MariaGtid(t)) => match t.get(d) {
+                Some(g) => r.get(d).is_some_and(|h| h.seq >= g.seq),
+                None => true,
+            },
+            _ => reader.covers(p),
+        }
+    }
+
+    /// True when no local transaction can have committed between positions `a` and `b` (read
+    /// in that order): the local domain's GTID is the same in both. Always false without a
+    /// local domain.
+    pub fn no_local_commit_between(&self, a: &Position, b: &Position) -> bool {
+        match (self.local_domain, a, b) {
+            (Some(d), Position::MariaGtid(a), Position::MariaGtid(b)) => a.get(d) == b.get(d),
+            _ => false,
+        }
     }
 
     /// Waits until the reader has read up to `p`.
     pub async fn wait_covers(&mut self, p: &Position) -> Result<(), LinkError> {
         let deadline = tokio::time::Instant::now() + PROGRESS_WAIT;
         loop {
-            if self
-                .rx
-                .borrow_and_update()
-                .as_ref()
-                .is_some_and(|r| r.covers(p))
-            {
+            let reader = self.rx.borrow_and_update().clone();
+            let passed = reader.is_some_and(|r| self.passed(&r, p));
+            if passed {
                 return Ok(());
             }
             match tokio::time::timeout_at(deadline, self.rx.changed()).await {
@@ -455,6 +481,25 @@ mod tests {
                 assert_eq!(got, want, "seed {seed}: {a:?} vs {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn only_the_local_domain_is_waited_for() {
+        let (tx, rx) = watch::channel(None);
+        let mut p = Progress::new(rx, "SELECT 1");
+        let pos = |s: &str| -> Position { s.parse().expect("position") };
+        let reader = pos("1-1-10,2-2-5");
+        let target = pos("1-1-10,2-2-9");
+        assert!(!p.passed(&reader, &target), "whole positions by default");
+        p.local_domain = Some(1);
+        assert!(p.passed(&reader, &target), "domain 2 is another center's");
+        assert!(!p.passed(&reader, &pos("1-1-11,2-2-1")));
+        assert!(p.passed(&reader, &pos("2-2-100")), "no local write ever");
+        assert!(p.no_local_commit_between(&pos("1-1-10,2-2-5"), &pos("1-1-10,2-2-7")));
+        assert!(!p.no_local_commit_between(&pos("1-1-10"), &pos("1-1-11")));
+        p.local_domain = None;
+        assert!(!p.no_local_commit_between(&pos("1-1-10"), &pos("1-1-10")));
+        drop(tx);
     }
 
     #[test]
