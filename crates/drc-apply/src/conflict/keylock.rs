@@ -224,7 +224,11 @@ mod tests {
             out
         };
         let k = keys(Some(img(1, Some("A@x "))), Some(img(2, None)));
-        assert_eq!(k.len(), 3, "id 1, its email, id 2 (a NULL email has no key)");
+        assert_eq!(
+            k.len(),
+            3,
+            "id 1, its email, id 2 (a NULL email has no key)"
+        );
         assert_eq!(keys(None, Some(img(7, Some("a@X"))))[1], k[1], "folded");
         assert_ne!(keys(None, Some(img(7, Some("b@x"))))[1], k[1]);
         assert_ne!(keys(None, Some(img(1, None)))[0], k[2]);

@@ -360,7 +360,7 @@ pub async fn run_levels(
     mut progress: Option<&mut Progress>,
 ) -> Result<(String, Vec<Record>), LinkError> {
     let mut records = Vec::new();
-    let mut verify: Vec<Inserted> = Vec::new();
+    let mut verify: Vec<Written> = Vec::new();
     let mut level_position = String::new();
     for level in levels {
         let q = std::mem::take(&mut pending);
@@ -494,7 +494,7 @@ pub async fn run_levels(
                 }
             }
             let found = read_tombstones(conn, meta, &keys).await?;
-            check_inserts(&verify, &found)?;
+            check_written(&verify, &found)?;
             for ((lc, (_, missing)), t) in level.iter().zip(&per_change).zip(&mut tombs) {
                 for (h, slot) in missing.iter().zip(t.iter_mut()) {
                     if let Some(h) = h {
@@ -526,7 +526,7 @@ pub async fn run_levels(
                     continue;
                 }
                 let row = Row::from_image(t, img);
-                let check = |key, claim| Inserted {
+                let check = |key, claim| Written {
                     claim,
                     table: t.qualified_name(),
                     key,
@@ -555,7 +555,9 @@ pub async fn run_levels(
             .map_err(|e| LinkError::target("applying changes", e))?;
         let after = read_position(conn, p).await?;
         let quiet = match (
-            level_position.trim().parse::<drc_core::position::Position>(),
+            level_position
+                .trim()
+                .parse::<drc_core::position::Position>(),
             after.trim().parse::<drc_core::position::Position>(),
         ) {
             (Ok(a), Ok(b)) => p.no_local_commit_between(&a, &b),
@@ -566,7 +568,7 @@ pub async fn run_levels(
             let keys: Vec<(String, [u8; 32])> =
                 verify.iter().map(|v| (v.table.clone(), v.key)).collect();
             let found = read_tombstones(conn, meta, &keys).await?;
-            check_inserts(&verify, &found)?;
+            check_written(&verify, &found)?;
         }
     }
     Ok((pending, records))
@@ -575,7 +577,7 @@ pub async fn run_levels(
 /// A row written at a key that was missing, or holding unique values, to be checked against
 /// the key's tombstone or the values' claims once more after the write (see [`run_levels`]).
 #[derive(Debug)]
-struct Inserted {
+struct Written {
     /// A claim (the row's own rank is fine) rather than a primary-key tombstone (the row
     /// must outrank it).
     claim: bool,
@@ -589,8 +591,8 @@ struct Inserted {
 /// Fails (transiently: the share is decided again) when a tombstone read after the inserts
 /// outranks a row this share inserted: a local writer created and removed the key between
 /// the row lookup and the insert, and its delete's tombstone was not there at the first read.
-fn check_inserts(
-    verify: &[Inserted],
+fn check_written(
+    verify: &[Written],
     found: &HashMap<(String, [u8; 32]), Tomb>,
 ) -> Result<(), LinkError> {
     for v in verify {
