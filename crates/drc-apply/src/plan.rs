@@ -43,13 +43,16 @@ fn fnv(h: &mut u64, bytes: &[u8]) {
 }
 
 /// Signature of one key value: table, key name, and the key's values; `None` when a value is
-/// NULL or missing (no conflict possible).
+/// NULL or missing (no conflict possible). With `fold`, text is lowercased and stripped of
+/// trailing spaces first (the key locks, [`crate::conflict::keylock`]); the plan hashes values
+/// as they are, which keeps its result stable across versions.
 fn key_signature(
     t: &TableSchema,
     name: &str,
     cols: &[usize],
     img: &Image,
     buf: &mut String,
+    fold: bool,
 ) -> Option<u64> {
     let mut h = FNV_OFFSET;
     fnv(&mut h, t.database.as_bytes());
@@ -63,14 +66,30 @@ fn key_signature(
             return None;
         }
         buf.clear();
-        sql::literal(buf, v);
+        match v {
+            Value::Text(text) if fold => {
+                let folded = String::from_utf8_lossy(&text.bytes).to_lowercase();
+                buf.push_str(folded.trim_end_matches(' '));
+            }
+            _ => sql::literal(buf, v),
+        }
         fnv(&mut h, b"\0");
         fnv(&mut h, buf.as_bytes());
     }
     Some(h)
 }
 
+/// The signatures of every key value `c` touches (primary key and unique keys, both images),
+/// with text folded as [`key_signature`] says: the keys the key locks take.
+pub(crate) fn folded_signatures(c: &RowChange, out: &mut Vec<u64>, buf: &mut String) {
+    key_signatures(c, out, buf, true);
+}
+
 fn signatures(c: &RowChange, out: &mut Vec<u64>, buf: &mut String) {
+    key_signatures(c, out, buf, false);
+}
+
+fn key_signatures(c: &RowChange, out: &mut Vec<u64>, buf: &mut String, fold: bool) {
     let t = &*c.table;
     if !t.unique_keys_known {
         let mut h = FNV_OFFSET;
@@ -83,10 +102,10 @@ fn signatures(c: &RowChange, out: &mut Vec<u64>, buf: &mut String) {
     }
     for img in [&c.before, &c.after].into_iter().flatten() {
         if !t.primary_key.is_empty() {
-            out.extend(key_signature(t, "PRIMARY", &t.primary_key, img, buf));
+            out.extend(key_signature(t, "PRIMARY", &t.primary_key, img, buf, fold));
         }
         for k in &t.unique_keys {
-            out.extend(key_signature(t, &k.name, &k.columns, img, buf));
+            out.extend(key_signature(t, &k.name, &k.columns, img, buf, fold));
         }
     }
 }

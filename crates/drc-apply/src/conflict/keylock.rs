@@ -25,14 +25,10 @@
 //! SPACE collation treats as equal share a lock; collations that equate other spellings (accents,
 //! expansions like `ß` = `ss`) are not folded (docs/conflicts.md, known gaps).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use drc_core::change::{Image, RowChange};
-use drc_core::schema::TableSchema;
-use drc_core::value::Value;
+use drc_core::change::RowChange;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 type Table = HashMap<u64, Arc<AsyncMutex<()>>>;
@@ -101,60 +97,11 @@ impl Drop for KeyGuard {
     }
 }
 
-fn hash_value(h: &mut DefaultHasher, v: &Value, buf: &mut String) {
-    match v {
-        Value::Text(t) => {
-            let s = String::from_utf8_lossy(&t.bytes).to_lowercase();
-            s.trim_end_matches(' ').hash(h);
-        }
-        other => {
-            buf.clear();
-            crate::sql::literal(buf, other);
-            buf.hash(h);
-        }
-    }
-}
-
-fn key_hash(
-    t: &TableSchema,
-    name: &str,
-    cols: &[usize],
-    img: &Image,
-    buf: &mut String,
-) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    t.database.hash(&mut h);
-    t.table.hash(&mut h);
-    name.hash(&mut h);
-    for &c in cols {
-        let v = img.get(c)?;
-        if v.is_null() {
-            return None;
-        }
-        hash_value(&mut h, v, buf);
-    }
-    Some(h.finish())
-}
-
 /// The lock keys of change `c`: every primary-key and unique-key value of its images (a table
-/// whose unique keys are unknown locks as a whole).
+/// whose unique keys are unknown locks as a whole), text folded ([`crate::plan`]'s key
+/// signatures).
 pub fn keys_of(c: &RowChange, out: &mut Vec<u64>) {
-    let t = &*c.table;
-    if !t.unique_keys_known {
-        let mut h = DefaultHasher::new();
-        t.database.hash(&mut h);
-        t.table.hash(&mut h);
-        "*whole-table*".hash(&mut h);
-        out.push(h.finish());
-        return;
-    }
-    let mut buf = String::new();
-    for img in [&c.before, &c.after].into_iter().flatten() {
-        out.extend(key_hash(t, "PRIMARY", &t.primary_key, img, &mut buf));
-        for k in &t.unique_keys {
-            out.extend(key_hash(t, &k.name, &k.columns, img, &mut buf));
-        }
-    }
+    crate::plan::folded_signatures(c, out, &mut String::new());
 }
 
 #[cfg(test)]
@@ -187,9 +134,9 @@ mod tests {
 
     #[test]
     fn keys_cover_both_images_and_fold_case_and_trailing_spaces() {
-        use drc_core::change::ChangeKind;
-        use drc_core::schema::{ColumnSchema, SqlType, UniqueKey};
-        use drc_core::value::Text;
+        use drc_core::change::{ChangeKind, Image};
+        use drc_core::schema::{ColumnSchema, SqlType, TableSchema, UniqueKey};
+        use drc_core::value::{Text, Value};
         let col = |n: &str, t| ColumnSchema {
             name: n.into(),
             sql_type: t,
