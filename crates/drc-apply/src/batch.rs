@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::filter::LinkFilter;
+use crate::origin::{filter_event, OriginLookup};
 use crate::LinkError;
 
 /// How long a batch without changes may wait before it is closed to advance the checkpoint.
@@ -44,6 +45,7 @@ pub struct Batcher {
     filter: LinkFilter,
     batch_rows: usize,
     batch_delay: Duration,
+    lookup: Option<OriginLookup>,
 }
 
 impl Batcher {
@@ -59,7 +61,15 @@ impl Batcher {
             filter,
             batch_rows,
             batch_delay,
+            lookup: None,
         }
+    }
+
+    /// Looks up `server_id`s the filter does not know in the source ([`crate::origin`]);
+    /// without it, such an id stops the batcher with an error.
+    pub fn with_lookup(mut self, lookup: OriginLookup) -> Self {
+        self.lookup = Some(lookup);
+        self
     }
 
     async fn recv(&mut self) -> Result<SourceEvent, LinkError> {
@@ -101,7 +111,8 @@ impl Batcher {
             } else {
                 self.recv().await?
             };
-            let boundary = match self.filter.filter(ev) {
+            let ev = filter_event(&mut self.filter, self.lookup.as_mut(), ev, &b.end).await?;
+            let boundary = match ev {
                 SourceEvent::Begin(_) => {
                     in_txn = true;
                     None

@@ -2,8 +2,14 @@
 //! applied to T.
 //!
 //! - **Origin** (no loops): with the `server_id` strategy, only transactions whose binlog header
-//!   names S's own `server_id` are kept: drc's appliers write under the origin's id, so
-//!   everything drc applied in S carries another center's id and is dropped. With the `marker`
+//!   names one of S's own `server_id`s are kept: drc's appliers write under the origin's id, so
+//!   everything drc applied in S carries another center's id and is dropped. S's own ids are its
+//!   current `server_id` and every earlier one the link recorded ([`OwnIds`]): after a failover
+//!   or a restart with a new `server_id`, the binlog still holds S's older local writes under
+//!   the old id, and they must not be taken for drc's. A transaction is dropped only under an id
+//!   that drc's appliers write under in S ([`OriginIds::foreign`], recorded in S before any such
+//!   write); an id the filter knows neither way is looked up again, never guessed
+//!   ([`crate::origin`]). With the `marker`
 //!   strategy, drc's appliers write a row in `<meta>.origin` as the *first* statement of every
 //!   transaction; a transaction whose first rows touch that table is dropped whole.
 //! - **Tables**: a change is kept when its table is replicated (databases, include/exclude
@@ -16,16 +22,113 @@
 use drc_config::Replication;
 use drc_core::change::{RowChange, SourceEvent};
 
+/// The `server_id`s under which a source center's own (local) writes appear in its binlog: the
+/// server's current id first, then every earlier id recorded for the reader
+/// (`<meta>.source_identity`, see [`crate::meta::record_identity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnIds(Vec<u32>);
+
+impl OwnIds {
+    /// The current id and the earlier ones (duplicates are dropped).
+    pub fn new(current: u32, earlier: impl IntoIterator<Item = u32>) -> Self {
+        let mut ids = vec![current];
+        for id in earlier {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        OwnIds(ids)
+    }
+
+    /// True when a transaction with header `server_id` is the source's own.
+    pub fn contains(&self, server_id: u32) -> bool {
+        self.0.contains(&server_id)
+    }
+
+    /// Adds an id (the server's id changed while the reader ran).
+    pub fn add(&mut self, server_id: u32) {
+        if !self.contains(server_id) {
+            self.0.push(server_id);
+        }
+    }
+
+    /// Every id, current first.
+    pub fn all(&self) -> &[u32] {
+        &self.0
+    }
+}
+
+impl From<u32> for OwnIds {
+    fn from(id: u32) -> Self {
+        OwnIds(vec![id])
+    }
+}
+
+/// What a reader knows of the `server_id`s in its source's binlog: the source's own ids, and
+/// the ids drc's appliers write under in the source center (every id recorded there by a link
+/// into it, [`crate::origin`]). An id in neither set is *unknown*: the reader looks it up
+/// again before it decides ([`crate::origin::filter_event`]), never guesses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginIds {
+    /// The source's own ids.
+    pub own: OwnIds,
+    /// The ids drc tags its writes with in the source center.
+    pub foreign: Vec<u32>,
+}
+
+impl OriginIds {
+    /// Only `own` is known (no tag recorded yet).
+    pub fn own(own: impl Into<OwnIds>) -> Self {
+        OriginIds {
+            own: own.into(),
+            foreign: Vec::new(),
+        }
+    }
+
+    /// `Some(true)`: drc wrote it (drop); `Some(false)`: the source's own (keep); `None`:
+    /// unknown. An id in both sets counts as the source's own (see [`crate::origin`], which
+    /// refuses such a configuration before it is used).
+    pub fn classify(&self, server_id: u32) -> Option<bool> {
+        if self.own.contains(server_id) {
+            Some(false)
+        } else if self.foreign.contains(&server_id) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
 /// How the filter recognises transactions that drc itself applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// Keep only transactions whose header `server_id` is this (the source center's own id).
-    ServerId(u32),
+    /// Keep only transactions whose header `server_id` is one of the source's own ids, drop
+    /// those under an id drc writes under.
+    ServerId(OriginIds),
     /// Drop transactions whose first rows touch `<meta>.origin`.
     Marker,
     /// Both rules (`loopback = "auto"`: each center's daemon picks its own strategy, so a
     /// reader must recognise either).
-    Both(u32),
+    Both(OriginIds),
+}
+
+impl Origin {
+    /// True when a transaction (or DDL) whose binlog header names `server_id` was written by
+    /// drc, by the `server_id` rule (the marker rule looks at rows).
+    pub fn foreign_server_id(&self, server_id: u32) -> bool {
+        match self {
+            Origin::ServerId(ids) | Origin::Both(ids) => ids.classify(server_id) == Some(true),
+            Origin::Marker => false,
+        }
+    }
+
+    /// The ids, when the rule uses them.
+    pub fn ids_mut(&mut self) -> Option<&mut OriginIds> {
+        match self {
+            Origin::ServerId(ids) | Origin::Both(ids) => Some(ids),
+            Origin::Marker => None,
+        }
+    }
 }
 
 /// The name of the heartbeat table in the meta database.
@@ -63,16 +166,33 @@ impl LinkFilter {
         self.replication.replicates(db, table)
     }
 
+    /// The `server_id` of `ev` when it starts a transaction (or is a DDL) under an id the
+    /// filter does not know; the caller looks it up ([`crate::origin::filter_event`]) before
+    /// it filters the event.
+    pub fn unknown_origin(&self, ev: &SourceEvent) -> Option<u32> {
+        let id = match ev {
+            SourceEvent::Begin(b) => b.server_id,
+            SourceEvent::Ddl(d) => d.server_id,
+            _ => return None,
+        };
+        match &self.origin {
+            Origin::ServerId(ids) | Origin::Both(ids) if ids.classify(id).is_none() => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The origin rule (to learn ids found by a lookup).
+    pub fn origin_mut(&mut self) -> &mut Origin {
+        &mut self.origin
+    }
+
     /// Filters one event: `Begin`/`Commit`/`Ddl` pass unchanged; `Rows` keep only the changes to
     /// apply (possibly none).
     pub fn filter(&mut self, ev: SourceEvent) -> SourceEvent {
         match ev {
             SourceEvent::Begin(b) => {
                 self.first_rows = true;
-                self.dropping = match self.origin {
-                    Origin::ServerId(id) | Origin::Both(id) => b.server_id != id,
-                    Origin::Marker => false,
-                };
+                self.dropping = self.origin.foreign_server_id(b.server_id);
                 SourceEvent::Begin(b)
             }
             SourceEvent::Rows(rows) => {
@@ -101,5 +221,36 @@ impl LinkFilter {
     /// True when the last transaction seen was dropped as drc's own.
     pub fn dropped_current(&self) -> bool {
         self.dropping
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_ids_keep_the_current_id_first_and_drop_duplicates() {
+        let own = OwnIds::new(7, [3, 7, 3, 9]);
+        assert_eq!(own.all(), &[7, 3, 9]);
+        assert!(own.contains(9) && !own.contains(1));
+    }
+
+    #[test]
+    fn an_id_is_own_drc_or_unknown() {
+        let ids = OriginIds {
+            own: OwnIds::new(11, [1]),
+            foreign: vec![2, 3],
+        };
+        // The source's current and earlier ids are its own writes.
+        assert_eq!(ids.classify(11), Some(false));
+        assert_eq!(ids.classify(1), Some(false));
+        // drc's tags are dropped.
+        assert_eq!(ids.classify(2), Some(true));
+        // Anything else is looked up, never guessed.
+        assert_eq!(ids.classify(4), None);
+        let origin = Origin::Both(ids);
+        assert!(origin.foreign_server_id(3));
+        assert!(!origin.foreign_server_id(4));
+        assert!(!Origin::Marker.foreign_server_id(3));
     }
 }

@@ -6,7 +6,8 @@
 //!                                                                         + checkpoint row
 //! ```
 //!
-//! - [`filter`]: loopback (origin tag) and table filtering.
+//! - [`filter`]: loopback (origin tag) and table filtering; [`origin`]: the source's own
+//!   `server_id`s and drc's tags, through server identity changes.
 //! - [`batch`]: many source transactions per target transaction; batches end at commits.
 //! - [`plan`]: splits a batch into shares that may run in parallel (key-dependency order).
 //! - [`sql`]: the idempotent rewrite (INSERT IGNORE, upsert, delete by key).
@@ -29,6 +30,7 @@ pub mod filter;
 pub mod link;
 pub mod meta;
 pub mod metrics;
+pub mod origin;
 pub mod plan;
 pub mod sql;
 pub mod worker;
@@ -86,6 +88,21 @@ pub enum LinkError {
     /// The configuration does not fit the servers.
     #[error("{0}")]
     Setup(String),
+    /// A transaction in the source's binlog carries a `server_id` that is neither one of the
+    /// source's own ids nor a tag drc writes under there, even after looking both up again.
+    #[error("{reader}: the transaction after position {position} carries server_id {server_id}, which is neither one of the source's own server_ids ({own}) nor an id drc writes under in the source center ({tags}); the link stopped before it, since keeping it could loop drc's own writes and dropping it could lose the source's. If {server_id} was the source server's earlier server_id (changed while drc was not running), record it: INSERT INTO <meta>.source_identity (link, server_id, role) VALUES ('{reader}', {server_id}, 'link') in the target center's meta database, then restart; if drc wrote it, the source's <meta>.source_identity lost its rows (docs/operations.md, \"Server identity changes\")")]
+    UnknownOrigin {
+        /// The link (or local-delete reader).
+        reader: String,
+        /// The unknown id.
+        server_id: u32,
+        /// Position before the transaction.
+        position: String,
+        /// The source's known ids.
+        own: String,
+        /// drc's known tags there.
+        tags: String,
+    },
     /// The local-delete reader is behind or stopped (conflict resolution waits for it).
     #[error("local deletes: {0}")]
     LocalDeletes(String),

@@ -18,9 +18,11 @@ use tracing::{info, warn};
 
 use crate::batch::{Batch, Batcher};
 use crate::conflict::LwwChange;
-use crate::filter::{LinkFilter, Origin};
+use crate::filter::{LinkFilter, Origin, OriginIds};
+use crate::meta::IdentityRole;
 use crate::meta::{self, Checkpoint, Recovery};
 use crate::metrics::Metrics;
+use crate::origin::{filter_event, own_ids, OriginLookup};
 use crate::plan::plan;
 use crate::sql;
 use crate::worker::{Applier, Job, Tag};
@@ -122,11 +124,11 @@ fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
     q
 }
 
-pub(crate) fn origin_rule(loopback: Loopback, server_id: u32) -> Origin {
+pub(crate) fn origin_rule(loopback: Loopback, ids: OriginIds) -> Origin {
     match loopback {
-        Loopback::ServerId => Origin::ServerId(server_id),
+        Loopback::ServerId => Origin::ServerId(ids),
         Loopback::Marker => Origin::Marker,
-        Loopback::Auto => Origin::Both(server_id),
+        Loopback::Auto => Origin::Both(ids),
     }
 }
 
@@ -193,8 +195,15 @@ async fn canary(spec: &LinkSpec, tag: &Tag, target: &ServerInfo) -> Result<(), L
     stmt.push_str(", 1) ON DUPLICATE KEY UPDATE `seq` = `seq` + 1");
     let mut a = Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT);
     a.apply(&[], &stmt).await?;
+    // The filter a reader of the target's binlog (a link out of the target) would use.
+    let mut lookup = OriginLookup::new(
+        &format!("canary of {}", spec.name),
+        &spec.target_url,
+        meta_db,
+    );
+    let ids = lookup.initial(target.server_id.into()).await?;
     let mut filter = LinkFilter::new(
-        origin_rule(spec.replication.loopback, target.server_id),
+        origin_rule(spec.replication.loopback, ids),
         spec.replication.clone(),
     );
     let found = tokio::time::timeout(Duration::from_secs(20), async {
@@ -207,7 +216,8 @@ async fn canary(spec: &LinkSpec, tag: &Tag, target: &ServerInfo) -> Result<(), L
                     .any(|r| &*r.table.database == meta_db.as_str() && &*r.table.table == "canary");
             }
             let is_commit = matches!(ev, SourceEvent::Commit(_));
-            let _ = filter.filter(ev);
+            let at = src.position().clone();
+            filter_event(&mut filter, Some(&mut lookup), ev, &at).await?;
             if is_commit && seen_canary {
                 return Ok::<bool, LinkError>(filter.dropped_current());
             }
@@ -497,6 +507,16 @@ pub async fn run_link(
         }
     }
     let tag = resolve_tag(&spec, &source, &target).await?;
+    // Recorded before anything is written under the tag (the canary included): see
+    // crate::origin.
+    let mut own = own_ids(
+        &mut tconn,
+        &meta_db,
+        &spec.name,
+        IdentityRole::Link,
+        &source,
+    )
+    .await?;
     canary(&spec, &tag, &target).await?;
     info!(link = %spec.name, tag = ?tag, "origin tagging proven by the canary");
 
@@ -541,6 +561,19 @@ pub async fn run_link(
         }
     };
     drop(sconn);
+    if let Some(id) = crate::origin::gtid_hint(&source, &resume) {
+        own.add(id);
+    }
+    if own.contains(target.server_id) {
+        return Err(LinkError::Setup(format!(
+            "link {}: the target's server_id {} was also a server_id of the source ({:?}, <meta>.source_identity): drc could not tell the source's writes from its own; give every center's server an id no other center ever used",
+            spec.name,
+            target.server_id,
+            own.all()
+        )));
+    }
+    let mut lookup = OriginLookup::new(&spec.name, &spec.source_url, &meta_db);
+    let ids = lookup.initial(own).await?;
 
     let mut cfg = SourceConfig::new(spec.source_url.clone(), spec.replica_server_id);
     cfg.start = StartFrom::Position(resume.clone());
@@ -559,7 +592,7 @@ pub async fn run_link(
         src.close().await;
     });
     let filter = LinkFilter::new(
-        origin_rule(spec.replication.loopback, source.server_id),
+        origin_rule(spec.replication.loopback, ids),
         spec.replication.clone(),
     );
     let mut batcher = Batcher::new(
@@ -567,7 +600,8 @@ pub async fn run_link(
         filter,
         spec.applier.batch_rows,
         spec.applier.batch_delay,
-    );
+    )
+    .with_lookup(lookup);
     let mut runner = Runner {
         appliers: std::mem::take(&mut appliers),
         metrics: metrics.clone(),

@@ -8,6 +8,7 @@
 //! | `canary` | start-up proof that origin tagging works | no |
 //! | `tombstone` | rank of every row deleted by an applier, and claims on unique values, of a last-writer-wins table (docs/conflicts.md) | no |
 //! | `local_tombstone` | the same, written by the local-delete reader for local writes | no |
+//! | `source_identity` | per link into this center (role `link`) and per local-delete reader (role `local`): every `server_id` its source server has had. A link's rows are also the ids drc's appliers write under in this center, which readers of this center's binlog drop (`crate::origin`) | no |
 //! | `conflict` | every write lost to last-writer-wins, written in the apply transaction that decided it (docs/conflicts.md) | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (invariant 2).
@@ -50,6 +51,14 @@ pub fn schema_statements(meta: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {db}.`canary` (\
              `link` VARCHAR(130) NOT NULL PRIMARY KEY, `seq` BIGINT UNSIGNED NOT NULL) \
              ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`source_identity` (\
+             `link` VARCHAR(130) NOT NULL, `server_id` INT UNSIGNED NOT NULL, \
+             `server_uuid` VARCHAR(64) NOT NULL DEFAULT '', \
+             `role` VARCHAR(16) NOT NULL DEFAULT 'link', \
+             `first_seen` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+             PRIMARY KEY (`link`, `server_id`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.`conflict` (\
@@ -151,6 +160,66 @@ pub fn checkpoint_statement(meta: &str, link: &str, c: &Checkpoint) -> String {
     q.push_str(") ON DUPLICATE KEY UPDATE `batch` = VALUES(`batch`), `workers` = VALUES(`workers`), \
                 `start_position` = VALUES(`start_position`), `end_position` = VALUES(`end_position`)");
     q
+}
+
+/// Who recorded a `source_identity` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityRole {
+    /// A link into this center: its source's id, which is also the tag its appliers write
+    /// under here.
+    Link,
+    /// The center's local-delete reader: this center's own id.
+    Local,
+}
+
+/// Records that the source of reader `name` (a link, or the local-delete reader) now has
+/// `server_id` (and `server_uuid`), and returns every `server_id` recorded for it, the current
+/// one included. Run before the reader reads, and before a link's appliers write anything
+/// under this id.
+pub async fn record_identity(
+    conn: &mut Conn,
+    meta: &str,
+    name: &str,
+    role: IdentityRole,
+    server_id: u32,
+    server_uuid: &str,
+) -> Result<Vec<u32>, LinkError> {
+    let mut q = String::from("INSERT INTO ");
+    ident(&mut q, meta);
+    q.push_str(".`source_identity` (`link`, `server_id`, `server_uuid`, `role`) VALUES (");
+    quoted(&mut q, name);
+    let _ = write!(q, ", {server_id}, ");
+    quoted(&mut q, server_uuid);
+    q.push_str(match role {
+        IdentityRole::Link => ", 'link'",
+        IdentityRole::Local => ", 'local'",
+    });
+    q.push_str(") ON DUPLICATE KEY UPDATE `server_id` = `server_id`");
+    conn.query_drop(q)
+        .await
+        .map_err(|e| LinkError::target("recording the source's identity", e))?;
+    let mut q = String::from("SELECT `server_id` FROM ");
+    ident(&mut q, meta);
+    q.push_str(".`source_identity` WHERE `link` = ");
+    quoted(&mut q, name);
+    q.push_str(" ORDER BY `first_seen`");
+    conn.query(q)
+        .await
+        .map_err(|e| LinkError::target("reading the source's identities", e))
+}
+
+/// The `server_id`s drc's appliers write under in the center of `conn` (every id recorded by a
+/// link into it); empty when the center has no meta tables yet (nothing was applied there).
+pub async fn tag_ids(conn: &mut Conn, meta: &str) -> Result<Vec<u32>, mysql_async::Error> {
+    let mut q = String::from("SELECT DISTINCT `server_id` FROM ");
+    ident(&mut q, meta);
+    q.push_str(".`source_identity` WHERE `role` = 'link'");
+    match conn.query(q).await {
+        Ok(ids) => Ok(ids),
+        // ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR: no drc state in that center yet.
+        Err(mysql_async::Error::Server(e)) if matches!(e.code, 1146 | 1049) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The marker statement of the `marker` strategy: the first statement of every applied

@@ -74,6 +74,25 @@ pub enum SourceError {
     /// The start position is not usable on this server.
     #[error("start position: {0}")]
     Position(String),
+    /// After a reconnect, the server behind the address is another one (a failover to a replica,
+    /// or a restart with a new `server_id`): events from here on would be filtered under the old
+    /// identity, so the source stops before yielding any of them. A link restarts on this error,
+    /// records the new identity and proves its origin tagging again (docs/operations.md).
+    #[error("the server behind {server} changed identity at position {position}: it was server_id {was_id}{was_uuid}, now server_id {now_id}{now_uuid} (failover or restart with a new server_id); the link restarts with the new identity before any further change is applied")]
+    IdentityChanged {
+        /// Server URL without password.
+        server: String,
+        /// Where the source stood (nothing after it was yielded).
+        position: String,
+        /// The `server_id` at the previous connection.
+        was_id: u32,
+        /// ` (server_uuid ..)` at the previous connection, or empty.
+        was_uuid: String,
+        /// The `server_id` now.
+        now_id: u32,
+        /// ` (server_uuid ..)` now, or empty.
+        now_uuid: String,
+    },
     /// Reading a binlog file failed.
     #[error("reading binlog file {path}: {source}")]
     File {

@@ -5,6 +5,11 @@
 //! `Commit`/`Ddl` it yielded and how many events of the current transaction it yielded. A new
 //! connection starts at that position; the interrupted transaction is re-read from its start, and
 //! its first `n` events (checked to be the same transaction) are suppressed.
+//!
+//! Identity: every reconnect compares the server's `server_id` (and MySQL's `server_uuid`) with
+//! the first connection's. A different server behind the same address (a failover, a restart
+//! with a new `server_id`) ends the source with [`SourceError::IdentityChanged`] before any of
+//! its events is yielded: the caller's loopback filter knows the source by its identity.
 
 use std::time::Duration;
 
@@ -235,6 +240,7 @@ impl Source {
             tokio::time::sleep(delay).await;
             let attempt = async {
                 let (meta, info) = open_meta(&self.cfg, &self.server).await?;
+                self.check_identity(&info)?;
                 self.meta = Some(meta);
                 self.info = info;
                 self.asm.reset_connection_state(&self.resume);
@@ -258,6 +264,30 @@ impl Source {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Refuses a reconnect to a server other than the one first connected to (see
+    /// [`SourceError::IdentityChanged`]).
+    fn check_identity(&self, now: &ServerInfo) -> Result<(), SourceError> {
+        let was = &self.info;
+        if was.server_id == now.server_id && was.server_uuid == now.server_uuid {
+            return Ok(());
+        }
+        let uuid = |u: &str| {
+            if u.is_empty() {
+                String::new()
+            } else {
+                format!(" (server_uuid {u})")
+            }
+        };
+        Err(SourceError::IdentityChanged {
+            server: self.server.clone(),
+            position: self.resume.to_string(),
+            was_id: was.server_id,
+            was_uuid: uuid(&was.server_uuid),
+            now_id: now.server_id,
+            now_uuid: uuid(&now.server_uuid),
+        })
     }
 
     /// The next event. Reconnects transparently on transient failures; returns an error only

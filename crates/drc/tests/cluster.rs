@@ -36,6 +36,8 @@ pub struct Cluster {
     pub config: PathBuf,
     /// metrics_listen ports.
     pub ports: Vec<u16>,
+    /// The centers' server URLs (without database).
+    urls: Vec<String>,
     dir: tempfile::TempDir,
     daemons: Vec<Option<Child>>,
 }
@@ -44,10 +46,22 @@ impl Cluster {
     /// Creates the database in every center with `schema` (statements run in each center) and
     /// writes a topology file; `extra` is appended to it (e.g. an `[applier]` table).
     pub async fn new(prefix: &str, schema: &str, loopback: &str, extra: &str) -> Cluster {
+        let urls: Vec<String> = servers().iter().map(|s| s.url()).collect();
+        Cluster::on(&urls, prefix, schema, loopback, extra).await
+    }
+
+    /// [`Cluster::new`] on three servers of the test's own (e.g. servers it restarts).
+    pub async fn on(
+        urls: &[String],
+        prefix: &str,
+        schema: &str,
+        loopback: &str,
+        extra: &str,
+    ) -> Cluster {
         let db = drc_testkit::unique_db_name(prefix);
         let meta = format!("{db}_meta");
-        for s in servers() {
-            let mut c = drc_testkit::connect(&s.url()).await;
+        for url in urls {
+            let mut c = drc_testkit::connect(url).await;
             c.query_drop(format!("CREATE DATABASE `{db}`; USE `{db}`; {schema}"))
                 .await
                 .expect("schema");
@@ -55,12 +69,10 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut toml = String::new();
-        for (i, s) in servers().iter().enumerate() {
+        for (i, url) in urls.iter().enumerate() {
             toml.push_str(&format!(
                 "[[center]]\nname = \"{}\"\nmysql = \"{}\"\nmetrics_listen = \"127.0.0.1:{}\"\n\n",
-                NAMES[i],
-                s.url(),
-                ports[i]
+                NAMES[i], url, ports[i]
             ));
         }
         // A replica id range of this test's own, so that tests sharing servers never clash.
@@ -75,6 +87,7 @@ impl Cluster {
             db,
             config,
             ports,
+            urls: urls.to_vec(),
             dir,
             daemons: vec![None, None, None],
         }
@@ -121,7 +134,7 @@ impl Cluster {
 
     /// A connection to center `i`, using the test's database.
     pub async fn conn(&self, i: usize) -> Conn {
-        drc_testkit::connect(&servers()[i].url_for(&self.db)).await
+        drc_testkit::connect(&format!("{}/{}", self.urls[i], self.db)).await
     }
 
     /// The `/health` JSON of center `i`'s daemon, if it answers.

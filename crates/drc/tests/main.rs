@@ -7,6 +7,7 @@ mod cluster;
 mod conflicts;
 mod failover;
 mod id;
+mod incidents;
 mod replicas;
 mod replication;
 mod tail;

@@ -135,7 +135,10 @@ pub(crate) async fn run_phases(
         }
         src.close().await;
     });
-    let filter = LinkFilter::new(Origin::Both(a.server_id()), cfg.replication.clone());
+    let filter = LinkFilter::new(
+        Origin::Both(drc_apply::filter::OriginIds::own(a.server_id())),
+        cfg.replication.clone(),
+    );
     let mut batcher = Batcher::new(rx, filter, cfg.applier.batch_rows, cfg.applier.batch_delay);
     let grouped = variant != Variant::Timed;
     let statement_rows = cfg.applier.statement_rows;

@@ -27,7 +27,9 @@ use super::decide::{claim_hash, Row, Tomb};
 use super::tombstone;
 use crate::filter::LinkFilter;
 use crate::link::{origin_rule, CONNECT_TIMEOUT};
+use crate::meta::IdentityRole;
 use crate::meta::{self, Checkpoint};
+use crate::origin::{filter_event, gtid_hint, own_ids, OriginLookup};
 use crate::LinkError;
 
 /// What the reader needs.
@@ -115,8 +117,14 @@ pub async fn run_local_deletes(
     cfg.heartbeat = spec.source.heartbeat;
     cfg.idle_timeout = spec.source.idle_timeout;
     let mut src = Source::connect(cfg).await?;
+    let mut own = own_ids(&mut conn, &meta_db, &name, IdentityRole::Local, &info).await?;
+    if let Some(id) = gtid_hint(&info, &start) {
+        own.add(id);
+    }
+    let mut lookup = OriginLookup::new(&name, &spec.url, &meta_db);
+    let ids = lookup.initial(own).await?;
     let mut filter = LinkFilter::new(
-        origin_rule(spec.replication.loopback, info.server_id),
+        origin_rule(spec.replication.loopback, ids),
         spec.replication.clone(),
     );
     let mut versions: HashMap<usize, (Arc<TableSchema>, Option<usize>)> = HashMap::new();
@@ -134,7 +142,8 @@ pub async fn run_local_deletes(
                 return Ok(());
             }
         };
-        match filter.filter(ev) {
+        let at = src.position().clone();
+        match filter_event(&mut filter, Some(&mut lookup), ev, &at).await? {
             SourceEvent::Begin(_) => pending.clear(),
             SourceEvent::Rows(changes) => {
                 for c in &changes {
