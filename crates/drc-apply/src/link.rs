@@ -138,10 +138,12 @@ async fn resolve_tag(
     source: &ServerInfo,
     target: &ServerInfo,
 ) -> Result<Tag, LinkError> {
-    let marker = Tag::Marker(meta::marker_statement(
-        &spec.replication.meta_database,
-        &spec.source_name,
-    ));
+    let marker = Tag::Marker(meta::Marker {
+        meta: spec.replication.meta_database.clone(),
+        origin: spec.source_name.clone(),
+        link: spec.name.clone(),
+        worker: 0,
+    });
     let by_id = Tag::ServerId {
         server_id: source.server_id,
         domain: source.gtid_domain_id,
@@ -522,8 +524,8 @@ pub async fn run_link(
 
     let workers = spec.applier.parallelism as u32;
     let mut appliers: Vec<Applier> = (0..workers)
-        .map(|_| {
-            Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT)
+        .map(|w| {
+            Applier::new(spec.target_url.clone(), tag.for_worker(w), CONNECT_TIMEOUT)
                 .with_fence(spec.fence.clone())
         })
         .collect();

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `checkpoint` | per link and applier worker: the last batch committed and its start and end source positions | no (local) |
 //! | `heartbeat` | one row per center, written every second by that center's daemon | yes, on purpose: a peer's row shows how far behind the link is |
-//! | `origin` | marker strategy: one row per origin, touched first in every applied transaction | no (it marks drc's own writes) |
+//! | `origin` | marker strategy: one row per origin, link and applier worker, touched first in every transaction that worker applies | no (it marks drc's own writes) |
 //! | `canary` | start-up proof that origin tagging works | no |
 //! | `tombstone` | rank of every row deleted by an applier, and claims on unique values, of a last-writer-wins table (docs/conflicts.md) | no |
 //! | `local_tombstone` | the same, written by the local-delete reader for local writes | no |
@@ -12,6 +12,13 @@
 //! | `conflict` | every write lost to last-writer-wins, written in the apply transaction that decided it (docs/conflicts.md) | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (invariant 2).
+//!
+//! Marker rows are keyed by `(origin, link, worker)` so that the parallel appliers of a link
+//! never wait on each other's row lock: each writes only its own row. A marker row keyed by the
+//! origin alone (drc before this key) serialised every applier of every link from that origin
+//! behind one row lock, held until each transaction committed. [`ensure_schema`] upgrades such a
+//! table in place; the old single-row statement still works on the upgraded table (its row is
+//! `link = ''`, `worker = 0`), so an older replica that takes over keeps tagging correctly.
 
 use std::fmt::Write as _;
 
@@ -44,8 +51,9 @@ pub fn schema_statements(meta: &str) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.`origin` (\
-             `origin` VARCHAR(64) NOT NULL PRIMARY KEY, `seq` BIGINT UNSIGNED NOT NULL) \
-             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+             `origin` VARCHAR(64) NOT NULL, `link` VARCHAR(130) NOT NULL DEFAULT '', \
+             `worker` INT UNSIGNED NOT NULL DEFAULT 0, `seq` BIGINT UNSIGNED NOT NULL, \
+             PRIMARY KEY (`origin`, `link`, `worker`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.`canary` (\
@@ -93,7 +101,42 @@ pub async fn ensure_schema(conn: &mut Conn, meta: &str) -> Result<(), LinkError>
             .await
             .map_err(|e| LinkError::target("upgrading drc's tombstone table", e))?;
     }
+    let (has_link, rekey) = origin_upgrade_statements(meta);
+    let n: Option<u64> = conn
+        .query_first(has_link)
+        .await
+        .map_err(|e| LinkError::target("checking drc's meta tables", e))?;
+    if n == Some(0) {
+        match conn.query_drop(rekey).await {
+            Ok(()) => {}
+            // Another link of this daemon upgraded it first (ER_DUP_FIELDNAME).
+            Err(mysql_async::Error::Server(e)) if e.code == 1060 => {}
+            Err(e) => return Err(LinkError::target("upgrading drc's origin table", e)),
+        }
+    }
     Ok(())
+}
+
+/// Re-keys an `origin` table created before markers were per worker (primary key `origin`
+/// alone) to `(origin, link, worker)`; its old rows become `link = ''`, `worker = 0`. Returns
+/// the query that tells whether the upgrade is needed (0: needed) and the upgrade.
+pub fn origin_upgrade_statements(meta: &str) -> (String, String) {
+    let mut db = String::new();
+    ident(&mut db, meta);
+    let mut name = String::new();
+    quoted(&mut name, meta);
+    (
+        format!(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {name} \
+             AND TABLE_NAME = 'origin' AND COLUMN_NAME = 'worker'"
+        ),
+        format!(
+            "ALTER TABLE {db}.`origin` \
+             ADD COLUMN `link` VARCHAR(130) NOT NULL DEFAULT '' AFTER `origin`, \
+             ADD COLUMN `worker` INT UNSIGNED NOT NULL DEFAULT 0 AFTER `link`, \
+             DROP PRIMARY KEY, ADD PRIMARY KEY (`origin`, `link`, `worker`)"
+        ),
+    )
 }
 
 /// One worker's checkpoint.
@@ -222,15 +265,44 @@ pub async fn tag_ids(conn: &mut Conn, meta: &str) -> Result<Vec<u32>, mysql_asyn
     }
 }
 
-/// The marker statement of the `marker` strategy: the first statement of every applied
-/// transaction.
-pub fn marker_statement(meta: &str, origin: &str) -> String {
-    let mut q = String::from("INSERT INTO ");
-    ident(&mut q, meta);
-    q.push_str(".`origin` (`origin`, `seq`) VALUES (");
-    quoted(&mut q, origin);
-    q.push_str(", 1) ON DUPLICATE KEY UPDATE `seq` = `seq` + 1");
-    q
+/// The origin marker of one applier (`marker` strategy): which row of `<meta>.origin` it
+/// touches first in every transaction. See the module docs for why the row is per worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The meta database.
+    pub meta: String,
+    /// The origin center (the link's source).
+    pub origin: String,
+    /// The link, `source->target`.
+    pub link: String,
+    /// The applier worker index.
+    pub worker: u32,
+}
+
+impl Marker {
+    /// The same marker for applier `worker`.
+    pub fn for_worker(&self, worker: u32) -> Marker {
+        Marker {
+            worker,
+            ..self.clone()
+        }
+    }
+
+    /// The marker statement: the first statement of every transaction this applier writes.
+    pub fn statement(&self) -> String {
+        let mut q = String::from("INSERT INTO ");
+        ident(&mut q, &self.meta);
+        q.push_str(".`origin` (`origin`, `link`, `worker`, `seq`) VALUES (");
+        quoted(&mut q, &self.origin);
+        q.push_str(", ");
+        quoted(&mut q, &self.link);
+        let _ = write!(
+            q,
+            ", {}, 1) ON DUPLICATE KEY UPDATE `seq` = `seq` + 1",
+            self.worker
+        );
+        q
+    }
 }
 
 /// Where a link resumes after a restart.

@@ -16,8 +16,17 @@ pub const LINK_LOOPBACK_DROPPED: &str = "drc_link_loopback_dropped_total";
 pub const LINK_ERRORS: &str = "drc_link_errors_total";
 /// 1 while the link is applying, 0 otherwise, by link.
 pub const LINK_UP: &str = "drc_link_up";
-/// Seconds between now and the newest heartbeat of the link's source center seen in the target.
+/// Seconds between now and the newest heartbeat of the link's source center seen in the target,
+/// both read from clocks of their own center: negative when the source's clock is ahead by more
+/// than the lag (never clamped; see [`CENTER_CLOCK_SKEW`]).
 pub const LINK_LAG: &str = "drc_link_lag_seconds";
+
+/// Seconds the database clock of a peer center is ahead of this center's (negative: behind),
+/// by peer; measured NTP-style by the daemon (docs/metrics.md).
+pub const CENTER_CLOCK_SKEW: &str = "drc_center_clock_skew_seconds";
+/// The error bound of [`CENTER_CLOCK_SKEW`] (half the round trips of its two clock readings),
+/// by peer.
+pub const CENTER_CLOCK_SKEW_ERROR: &str = "drc_center_clock_skew_error_seconds";
 
 /// Writes lost to conflict resolution, by link, table and resolution (docs/conflicts.md).
 pub const APPLY_CONFLICTS: &str = "drc_apply_conflicts_total";
@@ -43,6 +52,10 @@ pub struct Metrics {
     pub lag: GaugeVec,
     /// [`APPLY_CONFLICTS`].
     pub conflicts: IntCounterVec,
+    /// [`CENTER_CLOCK_SKEW`].
+    pub clock_skew: GaugeVec,
+    /// [`CENTER_CLOCK_SKEW_ERROR`].
+    pub clock_skew_error: GaugeVec,
 }
 
 impl Metrics {
@@ -84,6 +97,22 @@ impl Metrics {
             ),
             &["link", "table", "resolution"],
         )?;
+        let clock_skew = GaugeVec::new(
+            Opts::new(
+                CENTER_CLOCK_SKEW,
+                "Seconds the peer center's database clock is ahead of this center's",
+            ),
+            &["peer"],
+        )?;
+        let clock_skew_error = GaugeVec::new(
+            Opts::new(
+                CENTER_CLOCK_SKEW_ERROR,
+                "Error bound of drc_center_clock_skew_seconds (half the round trips)",
+            ),
+            &["peer"],
+        )?;
+        registry.register(Box::new(clock_skew.clone()))?;
+        registry.register(Box::new(clock_skew_error.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
         registry.register(Box::new(rows.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
@@ -102,6 +131,8 @@ impl Metrics {
             up,
             lag,
             conflicts,
+            clock_skew,
+            clock_skew_error,
         })
     }
 

@@ -65,8 +65,19 @@ pub enum Tag {
         /// The origin server's `gtid_domain_id`.
         domain: u32,
     },
-    /// Start every transaction with this marker statement.
-    Marker(String),
+    /// Start every transaction with this applier's marker row ([`crate::meta::Marker`]).
+    Marker(crate::meta::Marker),
+}
+
+impl Tag {
+    /// The tag of applier `worker`: its own marker row (so parallel appliers never wait on
+    /// each other's marker lock); a server_id tag is the same for every worker.
+    pub fn for_worker(&self, worker: u32) -> Tag {
+        match self {
+            Tag::Marker(m) => Tag::Marker(m.for_worker(worker)),
+            other => other.clone(),
+        }
+    }
 }
 
 /// One applier connection.
@@ -194,7 +205,7 @@ impl Applier {
 
     async fn try_apply(&mut self, job: &Job<'_>) -> Result<Vec<Record>, LinkError> {
         let marker = match &self.tag {
-            Tag::Marker(m) => Some(m.clone()),
+            Tag::Marker(m) => Some(m.statement()),
             Tag::ServerId { .. } => None,
         };
         let fence = self.fence.clone();

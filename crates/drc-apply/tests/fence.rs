@@ -30,7 +30,12 @@ async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
     fence::take(&mut c, &url, &f1)
         .await
         .expect("term 1 takes the fence");
-    let tag = Tag::Marker(meta::marker_statement(&meta_db, "a"));
+    let tag = Tag::Marker(meta::Marker {
+        meta: meta_db.clone(),
+        origin: "a".into(),
+        link: "a->b".into(),
+        worker: 0,
+    });
     let mut a1 = Applier::new(url.clone(), tag.clone(), Duration::from_secs(10))
         .with_fence(Some(f1.clone()));
     let insert = |id: u32| vec![format!("INSERT INTO `{db}`.t VALUES ({id})")];

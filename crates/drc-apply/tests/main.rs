@@ -2,4 +2,5 @@
 //! test.
 
 mod fence;
+mod marker;
 mod tombstone;

@@ -15,6 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use drc_config::{Center, Loopback, Replication};
+use drc_mysql::clock::{read_clock, ClockReading};
 use drc_mysql::{preflight_source, server_info, Flavor, MysqlError, Problem, ServerInfo};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -115,6 +116,9 @@ pub(crate) struct CenterFacts {
     pub(crate) server_id_probe: Option<Result<(), String>>,
     /// The replicated schema.
     pub(crate) schema: Schema,
+    /// The server's clock against this process's (the first query of the visit, so that the
+    /// round trip is not inflated by the others).
+    pub(crate) clock: ClockReading,
 }
 
 /// How long one connection attempt may take.
@@ -144,6 +148,7 @@ async fn gather_inner(
     replication: &Replication,
 ) -> Result<CenterFacts, GatherError> {
     let mut conn = drc_mysql::connect(center.url(), CONNECT_TIMEOUT).await?;
+    let clock = read_clock(&mut conn).await?;
     let info = server_info(&mut conn).await?;
     let preflight = preflight_source(&mut conn, &info).await?;
     let user: Option<String> = conn
@@ -174,6 +179,7 @@ async fn gather_inner(
         grants: Grants::parse(&grant_lines),
         server_id_probe,
         schema,
+        clock,
     })
 }
 

@@ -204,6 +204,7 @@ mod tests {
             grants: Grants::default(),
             server_id_probe: None,
             schema: Schema::default(),
+            clock: Default::default(),
         }
     }
 

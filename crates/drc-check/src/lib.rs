@@ -9,6 +9,7 @@
 //! | `server` | binlog settings and replication grant (drc-mysql's preflight), privileges on the replicated and meta databases, the loopback strategy | per center |
 //! | `identity` | `server_id`, `gtid_domain_id`, `server_uuid` clashes, `auto_increment_increment`/`offset` collisions | across centers |
 //! | `schema` | missing databases and tables, tables without primary key, differing columns and keys, triggers | per center and across centers |
+//! | `clock` | skew between the centers' database clocks above `[conflict] max_clock_skew_ms` | across centers |
 //!
 //! Every problem becomes a [`Finding`]; nothing stops at the first one, so an operator fixes a
 //! cluster in one round. A center that cannot be reached (or stops answering) is one error
@@ -20,6 +21,7 @@
 //! Passwords never appear in findings: servers are named by `Center::display_url`, and any
 //! driver message that would contain the password has it replaced by `***`.
 
+mod clock;
 mod facts;
 mod grants;
 mod identity;
@@ -152,6 +154,7 @@ pub async fn run_checks(config: &Config) -> Vec<Finding> {
         unreachable,
     ));
     findings.extend(schema::check(&reachable, replication, &config.conflict));
+    findings.extend(clock::skew(&reachable, config.conflict.max_clock_skew));
     sort(&mut findings, config);
     findings
 }

@@ -335,6 +335,7 @@ mod tests {
                 tables: tables.into_iter().map(|(n, t)| (name(n), t)).collect(),
                 triggers: vec![],
             },
+            clock: Default::default(),
         }
     }
 

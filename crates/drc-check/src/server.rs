@@ -177,6 +177,7 @@ mod tests {
             grants: Grants::parse(grants),
             server_id_probe: probe,
             schema: Schema::default(),
+            clock: Default::default(),
         }
     }
 

@@ -138,6 +138,9 @@ pub struct Conflict {
     pub tables: std::collections::BTreeMap<(String, String), Option<String>>,
     /// How long tombstones of deleted rows are kept.
     pub tombstone_retention: Duration,
+    /// The largest skew between two centers' database clocks that `drc check` and the daemon
+    /// accept without a warning (last-writer-wins compares versions stamped by those clocks).
+    pub max_clock_skew: Duration,
 }
 
 impl Default for Conflict {
@@ -146,6 +149,7 @@ impl Default for Conflict {
             version_column: Some("updated_at".to_string()),
             tables: Default::default(),
             tombstone_retention: Duration::from_secs(7 * 24 * 3600),
+            max_clock_skew: Duration::from_millis(500),
         }
     }
 }

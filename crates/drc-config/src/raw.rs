@@ -40,6 +40,8 @@ pub struct RawConflict {
     pub tables: std::collections::BTreeMap<String, String>,
     /// Hours tombstones are kept.
     pub tombstone_retention_hours: Option<i64>,
+    /// Largest tolerated skew between two centers' database clocks, in milliseconds.
+    pub max_clock_skew_ms: Option<i64>,
 }
 
 /// One `[[center]]`.

@@ -206,8 +206,12 @@ fn conflict_defaults_and_overrides() {
         c.conflict.tombstone_retention,
         std::time::Duration::from_secs(168 * 3600)
     );
+    assert_eq!(
+        c.conflict.max_clock_skew,
+        std::time::Duration::from_millis(500)
+    );
     let text = format!(
-        "{MINIMAL}\n[conflict]\nversion_column = \"\"\ntombstone_retention_hours = 24\n\n[conflict.tables]\n\"shop.orders\" = \"modified\"\n\"shop.audit\" = \"\"\n"
+        "{MINIMAL}\n[conflict]\nversion_column = \"\"\ntombstone_retention_hours = 24\nmax_clock_skew_ms = 50\n\n[conflict.tables]\n\"shop.orders\" = \"modified\"\n\"shop.audit\" = \"\"\n"
     );
     let c = Config::parse(&text, &no_env).expect("valid");
     assert_eq!(c.conflict.version_column("shop", "t"), None);
@@ -220,16 +224,21 @@ fn conflict_defaults_and_overrides() {
         c.conflict.tombstone_retention,
         std::time::Duration::from_secs(24 * 3600)
     );
+    assert_eq!(
+        c.conflict.max_clock_skew,
+        std::time::Duration::from_millis(50)
+    );
 }
 
 #[test]
 fn bad_conflict_keys_are_all_reported() {
     let text = format!(
-        "{MINIMAL}\n[conflict]\ntombstone_retention_hours = 0\n\n[conflict.tables]\n\"orders\" = \"v\"\n\"shop.*\" = \"v\"\n\"shop.t\" = \"{}\"\n",
+        "{MINIMAL}\n[conflict]\ntombstone_retention_hours = 0\nmax_clock_skew_ms = 0\n\n[conflict.tables]\n\"orders\" = \"v\"\n\"shop.*\" = \"v\"\n\"shop.t\" = \"{}\"\n",
         "x".repeat(65)
     );
     let e = errors(&text);
-    assert_eq!(e.len(), 4, "{e:#?}");
+    assert_eq!(e.len(), 5, "{e:#?}");
+    assert!(e.iter().any(|m| m.contains("max_clock_skew_ms")), "{e:#?}");
     assert!(
         e.iter().any(|m| m.contains("tombstone_retention_hours")),
         "{e:#?}"

@@ -425,9 +425,18 @@ fn conflict(raw: &crate::raw::RawConflict, e: &mut Errors) -> Conflict {
         "conflict.tombstone_retention_hours",
         e,
     );
+    let skew_ms = count(
+        raw.max_clock_skew_ms,
+        500,
+        1,
+        3_600_000,
+        "conflict.max_clock_skew_ms",
+        e,
+    );
     Conflict {
         version_column,
         tables,
         tombstone_retention: std::time::Duration::from_secs(hours as u64 * 3600),
+        max_clock_skew: std::time::Duration::from_millis(skew_ms as u64),
     }
 }

@@ -1,5 +1,5 @@
 //! The daemon beside one center: one link from every peer into this center, the heartbeat, lag
-//! measurement, and the `/metrics` and `/health` endpoints.
+//! and clock-skew measurement ([`skew`]), and the `/metrics` and `/health` endpoints.
 //!
 //! With `replicas` configured for the center, this daemon is one replica of a Raft group and
 //! runs the links only while it is the elected leader, under the DB fence ([`leader`]).
@@ -15,6 +15,7 @@
 
 mod http;
 pub mod leader;
+mod skew;
 mod status;
 
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-pub use status::{link_status_lines, LinkRow};
+pub use status::{clock_skews, link_status_lines, LinkRow};
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -472,6 +473,12 @@ pub async fn run(
     }
     tasks.spawn(heartbeat(config.clone(), center.clone(), shutdown.clone()));
     tasks.spawn(measure_lag(
+        config.clone(),
+        center.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(skew::measure_skew(
         config.clone(),
         center.clone(),
         metrics.clone(),

@@ -1,14 +1,21 @@
 //! What `drc status` shows: per link, the daemon's state (from its `/health`), the last applied
-//! position (from the checkpoint rows in the target) and the lag (from the heartbeat rows).
+//! position (from the checkpoint rows in the target) and the lag (from the heartbeat rows); per
+//! center, its database clock's skew against the first center's ([`clock_skews`]).
 
 use std::time::Duration;
 
 use drc_config::Config;
+use drc_mysql::clock::{read_clock, Skew};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Ages in seconds of every center's newest heartbeat seen in this center's meta database.
+///
+/// The age subtracts a time stamped by the heartbeat's center from this center's clock, so it
+/// is off by the skew between them, and negative when that center's clock is ahead by more than
+/// the lag. It is reported as it is, never clamped: a negative lag is a visible sign of skew
+/// (`drc_center_clock_skew_seconds`; lag + skew is the lag on one clock).
 pub async fn heartbeat_ages(
     conn: &mut Conn,
     meta: &str,
@@ -21,8 +28,34 @@ pub async fn heartbeat_ages(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(c, us)| (c, us.max(0) as f64 / 1e6))
+        .map(|(c, us)| (c, us as f64 / 1e6))
         .collect())
+}
+
+/// Each center's database clock against the first center that answers (`drc_mysql::clock`:
+/// NTP-style, from this process), in file order; `None` for a center that cannot be read.
+pub async fn clock_skews(config: &Config) -> Vec<(String, Option<Skew>)> {
+    let mut readings = Vec::new();
+    for c in &config.centers {
+        let read = async {
+            let mut conn = drc_mysql::connect(c.url(), Duration::from_secs(5))
+                .await
+                .ok()?;
+            let r = read_clock(&mut conn).await.ok();
+            let _ = conn.disconnect().await;
+            r
+        };
+        let r = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .ok()
+            .flatten();
+        readings.push((c.name.clone(), r));
+    }
+    let base = readings.iter().find_map(|(_, r)| *r);
+    readings
+        .into_iter()
+        .map(|(name, r)| (name, r.zip(base).map(|(r, b)| r.skew_against(&b))))
+        .collect()
 }
 
 /// One line of `drc status`.

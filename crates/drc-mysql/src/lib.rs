@@ -1,12 +1,13 @@
 //! MySQL/MariaDB primitives shared by drc's stages: connecting, identifying a server, the named
-//! preflight checks a binlog source needs, reading positions, and reading key metadata from
-//! `information_schema`.
+//! preflight checks a binlog source needs, reading positions, reading key metadata from
+//! `information_schema`, and reading a server's clock ([`clock`]).
 //!
 //! Nothing here streams a binlog (that is `drc-source`) and nothing here writes user data.
 //! Errors are [`MysqlError`]; each variant says whether retrying can help
 //! ([`MysqlError::is_transient`]).
 
 mod checks;
+pub mod clock;
 mod conn;
 mod meta;
 mod server;

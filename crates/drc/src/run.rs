@@ -56,6 +56,23 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
             r.position.as_deref().unwrap_or("-")
         );
     }
+    let skews = drc_daemon::clock_skews(&config).await;
+    if let Some((base, _)) = skews.iter().find(|(_, s)| s.is_some()) {
+        println!();
+        println!("{:width$}  CLOCK SKEW vs {base}", "CENTER");
+        let limit = config.conflict.max_clock_skew.as_secs_f64();
+        for (name, s) in &skews {
+            let text = match s {
+                Some(s) if s.exceeds(limit) => format!(
+                    "{:+.3}s ±{:.3}s  above conflict.max_clock_skew_ms",
+                    s.seconds, s.error
+                ),
+                Some(s) => format!("{:+.3}s ±{:.3}s", s.seconds, s.error),
+                None => "- (cannot read its clock)".into(),
+            };
+            println!("{name:width$}  {text}");
+        }
+    }
     Ok(if healthy {
         ExitCode::SUCCESS
     } else {

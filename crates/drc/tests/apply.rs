@@ -90,11 +90,12 @@ async fn auto_loopback_uses_markers_when_server_id_may_not_be_set() {
             .expect("insert");
     }
     assert_eq!(cl.wait_converged("t").await, 3);
-    // The markers prove which strategy ran: center a holds one row per peer origin.
+    // The markers prove which strategy ran: center a holds rows of each peer origin (one per
+    // link worker).
     let mut a = drc_testkit::connect(&servers()[0].url()).await;
     let origins: Vec<String> = a
         .query(format!(
-            "SELECT origin FROM `{}_meta`.origin ORDER BY origin",
+            "SELECT DISTINCT origin FROM `{}_meta`.origin ORDER BY origin",
             cl.db
         ))
         .await
@@ -162,8 +163,17 @@ async fn metrics_health_and_status_show_every_link() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<&str> = text.lines().skip(1).collect();
+    let lines: Vec<&str> = text.lines().skip(1).take_while(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 6, "{text}");
+    // Then each center's clock against a's (the shared servers run on one host).
+    assert!(text.contains("CLOCK SKEW vs a"), "{text}");
+    for c in ["a", "b", "c"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{c}   ")) && l.contains(" ±")),
+            "{text}"
+        );
+    }
     for l in lines {
         assert!(l.contains("running") && l.contains('s'), "{l}");
         assert!(!l.ends_with(" -"), "a position: {l}");

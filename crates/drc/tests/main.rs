@@ -3,6 +3,7 @@
 
 mod apply;
 mod check;
+mod clock;
 mod cluster;
 mod conflicts;
 mod failover;
