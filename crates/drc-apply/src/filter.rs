@@ -12,9 +12,11 @@
 //!   local state and never leave their center.
 //!
 //! Transaction boundaries always pass (a dropped transaction still advances the position).
+//! DDL passes [`LinkFilter::filter`] unchanged; [`LinkFilter::is_loopback_ddl`] tells the
+//! batcher which DDL drc itself applied (same origin rule as transactions).
 
 use drc_config::Replication;
-use drc_core::change::{RowChange, SourceEvent};
+use drc_core::change::{DdlEvent, RowChange, SourceEvent};
 
 /// How the filter recognises transactions that drc itself applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,5 +103,21 @@ impl LinkFilter {
     /// True when the last transaction seen was dropped as drc's own.
     pub fn dropped_current(&self) -> bool {
         self.dropping
+    }
+
+    /// True when `d` is a DDL statement drc applied in the source (a link into S replicated it):
+    /// with the `server_id` rule, its header names another server, exactly as for `Begin`. The
+    /// marker rule cannot recognise DDL (no marker row), which is why `[ddl] mode =
+    /// "replicate"` needs the `server_id` tag.
+    pub fn is_loopback_ddl(&self, d: &DdlEvent) -> bool {
+        match self.origin {
+            Origin::ServerId(id) | Origin::Both(id) => d.server_id != id,
+            Origin::Marker => false,
+        }
+    }
+
+    /// The replication rules this filter applies.
+    pub fn replication(&self) -> &Replication {
+        &self.replication
     }
 }

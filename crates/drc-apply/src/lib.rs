@@ -8,6 +8,7 @@
 //!
 //! - [`filter`]: loopback (origin tag) and table filtering.
 //! - [`batch`]: many source transactions per target transaction; batches end at commits.
+//! - [`ddl`]: what a link does with DDL from the source (pass, stop at it, replicate it).
 //! - [`plan`]: splits a batch into shares that may run in parallel (key-dependency order).
 //! - [`sql`]: the idempotent rewrite (INSERT IGNORE, upsert, delete by key).
 //! - [`conflict`]: last-writer-wins for tables with a version column, and the record of lost writes.
@@ -24,6 +25,7 @@
 
 pub mod batch;
 pub mod conflict;
+pub mod ddl;
 pub mod fence;
 pub mod filter;
 pub mod link;
@@ -77,6 +79,34 @@ pub enum LinkError {
         /// `db.table`.
         table: String,
     },
+    /// The link met a DDL statement it must not pass (config `[ddl]`, [`ddl`]). Not retried
+    /// by itself: every restart stops at the same statement until it is acknowledged.
+    #[error("link {link} stopped at a DDL statement at source position {position} (everything before it is applied; it and everything after it are not): `{statement}` (tables: {tables}): {reason}. Apply the schema change in every center yourself (docs/operations.md, \"Schema changes\"), then let the link pass it: drc ddl skip --config <topology file> --link {link} --position {position}")]
+    Ddl {
+        /// `source->target`.
+        link: String,
+        /// [`ddl::position_id`] of the statement.
+        position: String,
+        /// The statement, shortened ([`ddl::short_statement`]).
+        statement: String,
+        /// The replicated tables it touches.
+        tables: String,
+        /// Why it is not passed or replicated.
+        reason: String,
+    },
+    /// The target refused a DDL statement the link replicates.
+    #[error("link {link}: the target refused the DDL statement at source position {position}: `{statement}`: {source}. Fix the target's schema so the statement applies, or apply the change yourself and let the link pass it: drc ddl skip --config <topology file> --link {link} --position {position}")]
+    DdlFailed {
+        /// `source->target`.
+        link: String,
+        /// [`ddl::position_id`] of the statement.
+        position: String,
+        /// The statement, shortened.
+        statement: String,
+        /// The target's error.
+        #[source]
+        source: Box<LinkError>,
+    },
     /// Stored checkpoints are unusable.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
@@ -118,6 +148,7 @@ impl LinkError {
             LinkError::Source(e) => e.is_transient(),
             LinkError::Mysql(e) => e.is_transient(),
             LinkError::Target { source, .. } => drc_mysql::is_transient_driver_error(source),
+            LinkError::DdlFailed { source, .. } => source.is_transient(),
             LinkError::SourceStopped | LinkError::LocalDeletes(_) | LinkError::ConflictRead(_) => {
                 true
             }

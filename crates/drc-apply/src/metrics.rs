@@ -22,6 +22,10 @@ pub const LINK_LAG: &str = "drc_link_lag_seconds";
 /// Writes lost to conflict resolution, by link, table and resolution (docs/conflicts.md).
 pub const APPLY_CONFLICTS: &str = "drc_apply_conflicts_total";
 
+/// DDL statements a link met and did not simply pass, by link and action (`replicated`,
+/// `skipped` after an acknowledgment, `stopped`).
+pub const APPLY_DDL: &str = "drc_apply_ddl_total";
+
 /// The metric handles, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -43,6 +47,8 @@ pub struct Metrics {
     pub lag: GaugeVec,
     /// [`APPLY_CONFLICTS`].
     pub conflicts: IntCounterVec,
+    /// [`APPLY_DDL`].
+    pub ddl: IntCounterVec,
 }
 
 impl Metrics {
@@ -84,6 +90,14 @@ impl Metrics {
             ),
             &["link", "table", "resolution"],
         )?;
+        let ddl = IntCounterVec::new(
+            Opts::new(
+                APPLY_DDL,
+                "DDL statements replicated, skipped or stopped at",
+            ),
+            &["link", "action"],
+        )?;
+        registry.register(Box::new(ddl.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
         registry.register(Box::new(rows.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
@@ -102,6 +116,7 @@ impl Metrics {
             up,
             lag,
             conflicts,
+            ddl,
         })
     }
 

@@ -5,6 +5,7 @@ mod apply;
 mod check;
 mod cluster;
 mod conflicts;
+mod ddl;
 mod failover;
 mod id;
 mod replicas;
