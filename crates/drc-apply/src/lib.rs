@@ -66,7 +66,7 @@ pub enum LinkError {
     #[error(transparent)]
     Rewrite(#[from] sql::RewriteError),
     /// The target lacks a table or column that a change carries.
-    #[error("the target has no column {column} in {table}: add it on the target (DDL is not replicated), or exclude the table; the link stopped and nothing was skipped")]
+    #[error("the target has no column {column} in {table}: add it on the target (see docs/operations.md, \"Schema changes\"), or exclude the table; the link stopped and nothing was skipped")]
     MissingColumn {
         /// `db.table`.
         table: String,
@@ -74,7 +74,7 @@ pub enum LinkError {
         column: String,
     },
     /// The target lacks a table.
-    #[error("the target has no table {table}: create it on the target (DDL is not replicated), or exclude it; the link stopped and nothing was skipped")]
+    #[error("the target has no table {table}: create it on the target (see docs/operations.md, \"Schema changes\"), or exclude it; the link stopped and nothing was skipped")]
     MissingTable {
         /// `db.table`.
         table: String,
