@@ -1,7 +1,11 @@
 //! Batching: many source transactions become one target transaction per worker.
 //!
 //! A batch always ends at a transaction boundary (a `Commit` or a `Ddl`), so its end is a
-//! position the source can resume from. It closes when it holds `batch_rows` changes, or when
+//! position the source can resume from. A DDL that is not simply passed ([`crate::ddl`]) ends
+//! the batch before it and then forms a batch of its own ([`Batch::ddl`]), so that everything
+//! before it is applied and checkpointed before the link decides about it. DDL that drc itself
+//! applied in the source (loopback, [`LinkFilter::is_loopback_ddl`]) and DDL that is passed only
+//! move the position. It closes when it holds `batch_rows` changes, or when
 //! the source has been quiet for `batch_delay` after at least one complete transaction; a batch
 //! that only moves the position (dropped or filtered transactions) closes after
 //! [`IDLE_CHECKPOINT`], so the stored position keeps up without a write per transaction.
@@ -11,12 +15,14 @@
 
 use std::time::{Duration, Instant};
 
+use drc_core::change::DdlEvent;
 use drc_core::change::{RowChange, SourceEvent};
 use drc_core::position::Position;
 use drc_source::SourceError;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{debug, info, warn};
 
+use crate::ddl::{decide, Action, Decision};
 use crate::filter::LinkFilter;
 use crate::origin::{filter_event, OriginLookup};
 use crate::LinkError;
@@ -37,6 +43,9 @@ pub struct Batch {
     pub transactions: u64,
     /// Source transactions dropped as drc's own (loopback).
     pub loopback_dropped: u64,
+    /// A DDL statement to stop at or replicate: then the batch holds only it (no changes,
+    /// one transaction) and `end` is the position after it.
+    pub ddl: Option<(DdlEvent, Decision)>,
 }
 
 /// Forms batches from a link's source events.
@@ -46,6 +55,9 @@ pub struct Batcher {
     batch_rows: usize,
     batch_delay: Duration,
     lookup: Option<OriginLookup>,
+    ddl: drc_config::Ddl,
+    /// A DDL met while a batch was open: the next batch.
+    pending: Option<(DdlEvent, Decision)>,
 }
 
 impl Batcher {
@@ -62,7 +74,15 @@ impl Batcher {
             batch_rows,
             batch_delay,
             lookup: None,
+            ddl: drc_config::Ddl::default(),
+            pending: None,
         }
+    }
+
+    /// Decides about DDL with `policy` (default: [`drc_config::Ddl::default`], stop).
+    pub fn with_ddl(mut self, policy: drc_config::Ddl) -> Self {
+        self.ddl = policy;
+        self
     }
 
     /// Looks up `server_id`s the filter does not know in the source ([`crate::origin`]);
@@ -70,6 +90,30 @@ impl Batcher {
     pub fn with_lookup(mut self, lookup: OriginLookup) -> Self {
         self.lookup = Some(lookup);
         self
+    }
+
+    /// Whether `d` was applied by drc; a DDL under an unknown `server_id` that would not just
+    /// pass is looked up first ([`crate::origin`]).
+    async fn is_loopback_ddl(&mut self, d: &DdlEvent) -> Result<bool, LinkError> {
+        if let Some(id) = self.filter.unknown_ddl_origin(d) {
+            let decision = decide(d, self.filter.replication(), &self.ddl);
+            if matches!(decision.action, Action::Pass(_)) {
+                return Ok(false);
+            }
+            match self.lookup.as_mut() {
+                Some(l) => l.resolve(&mut self.filter, id, &d.position).await?,
+                None => {
+                    return Err(LinkError::UnknownOrigin {
+                        reader: "reader".into(),
+                        server_id: id,
+                        position: d.position.to_string(),
+                        own: "?".into(),
+                        tags: "?".into(),
+                    })
+                }
+            }
+        }
+        Ok(self.filter.is_loopback_ddl(d))
     }
 
     async fn recv(&mut self) -> Result<SourceEvent, LinkError> {
@@ -94,7 +138,16 @@ impl Batcher {
             changes: Vec::new(),
             transactions: 0,
             loopback_dropped: 0,
+            ddl: None,
         };
+        if until.is_none() {
+            if let Some((d, decision)) = self.pending.take() {
+                b.end = d.position.clone();
+                b.transactions = 1;
+                b.ddl = Some((d, decision));
+                return Ok(b);
+            }
+        }
         let began = Instant::now();
         let mut in_txn = false;
         loop {
@@ -129,9 +182,34 @@ impl Batcher {
                     }
                     Some(c.position)
                 }
+                SourceEvent::Ddl(d) if self.is_loopback_ddl(&d).await? => {
+                    debug!(statement = %d.statement, "DDL applied by drc (loopback); dropped");
+                    b.transactions += 1;
+                    b.loopback_dropped += 1;
+                    Some(d.position)
+                }
                 SourceEvent::Ddl(d) => {
-                    info!(statement = %d.statement, database = %d.database, kind = ?d.ddl.kind,
-                        "DDL in the source binlog (not replicated; schema cache refreshed)");
+                    let decision = decide(&d, self.filter.replication(), &self.ddl);
+                    match &decision.action {
+                        Action::Pass(why) => {
+                            info!(statement = %d.statement, database = %d.database, kind = ?d.ddl.kind,
+                                reason = %why, "DDL in the source binlog passed (nothing drc replicates changes)");
+                        }
+                        _ if until.is_some() => {
+                            // Only a batch formed by a drc that passed every DDL can hold one.
+                            warn!(statement = %d.statement, "DDL inside a batch formed by an older drc; passed as it was then");
+                        }
+                        _ if b.transactions == 0 => {
+                            b.end = d.position.clone();
+                            b.transactions = 1;
+                            b.ddl = Some((d, decision));
+                            return Ok(b);
+                        }
+                        _ => {
+                            self.pending = Some((d, decision));
+                            return Ok(b);
+                        }
+                    }
                     b.transactions += 1;
                     Some(d.position)
                 }

@@ -18,9 +18,11 @@
 //!   local state and never leave their center.
 //!
 //! Transaction boundaries always pass (a dropped transaction still advances the position).
+//! DDL passes [`LinkFilter::filter`] unchanged; [`LinkFilter::is_loopback_ddl`] tells the
+//! batcher which DDL drc itself applied (same origin rule as transactions).
 
 use drc_config::Replication;
-use drc_core::change::{RowChange, SourceEvent};
+use drc_core::change::{DdlEvent, RowChange, SourceEvent};
 
 /// The `server_id`s under which a source center's own (local) writes appear in its binlog: the
 /// server's current id first, then every earlier id recorded for the reader
@@ -145,6 +147,8 @@ pub struct LinkFilter {
     dropping: bool,
     /// No rows of the current transaction seen yet.
     first_rows: bool,
+    /// The current transaction's `server_id`, while the filter knows it neither way.
+    unknown: Option<u32>,
 }
 
 impl LinkFilter {
@@ -155,6 +159,7 @@ impl LinkFilter {
             replication,
             dropping: false,
             first_rows: true,
+            unknown: None,
         }
     }
 
@@ -166,19 +171,52 @@ impl LinkFilter {
         self.replication.replicates(db, table)
     }
 
-    /// The `server_id` of `ev` when it starts a transaction (or is a DDL) under an id the
-    /// filter does not know; the caller looks it up ([`crate::origin::filter_event`]) before
-    /// it filters the event.
+    /// The `server_id` of the current transaction when `ev` holds changes to apply but the
+    /// transaction's id is known neither as the source's nor as drc's; the caller looks it up
+    /// ([`crate::origin::filter_event`]), then calls [`LinkFilter::settle_origin`] before it
+    /// filters the event. A transaction that changes nothing this link applies (another drc
+    /// cluster's tables on a shared server, say) is never looked up: its origin does not matter.
     pub fn unknown_origin(&self, ev: &SourceEvent) -> Option<u32> {
-        let id = match ev {
-            SourceEvent::Begin(b) => b.server_id,
-            SourceEvent::Ddl(d) => d.server_id,
-            _ => return None,
+        let id = self.unknown?;
+        let SourceEvent::Rows(rows) = ev else {
+            return None;
         };
+        if self.dropping || self.marked(rows) || !rows.iter().any(|c| self.keeps_table(c)) {
+            return None;
+        }
+        Some(id)
+    }
+
+    /// True when a DDL's `server_id` is known neither way (see [`LinkFilter::unknown_origin`]).
+    pub fn unknown_ddl_origin(&self, d: &DdlEvent) -> Option<u32> {
         match &self.origin {
-            Origin::ServerId(ids) | Origin::Both(ids) if ids.classify(id).is_none() => Some(id),
+            Origin::ServerId(ids) | Origin::Both(ids) if ids.classify(d.server_id).is_none() => {
+                Some(d.server_id)
+            }
             _ => None,
         }
+    }
+
+    /// Decides the current transaction again after its unknown id was learned.
+    pub fn settle_origin(&mut self) {
+        if let Some(id) = self.unknown {
+            if let Origin::ServerId(ids) | Origin::Both(ids) = &self.origin {
+                if let Some(drc) = ids.classify(id) {
+                    self.dropping = drc;
+                    self.unknown = None;
+                }
+            }
+        }
+    }
+
+    /// True when `rows` are the first of a transaction and start with drc's marker row.
+    fn marked(&self, rows: &[RowChange]) -> bool {
+        if !self.first_rows || matches!(self.origin, Origin::ServerId(_)) {
+            return false;
+        }
+        let meta = &self.replication.meta_database;
+        rows.iter()
+            .any(|c| &*c.table.database == meta.as_str() && &*c.table.table == ORIGIN_TABLE)
     }
 
     /// The origin rule (to learn ids found by a lookup).
@@ -193,15 +231,17 @@ impl LinkFilter {
             SourceEvent::Begin(b) => {
                 self.first_rows = true;
                 self.dropping = self.origin.foreign_server_id(b.server_id);
+                self.unknown = match &self.origin {
+                    Origin::ServerId(ids) | Origin::Both(ids) => {
+                        ids.classify(b.server_id).is_none().then_some(b.server_id)
+                    }
+                    Origin::Marker => None,
+                };
                 SourceEvent::Begin(b)
             }
             SourceEvent::Rows(rows) => {
-                if self.first_rows && !self.dropping && !matches!(self.origin, Origin::ServerId(_))
-                {
-                    let meta = &self.replication.meta_database;
-                    self.dropping = rows.iter().any(|c| {
-                        &*c.table.database == meta.as_str() && &*c.table.table == ORIGIN_TABLE
-                    });
+                if !self.dropping && self.marked(&rows) {
+                    self.dropping = true;
                 }
                 self.first_rows = false;
                 if self.dropping {
@@ -222,11 +262,96 @@ impl LinkFilter {
     pub fn dropped_current(&self) -> bool {
         self.dropping
     }
+
+    /// True when `d` is a DDL statement drc applied in the source (a link into S replicated it):
+    /// with the `server_id` rule, its header names another server, exactly as for `Begin`. The
+    /// marker rule cannot recognise DDL (no marker row), which is why `[ddl] mode =
+    /// "replicate"` needs the `server_id` tag.
+    pub fn is_loopback_ddl(&self, d: &DdlEvent) -> bool {
+        self.origin.foreign_server_id(d.server_id)
+    }
+
+    /// The replication rules this filter applies.
+    pub fn replication(&self) -> &Replication {
+        &self.replication
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use drc_core::change::{ChangeKind, Image, TxnBegin};
+    use drc_core::schema::{ColumnSchema, SqlType, TableSchema};
+    use drc_core::value::Value;
+
     use super::*;
+
+    fn rows(db: &str) -> SourceEvent {
+        let t = Arc::new(TableSchema {
+            database: db.into(),
+            table: "t".into(),
+            columns: vec![ColumnSchema {
+                name: "id".into(),
+                sql_type: SqlType::Int,
+                unsigned: false,
+            }],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            unique_keys_known: true,
+        });
+        SourceEvent::Rows(vec![RowChange {
+            table: t,
+            kind: ChangeKind::Insert,
+            before: None,
+            after: Some(Image(vec![Some(Value::Int(1))])),
+        }])
+    }
+
+    fn begin(server_id: u32) -> SourceEvent {
+        SourceEvent::Begin(TxnBegin {
+            server_id,
+            gtid: None,
+            timestamp: 0,
+        })
+    }
+
+    fn filter() -> LinkFilter {
+        let replication = Replication {
+            databases: vec!["shop".into()],
+            include_tables: vec![],
+            exclude_tables: vec![],
+            loopback: drc_config::Loopback::ServerId,
+            meta_database: "drc_meta".into(),
+        };
+        LinkFilter::new(
+            Origin::ServerId(OriginIds {
+                own: OwnIds::new(11, [1]),
+                foreign: vec![2],
+            }),
+            replication,
+        )
+    }
+
+    #[test]
+    fn an_unknown_origin_is_looked_up_only_for_changes_the_link_applies() {
+        let mut f = filter();
+        f.filter(begin(7));
+        // Another cluster's table on a shared server: its origin does not matter.
+        assert_eq!(f.unknown_origin(&rows("other")), None);
+        // A replicated table: the caller must look the id up first.
+        assert_eq!(f.unknown_origin(&rows("shop")), Some(7));
+        // Learned as drc's tag: the transaction is dropped.
+        f.origin_mut().ids_mut().expect("ids").foreign.push(7);
+        f.settle_origin();
+        assert_eq!(f.unknown_origin(&rows("shop")), None);
+        assert_eq!(f.filter(rows("shop")), SourceEvent::Rows(vec![]));
+        assert!(f.dropped_current());
+        // Known ids never need a lookup.
+        f.filter(begin(1));
+        assert_eq!(f.unknown_origin(&rows("shop")), None);
+        assert!(!f.dropped_current());
+    }
 
     #[test]
     fn own_ids_keep_the_current_id_first_and_drop_duplicates() {

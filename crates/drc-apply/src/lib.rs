@@ -9,6 +9,7 @@
 //! - [`filter`]: loopback (origin tag) and table filtering; [`origin`]: the source's own
 //!   `server_id`s and drc's tags, through server identity changes.
 //! - [`batch`]: many source transactions per target transaction; batches end at commits.
+//! - [`ddl`]: what a link does with DDL from the source (pass, stop at it, replicate it).
 //! - [`plan`]: splits a batch into shares that may run in parallel (key-dependency order).
 //! - [`sql`]: the idempotent rewrite (INSERT IGNORE, upsert, delete by key).
 //! - [`conflict`]: last-writer-wins for tables with a version column, and the record of lost writes.
@@ -25,6 +26,7 @@
 
 pub mod batch;
 pub mod conflict;
+pub mod ddl;
 pub mod fence;
 pub mod filter;
 pub mod link;
@@ -66,7 +68,7 @@ pub enum LinkError {
     #[error(transparent)]
     Rewrite(#[from] sql::RewriteError),
     /// The target lacks a table or column that a change carries.
-    #[error("the target has no column {column} in {table}: add it on the target (DDL is not replicated), or exclude the table; the link stopped and nothing was skipped")]
+    #[error("the target has no column {column} in {table}: add it on the target (see docs/operations.md, \"Schema changes\"), or exclude the table; the link stopped and nothing was skipped")]
     MissingColumn {
         /// `db.table`.
         table: String,
@@ -74,10 +76,38 @@ pub enum LinkError {
         column: String,
     },
     /// The target lacks a table.
-    #[error("the target has no table {table}: create it on the target (DDL is not replicated), or exclude it; the link stopped and nothing was skipped")]
+    #[error("the target has no table {table}: create it on the target (see docs/operations.md, \"Schema changes\"), or exclude it; the link stopped and nothing was skipped")]
     MissingTable {
         /// `db.table`.
         table: String,
+    },
+    /// The link met a DDL statement it must not pass (config `[ddl]`, [`ddl`]). Not retried
+    /// by itself: every restart stops at the same statement until it is acknowledged.
+    #[error("link {link} stopped at a DDL statement at source position {position} (everything before it is applied; it and everything after it are not): `{statement}` (tables: {tables}): {reason}. Apply the schema change in every center yourself (docs/operations.md, \"Schema changes\"), then let the link pass it: drc ddl skip --config <topology file> --link {link} --position {position}")]
+    Ddl {
+        /// `source->target`.
+        link: String,
+        /// [`ddl::position_id`] of the statement.
+        position: String,
+        /// The statement, shortened ([`ddl::short_statement`]).
+        statement: String,
+        /// The replicated tables it touches.
+        tables: String,
+        /// Why it is not passed or replicated.
+        reason: String,
+    },
+    /// The target refused a DDL statement the link replicates.
+    #[error("link {link}: the target refused the DDL statement at source position {position}: `{statement}`: {source}. Fix the target's schema so the statement applies, or apply the change yourself and let the link pass it: drc ddl skip --config <topology file> --link {link} --position {position}")]
+    DdlFailed {
+        /// `source->target`.
+        link: String,
+        /// [`ddl::position_id`] of the statement.
+        position: String,
+        /// The statement, shortened.
+        statement: String,
+        /// The target's error.
+        #[source]
+        source: Box<LinkError>,
     },
     /// Stored checkpoints are unusable.
     #[error("checkpoint: {0}")]
@@ -135,6 +165,7 @@ impl LinkError {
             LinkError::Source(e) => e.is_transient(),
             LinkError::Mysql(e) => e.is_transient(),
             LinkError::Target { source, .. } => drc_mysql::is_transient_driver_error(source),
+            LinkError::DdlFailed { source, .. } => source.is_transient(),
             LinkError::SourceStopped | LinkError::LocalDeletes(_) | LinkError::ConflictRead(_) => {
                 true
             }

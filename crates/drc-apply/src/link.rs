@@ -58,6 +58,8 @@ pub struct LinkSpec {
     /// The term fence every apply transaction checks ([`crate::fence`]); `None` applies
     /// unfenced (benchmarks, tools).
     pub fence: Option<crate::fence::Fence>,
+    /// What to do with DDL read from the source ([`crate::ddl`]).
+    pub ddl: drc_config::Ddl,
 }
 
 /// The externally visible state of a link.
@@ -115,7 +117,7 @@ impl LinkState {
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The checkpoint statement of `c`, followed by the fence's records when the link is fenced.
-fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
+pub(crate) fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
     let mut q = meta::checkpoint_statement(&spec.replication.meta_database, &spec.name, c);
     if let Some(f) = &spec.fence {
         q.push_str(";\n");
@@ -306,18 +308,30 @@ impl ColumnCheck {
     }
 }
 
-struct Runner {
-    spec: LinkSpec,
-    appliers: Vec<Applier>,
-    metrics: Metrics,
-    state: Arc<LinkState>,
+pub(crate) struct Runner {
+    pub(crate) spec: LinkSpec,
+    pub(crate) appliers: Vec<Applier>,
+    pub(crate) metrics: Metrics,
+    pub(crate) state: Arc<LinkState>,
     columns: ColumnCheck,
-    meta_conn: Conn,
+    pub(crate) meta_conn: Conn,
     /// Version column per table schema (by pointer; schemas are immutable and shared).
     versions: HashMap<usize, (Arc<TableSchema>, Option<usize>)>,
 }
 
 impl Runner {
+    /// Forgets every cached target schema (after a replicated DDL changed one).
+    pub(crate) fn forget_schemas(&mut self) {
+        self.columns.checked.clear();
+        self.columns.columns.clear();
+        self.versions.clear();
+    }
+
+    /// Records the end of a batch that was applied (status and metrics).
+    pub(crate) fn set_position(&self, p: &Position) {
+        self.state.set_position(p);
+    }
+
     /// The last-writer-wins version column of `t`, if it uses one.
     fn version_of(&mut self, t: &Arc<TableSchema>) -> Result<Option<usize>, LinkError> {
         if let Some((_, v)) = self.versions.get(&(Arc::as_ptr(t) as usize)) {
@@ -519,6 +533,12 @@ pub async fn run_link(
         &source,
     )
     .await?;
+    if matches!(tag, Tag::Marker(_)) && spec.ddl.replicates_any() {
+        return Err(LinkError::Setup(format!(
+            "link {}: [ddl] replicates schema changes, but the applier tags with the marker strategy, which cannot mark a DDL statement (it would come back); give drc's user BINLOG REPLAY (or SUPER) on MariaDB so that loopback \"auto\" uses server_id, or use [ddl] mode = \"stop\"",
+            spec.name
+        )));
+    }
     canary(&spec, &tag, &target).await?;
     info!(link = %spec.name, tag = ?tag, "origin tagging proven by the canary");
 
@@ -603,7 +623,8 @@ pub async fn run_link(
         spec.applier.batch_rows,
         spec.applier.batch_delay,
     )
-    .with_lookup(lookup);
+    .with_lookup(lookup)
+    .with_ddl(spec.ddl.clone());
     let mut runner = Runner {
         appliers: std::mem::take(&mut appliers),
         metrics: metrics.clone(),
@@ -636,7 +657,10 @@ pub async fn run_link(
                 _ = shutdown.changed() => return Ok(()),
             };
             seq += 1;
-            runner.apply(seq, &batch, workers, &[]).await?;
+            match &batch.ddl {
+                Some((ev, decision)) => runner.ddl(seq, &batch, ev, decision).await?,
+                None => runner.apply(seq, &batch, workers, &[]).await?,
+            }
             position = batch.end;
         }
     }

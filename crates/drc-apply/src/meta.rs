@@ -9,6 +9,8 @@
 //! | `tombstone` | rank of every row deleted by an applier, and claims on unique values, of a last-writer-wins table (docs/conflicts.md) | no |
 //! | `local_tombstone` | the same, written by the local-delete reader for local writes | no |
 //! | `source_identity` | per link into this center (role `link`) and per local-delete reader (role `local`): every `server_id` its source server has had. A link's rows are also the ids drc's appliers write under in this center, which readers of this center's binlog drop (`crate::origin`) | no |
+//! | `ddl_skip` | DDL positions an operator acknowledged (`drc ddl skip`): the link passes them, and records the statement when it does | no |
+//! | `ddl_pending` | per link: the replicated DDL statement started and not yet checkpointed (crash window, [`crate::ddl`]) | no |
 //! | `conflict` | every write lost to last-writer-wins, written in the apply transaction that decided it (docs/conflicts.md) | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (invariant 2).
@@ -80,8 +82,116 @@ pub fn schema_statements(meta: &str) -> Vec<String> {
         ),
     ]
     .into_iter()
+    .chain(ddl_schema_statements(meta))
     .chain(crate::conflict::tombstone::schema_statements(meta))
     .collect()
+}
+
+/// The DDL acknowledgment tables (part of [`schema_statements`]; `drc ddl skip` creates them
+/// when no daemon of this version ran yet).
+pub fn ddl_schema_statements(meta: &str) -> Vec<String> {
+    let mut db = String::new();
+    ident(&mut db, meta);
+    vec![
+        format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`ddl_skip` (\
+             `link` VARCHAR(130) NOT NULL, `position` VARCHAR(255) NOT NULL, \
+             `acknowledged_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+             `statement` MEDIUMTEXT NULL, `passed_at` TIMESTAMP(6) NULL, \
+             PRIMARY KEY (`link`, `position`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.`ddl_pending` (\
+             `link` VARCHAR(130) NOT NULL PRIMARY KEY, `position` VARCHAR(255) NOT NULL, \
+             `statement` MEDIUMTEXT NOT NULL, \
+             `started_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        ),
+    ]
+}
+
+/// The statement that acknowledges the DDL at `position` of `link` (`drc ddl skip`).
+pub fn ddl_skip_statement(meta: &str, link: &str, position: &str) -> String {
+    let mut q = String::from("INSERT IGNORE INTO ");
+    ident(&mut q, meta);
+    q.push_str(".`ddl_skip` (`link`, `position`) VALUES (");
+    quoted(&mut q, link);
+    q.push_str(", ");
+    quoted(&mut q, position);
+    q.push(')');
+    q
+}
+
+/// Whether the DDL at `position` of `link` was acknowledged.
+pub async fn ddl_acknowledged(
+    conn: &mut Conn,
+    meta: &str,
+    link: &str,
+    position: &str,
+) -> Result<bool, LinkError> {
+    let mut q = String::from("SELECT COUNT(*) FROM ");
+    ident(&mut q, meta);
+    q.push_str(".`ddl_skip` WHERE `link` = ");
+    quoted(&mut q, link);
+    q.push_str(" AND `position` = ");
+    quoted(&mut q, position);
+    let n: Option<u64> = conn
+        .query_first(q)
+        .await
+        .map_err(|e| LinkError::target("reading DDL acknowledgments", e))?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
+/// The statement that records, in the acknowledgment, the statement the link passed.
+pub fn ddl_passed_statement(meta: &str, link: &str, position: &str, statement: &str) -> String {
+    let mut q = String::from("UPDATE ");
+    ident(&mut q, meta);
+    q.push_str(".`ddl_skip` SET `statement` = ");
+    quoted(&mut q, statement);
+    q.push_str(", `passed_at` = NOW(6) WHERE `link` = ");
+    quoted(&mut q, link);
+    q.push_str(" AND `position` = ");
+    quoted(&mut q, position);
+    q
+}
+
+/// The position of the replicated DDL `link` started and did not checkpoint, if any.
+pub async fn ddl_pending(
+    conn: &mut Conn,
+    meta: &str,
+    link: &str,
+) -> Result<Option<String>, LinkError> {
+    let mut q = String::from("SELECT `position` FROM ");
+    ident(&mut q, meta);
+    q.push_str(".`ddl_pending` WHERE `link` = ");
+    quoted(&mut q, link);
+    conn.query_first(q)
+        .await
+        .map_err(|e| LinkError::target("reading the pending DDL", e))
+}
+
+/// The statement that records that `link` starts the DDL at `position` (committed before it).
+pub fn ddl_start_statement(meta: &str, link: &str, position: &str, statement: &str) -> String {
+    let mut q = String::from("REPLACE INTO ");
+    ident(&mut q, meta);
+    q.push_str(".`ddl_pending` (`link`, `position`, `statement`) VALUES (");
+    quoted(&mut q, link);
+    q.push_str(", ");
+    quoted(&mut q, position);
+    q.push_str(", ");
+    quoted(&mut q, statement);
+    q.push(')');
+    q
+}
+
+/// The statement that clears `link`'s pending DDL (in the transaction of its checkpoint).
+pub fn ddl_done_statement(meta: &str, link: &str) -> String {
+    let mut q = String::from("DELETE FROM ");
+    ident(&mut q, meta);
+    q.push_str(".`ddl_pending` WHERE `link` = ");
+    quoted(&mut q, link);
+    q
 }
 
 /// Creates the meta database and tables when missing.

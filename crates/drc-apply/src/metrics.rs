@@ -31,6 +31,10 @@ pub const CENTER_CLOCK_SKEW_ERROR: &str = "drc_center_clock_skew_error_seconds";
 /// Writes lost to conflict resolution, by link, table and resolution (docs/conflicts.md).
 pub const APPLY_CONFLICTS: &str = "drc_apply_conflicts_total";
 
+/// DDL statements a link met and did not simply pass, by link and action (`replicated`,
+/// `skipped` after an acknowledgment, `stopped`).
+pub const APPLY_DDL: &str = "drc_apply_ddl_total";
+
 /// The metric handles, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -56,6 +60,8 @@ pub struct Metrics {
     pub clock_skew: GaugeVec,
     /// [`CENTER_CLOCK_SKEW_ERROR`].
     pub clock_skew_error: GaugeVec,
+    /// [`APPLY_DDL`].
+    pub ddl: IntCounterVec,
 }
 
 impl Metrics {
@@ -113,6 +119,14 @@ impl Metrics {
         )?;
         registry.register(Box::new(clock_skew.clone()))?;
         registry.register(Box::new(clock_skew_error.clone()))?;
+        let ddl = IntCounterVec::new(
+            Opts::new(
+                APPLY_DDL,
+                "DDL statements replicated, skipped or stopped at",
+            ),
+            &["link", "action"],
+        )?;
+        registry.register(Box::new(ddl.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
         registry.register(Box::new(rows.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
@@ -133,6 +147,7 @@ impl Metrics {
             conflicts,
             clock_skew,
             clock_skew_error,
+            ddl,
         })
     }
 

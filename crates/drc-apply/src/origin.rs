@@ -150,7 +150,8 @@ impl OriginLookup {
     }
 
     /// Resolves `server_id`, unknown to `filter`, seen at `position`: learns it as a drc tag
-    /// or as the source's (new) own id, or fails with [`LinkError::UnknownOrigin`].
+    /// or as the source's (new) own id, or fails with [`LinkError::UnknownOrigin`]. (For a
+    /// transaction the caller then calls [`LinkFilter::settle_origin`].)
     pub async fn resolve(
         &mut self,
         filter: &mut LinkFilter,
@@ -180,8 +181,8 @@ impl OriginLookup {
     }
 }
 
-/// Filters `ev` (read after `position`), looking up an unknown origin first. Without a lookup
-/// an unknown origin is an error.
+/// Filters `ev` (read after `position`), looking up an unknown origin first when it matters
+/// ([`LinkFilter::unknown_origin`]). Without a lookup such an origin is an error.
 pub async fn filter_event(
     filter: &mut LinkFilter,
     lookup: Option<&mut OriginLookup>,
@@ -190,7 +191,10 @@ pub async fn filter_event(
 ) -> Result<SourceEvent, LinkError> {
     if let Some(id) = filter.unknown_origin(&ev) {
         match lookup {
-            Some(l) => l.resolve(filter, id, position).await?,
+            Some(l) => {
+                l.resolve(filter, id, position).await?;
+                filter.settle_origin();
+            }
             None => {
                 return Err(LinkError::UnknownOrigin {
                     reader: "reader".into(),

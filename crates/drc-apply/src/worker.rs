@@ -295,6 +295,40 @@ impl Applier {
     }
 }
 
+impl Applier {
+    /// Runs one DDL statement alone (it commits by itself) under this applier's tag, after
+    /// `USE database` when the source session had one, and after a fence check. The connection
+    /// is closed afterwards, so the default database never leaks into later transactions.
+    pub async fn run_ddl(&mut self, database: &str, statement: &str) -> Result<(), LinkError> {
+        let fence = self.fence.clone();
+        let conn = self.session().await?;
+        if let Some(f) = fence {
+            let stored = async {
+                conn.query_drop("START TRANSACTION").await?;
+                let r = conn.query_first::<(u64, u32), _>(f.check_statement()).await;
+                conn.query_drop("ROLLBACK").await?;
+                r
+            }
+            .await;
+            match stored {
+                Ok(Some((term, _))) if term == f.term => {}
+                Ok(other) => return Err(f.fenced(other)),
+                Err(e) => return Err(LinkError::target("checking the fence", e)),
+            }
+        }
+        let mut q = String::new();
+        if !database.is_empty() {
+            q.push_str("USE ");
+            crate::sql::ident(&mut q, database);
+            q.push_str(";\n");
+        }
+        q.push_str(statement);
+        let result = conn.query_drop(&q).await;
+        self.conn = None;
+        result.map_err(|e| LinkError::target("applying DDL", e))
+    }
+}
+
 /// True for a duplicate-key error (ER_DUP_ENTRY, ER_DUP_ENTRY_WITH_KEY_NAME).
 fn is_duplicate(e: &LinkError) -> bool {
     match e {

@@ -8,6 +8,7 @@
 //! Secrets: passwords may come from the URL, an environment variable or a file. They are held in
 //! [`Secret`], which never prints its content (`Debug` shows `***`) and is not serializable.
 
+mod ddl;
 mod election;
 mod patterns;
 pub mod raw;
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use ddl::{Ddl, DdlMode};
 pub use election::Election;
 pub use patterns::TablePattern;
 pub use secret::Secret;
@@ -40,6 +42,8 @@ pub struct Config {
     pub conflict: Conflict,
     /// Leader election among a center's replicas.
     pub election: Election,
+    /// What links do with schema changes (DDL) read from a peer.
+    pub ddl: Ddl,
 }
 
 /// One center (data center / region) and its database.

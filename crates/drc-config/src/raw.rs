@@ -27,6 +27,20 @@ pub struct RawConfig {
     /// `[conflict]`.
     #[serde(default)]
     pub conflict: RawConflict,
+    /// `[ddl]`.
+    #[serde(default)]
+    pub ddl: RawDdl,
+}
+
+/// `[ddl]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDdl {
+    /// `stop` (default) or `replicate`.
+    pub mode: Option<String>,
+    /// Per-table overrides: `"db.table_pattern" = "stop" | "replicate" | "ignore"`.
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, String>,
 }
 
 /// `[conflict]`.

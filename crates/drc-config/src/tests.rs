@@ -260,3 +260,47 @@ fn bad_conflict_keys_are_all_reported() {
         "{unknown:#?}"
     );
 }
+
+#[test]
+fn ddl_defaults_to_stop_and_takes_table_overrides() {
+    let c = Config::parse(MINIMAL, &no_env).expect("valid");
+    assert_eq!(c.ddl.mode, DdlMode::Stop);
+    assert_eq!(c.ddl.mode_of("shop", "t"), DdlMode::Stop);
+    let text = format!(
+        "{MINIMAL}\n[ddl]\nmode = \"replicate\"\n\n[ddl.tables]\n\"shop.audit_*\" = \"ignore\"\n"
+    );
+    let c = Config::parse(&text, &no_env).expect("valid");
+    assert_eq!(c.ddl.mode_of("shop", "t"), DdlMode::Replicate);
+    assert_eq!(c.ddl.mode_of("shop", "audit_1"), DdlMode::Ignore);
+}
+
+#[test]
+fn bad_ddl_keys_are_all_reported() {
+    let text = format!(
+        "{MINIMAL}\n[ddl]\nmode = \"ignore\"\n\n[ddl.tables]\n\"shop.*\" = \"ignore\"\n\"orders\" = \"stop\"\n\"shop.t\" = \"skip\"\n"
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("ddl.mode") && m.contains("[ddl.tables]")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("\"shop.*\"") && m.contains("must name tables")),
+        "{e:#?}"
+    );
+    assert!(e.iter().any(|m| m.contains("\"orders\"")), "{e:#?}");
+    assert!(e.iter().any(|m| m.contains("\"skip\"")), "{e:#?}");
+    let marker = errors(&MINIMAL.replace(
+        "databases = [\"shop\"]",
+        "databases = [\"shop\"]\nloopback = \"marker\"\n\n[ddl]\nmode = \"replicate\"",
+    ));
+    assert!(
+        marker.iter().any(|m| m.contains("server_id")),
+        "{marker:#?}"
+    );
+    let unknown = errors(&format!("{MINIMAL}\n[ddl]\nmodes = \"stop\"\n"));
+    assert!(unknown.iter().any(|m| m.contains("modes")), "{unknown:#?}");
+}

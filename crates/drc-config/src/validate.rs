@@ -2,7 +2,8 @@
 //!
 //! Defaults (documented in docs/configuration.md): loopback `auto`, meta database `drc_meta`,
 //! applier parallelism 4, batch 2,000 rows, batch delay 10 ms, 200 rows per statement, source
-//! heartbeat 1 s, idle timeout 10 s, replica server id base 3,900,000,000, heartbeat every 1 s.
+//! heartbeat 1 s, idle timeout 10 s, replica server id base 3,900,000,000, heartbeat every 1 s,
+//! DDL mode `stop` ([`crate::ddl`]).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -365,6 +366,7 @@ pub fn validate(
         ),
     };
     let conflict = conflict(&raw.conflict, &mut e);
+    let ddl = crate::ddl::ddl(&raw.ddl, replication.as_ref().map(|r| r.loopback), &mut e.0);
     match replication {
         Some(replication) if e.0.is_empty() => Ok(Config {
             centers,
@@ -374,6 +376,7 @@ pub fn validate(
             heartbeat,
             conflict,
             election,
+            ddl,
         }),
         _ => Err(ConfigErrors(e.0)),
     }

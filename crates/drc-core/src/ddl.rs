@@ -565,6 +565,26 @@ fn leading_words(sql: &str, n: usize) -> Vec<String> {
     words
 }
 
+/// The first `n` bare words of `sql`, uppercased (comments and whitespace skipped; the body
+/// of an executable comment counts as code). For callers that sort statements by their leading
+/// keywords (`GRANT`, `CREATE USER`, ...).
+pub fn first_words(sql: &str, n: usize) -> Vec<String> {
+    leading_words(sql, n)
+}
+
+/// Every word of `sql` (keywords and names, quoted or not, unquoted), in order; comments and
+/// literals are left out. For callers that must know whether a statement names something at
+/// all, when [`classify`] could not tell which tables it changes.
+pub fn words(sql: &str) -> Vec<String> {
+    tokens(sql)
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.value),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether `sql` is transaction control rather than DDL: `BEGIN [WORK]`, `START TRANSACTION`,
 /// `COMMIT`, `ROLLBACK` (including `ROLLBACK TO [SAVEPOINT] x`), `SAVEPOINT x`,
 /// `RELEASE SAVEPOINT x`, and `XA START|BEGIN|END|PREPARE|COMMIT|ROLLBACK`. Case-insensitive;

@@ -155,6 +155,7 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
             local_deletes: None,
             key_locks: None,
             fence: None,
+            ddl: config.ddl.clone(),
         })
         .collect()
 }

@@ -30,6 +30,8 @@ pub enum Command {
     Check(crate::check::CheckArgs),
     /// List the writes that lost to conflict resolution (last-writer-wins), per center.
     Conflicts(crate::conflicts::ConflictsArgs),
+    /// Schema changes: let a link pass a DDL statement it stopped at.
+    Ddl(crate::ddl::DdlArgs),
 }
 
 /// `drc run`.

@@ -6,6 +6,7 @@
 mod check;
 mod cli;
 mod conflicts;
+mod ddl;
 mod id;
 mod run;
 mod tail;
@@ -58,5 +59,6 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         cli::Command::Status(args) => rt.block_on(run::status(args)),
         cli::Command::Check(args) => rt.block_on(check::run(args)),
         cli::Command::Conflicts(args) => rt.block_on(conflicts::run(args)),
+        cli::Command::Ddl(args) => rt.block_on(ddl::run(args)),
     }
 }

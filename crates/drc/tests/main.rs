@@ -6,6 +6,7 @@ mod check;
 mod clock;
 mod cluster;
 mod conflicts;
+mod ddl;
 mod failover;
 mod id;
 mod incidents;

@@ -250,6 +250,7 @@ pub(crate) async fn run_drc(
         local_deletes: None,
         key_locks: None,
         fence: None,
+        ddl: drc_config::Ddl::default(),
     };
     let mut spec = spec;
     write_initial_checkpoint(t, parallelism as u32, &b.start).await;
