@@ -11,7 +11,8 @@
 //! - [`batch`]: many source transactions per target transaction; batches end at commits.
 //! - [`ddl`]: what a link does with DDL from the source (pass, stop at it, replicate it).
 //! - [`plan`]: splits a batch into shares that may run in parallel (key-dependency order).
-//! - [`sql`]: the idempotent rewrite (INSERT IGNORE, upsert, delete by key).
+//! - [`sql`]: the idempotent rewrite (guarded insert, upsert, delete by key); [`strict`]:
+//!   a change the target cannot store exactly stops the link, naming table, row, column, value.
 //! - [`conflict`]: last-writer-wins for tables with a version column, and the record of lost writes.
 //! - [`worker`]: an applier connection; one share + its checkpoint = one transaction.
 //! - [`meta`]: drc's tables (checkpoints, heartbeat, origin markers) and crash recovery.
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod origin;
 pub mod plan;
 pub mod sql;
+pub mod strict;
 pub mod worker;
 
 pub use link::{run_link, LinkSpec, LinkState, LinkStatus};
@@ -133,6 +135,10 @@ pub enum LinkError {
         /// drc's known tags there.
         tags: String,
     },
+    /// The target refused a change (strict mode) or stored it only with a warning: its schema
+    /// differs from the source's. Not retried.
+    #[error(transparent)]
+    Rejected(Box<strict::Rejection>),
     /// The local-delete reader is behind or stopped (conflict resolution waits for it).
     #[error("local deletes: {0}")]
     LocalDeletes(String),

@@ -379,7 +379,7 @@ impl Runner {
                 }
             }
             let plain = crate::plan::order_by_level(&plain);
-            let statements = sql::statements(&plain, self.spec.applier.statement_rows)?;
+            let statements = sql::rendered(&plain, self.spec.applier.statement_rows)?;
             let lww = crate::plan::levels(&lww)
                 .into_iter()
                 .map(|level| {
@@ -409,6 +409,7 @@ impl Runner {
                 w,
                 Job {
                     statements,
+                    at: format!("after {} up to {}", batch.start, batch.end),
                     lww,
                     checkpoint,
                     conflict_log: (meta_db.clone(), self.spec.name.clone()),

@@ -2,10 +2,20 @@
 //!
 //! | source change | statement |
 //! |---|---|
-//! | INSERT | `INSERT IGNORE INTO t (cols) VALUES (..),(..)` |
-//! | UPDATE, key unchanged | `INSERT INTO t (cols) VALUES (..) ON DUPLICATE KEY UPDATE c = VALUES(c), ..` (an upsert of the full after image: an update of a missing row inserts it) |
+//! | INSERT | `INSERT INTO t (cols) VALUES (..),(..) ON DUPLICATE KEY UPDATE <guard>` (a row already there under the same primary key is kept: a replay is harmless) |
+//! | UPDATE, key unchanged | `INSERT INTO t (cols) VALUES (..) ON DUPLICATE KEY UPDATE <guard>, c = VALUES(c), ..` (an upsert of the full after image: an update of a missing row inserts it) |
 //! | UPDATE that changes the primary key | `DELETE` of the old key, then the upsert of the new row |
 //! | DELETE | `DELETE FROM t WHERE (pk) IN ((..),(..))` (a missing row is fine) |
+//!
+//! The guard, `pk = IF(pk <=> VALUES(pk), pk, NULL)` for every primary-key column, makes a
+//! duplicate on *another* unique key an error instead of a silent overwrite: MySQL's
+//! `ON DUPLICATE KEY UPDATE` updates whichever row the new one collides with, so an upsert whose
+//! unique value another row of the target holds would rewrite that other row (and `INSERT
+//! IGNORE` would drop the change and hide every other error with it). When the colliding row has
+//! another primary key, the guard sets a primary-key column to NULL, which the strict applier
+//! session refuses (ER_BAD_NULL_ERROR on a primary-key column, reported by the applier as a
+//! unique-key collision). So `IGNORE` is never used: only the duplicate it existed for — the
+//! same primary key, a replay — passes.
 //!
 //! Consecutive changes of one table and kind become one multi-row statement (up to
 //! `statement_rows` rows or [`MAX_STATEMENT_BYTES`]).
@@ -203,9 +213,64 @@ pub fn changes_key(c: &RowChange) -> Result<bool, RewriteError> {
 /// The shape of one statement: rows of a table with the same kind and the same columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
-    InsertIgnore,
+    Insert,
     Upsert,
     Delete,
+}
+
+/// One rendered statement and the rows it writes (for error reports: which row a server error
+/// or warning is about, [`crate::worker`]).
+#[derive(Debug, Clone)]
+pub struct Statement<'a> {
+    /// The SQL text.
+    pub sql: String,
+    rows: Option<Rows<'a>>,
+}
+
+#[derive(Debug, Clone)]
+struct Rows<'a> {
+    op: Op,
+    table: &'a TableSchema,
+    cols: Vec<usize>,
+    images: Vec<&'a Image>,
+}
+
+impl<'a> Statement<'a> {
+    /// A statement without row information (drc's own statements, benchmarks).
+    pub fn raw(sql: String) -> Self {
+        Statement { sql, rows: None }
+    }
+
+    /// The table it writes, when known.
+    pub fn table(&self) -> Option<&'a TableSchema> {
+        self.rows.as_ref().map(|r| r.table)
+    }
+
+    /// How many rows it writes (0 when unknown).
+    pub fn row_count(&self) -> usize {
+        self.rows.as_ref().map_or(0, |r| r.images.len())
+    }
+
+    /// Row `i`'s image (the after image, or the before image of a delete).
+    pub fn image(&self, i: usize) -> Option<&'a Image> {
+        self.rows.as_ref().and_then(|r| r.images.get(i).copied())
+    }
+
+    /// The same statement for row `i` alone.
+    pub fn single(&self, i: usize) -> Option<String> {
+        let r = self.rows.as_ref()?;
+        let image = r.images.get(i)?;
+        let step = Step {
+            op: r.op,
+            table: r.table,
+            image,
+        };
+        let mut sql = String::new();
+        render_head(&mut sql, &step, &r.cols);
+        render_row(&mut sql, &step, &r.cols);
+        render_tail(&mut sql, &step, &r.cols);
+        Some(sql)
+    }
 }
 
 /// One step of the rewrite before rendering.
@@ -223,7 +288,7 @@ fn steps<'a>(changes: &[&'a RowChange]) -> Result<Vec<Step<'a>>, RewriteError> {
             (ChangeKind::Insert, _, Some(a)) => {
                 key_values(t, a)?;
                 out.push(Step {
-                    op: Op::InsertIgnore,
+                    op: Op::Insert,
                     table: t,
                     image: a,
                 });
@@ -265,12 +330,8 @@ fn same_statement(a: &Step<'_>, b: &Step<'_>) -> bool {
 
 fn render_head(out: &mut String, s: &Step<'_>, cols: &[usize]) {
     match s.op {
-        Op::InsertIgnore | Op::Upsert => {
-            out.push_str(if s.op == Op::InsertIgnore {
-                "INSERT IGNORE INTO "
-            } else {
-                "INSERT INTO "
-            });
+        Op::Insert | Op::Upsert => {
+            out.push_str("INSERT INTO ");
             table_name(out, s.table);
             out.push_str(" (");
             for (n, &i) in cols.iter().enumerate() {
@@ -312,15 +373,35 @@ fn render_row(out: &mut String, s: &Step<'_>, cols: &[usize]) {
     out.push(')');
 }
 
+/// `pk = IF(pk <=> VALUES(pk), pk, NULL)` for every primary-key column (see the module docs).
+fn render_guard(out: &mut String, t: &TableSchema) {
+    for (n, &k) in t.primary_key.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        let name = &t.columns[k].name;
+        ident(out, name);
+        out.push_str(" = IF(");
+        ident(out, name);
+        out.push_str(" <=> VALUES(");
+        ident(out, name);
+        out.push_str("), ");
+        ident(out, name);
+        out.push_str(", NULL)");
+    }
+}
+
 fn render_tail(out: &mut String, s: &Step<'_>, cols: &[usize]) {
     match s.op {
-        Op::InsertIgnore => {}
+        Op::Insert => {
+            out.push_str(" ON DUPLICATE KEY UPDATE ");
+            render_guard(out, s.table);
+        }
         Op::Upsert => {
             out.push_str(" ON DUPLICATE KEY UPDATE ");
-            for (n, &i) in cols.iter().enumerate() {
-                if n > 0 {
-                    out.push_str(", ");
-                }
+            render_guard(out, s.table);
+            for &i in cols {
+                out.push_str(", ");
                 let name = &s.table.columns[i].name;
                 ident(out, name);
                 out.push_str(" = VALUES(");
@@ -338,6 +419,17 @@ pub fn statements(
     changes: &[&RowChange],
     statement_rows: usize,
 ) -> Result<Vec<String>, RewriteError> {
+    Ok(rendered(changes, statement_rows)?
+        .into_iter()
+        .map(|s| s.sql)
+        .collect())
+}
+
+/// [`statements`], each with the rows it writes.
+pub fn rendered<'a>(
+    changes: &[&'a RowChange],
+    statement_rows: usize,
+) -> Result<Vec<Statement<'a>>, RewriteError> {
     let steps = steps(changes)?;
     let mut out = Vec::new();
     let mut i = 0;
@@ -347,20 +439,28 @@ pub fn statements(
         let mut sql = String::with_capacity(256);
         render_head(&mut sql, first, &cols);
         render_row(&mut sql, first, &cols);
-        let mut n = 1;
+        let mut images = vec![first.image];
         i += 1;
         while i < steps.len()
-            && n < statement_rows
+            && images.len() < statement_rows
             && sql.len() < MAX_STATEMENT_BYTES
             && same_statement(first, &steps[i])
         {
             sql.push_str(", ");
             render_row(&mut sql, &steps[i], &cols);
-            n += 1;
+            images.push(steps[i].image);
             i += 1;
         }
         render_tail(&mut sql, first, &cols);
-        out.push(sql);
+        out.push(Statement {
+            sql,
+            rows: Some(Rows {
+                op: first.op,
+                table: first.table,
+                cols,
+                images,
+            }),
+        });
     }
     Ok(out)
 }

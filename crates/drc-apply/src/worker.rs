@@ -3,8 +3,9 @@
 //!
 //! Session: `foreign_key_checks = 0` (order across tables is not kept, see
 //! docs/architecture.md), `time_zone = '+00:00'` (TIMESTAMP literals are UTC),
-//! `sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'` (values arrive exactly as the
-//! source stored them: an id 0 stays 0, zero dates stay), and the origin tag:
+//! `sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'` (values arrive
+//! exactly as the source stored them: an id 0 stays 0, zero dates stay; and a value the target
+//! cannot store exactly is an error, [`crate::strict`]), and the origin tag:
 //! `server_id` + `gtid_domain_id` of the origin (server_id strategy) or a marker row first in
 //! every transaction (marker strategy).
 //!
@@ -29,6 +30,8 @@ use crate::conflict::decide::Record;
 use crate::conflict::keylock::{keys_of, KeyLocks};
 use crate::conflict::{run_levels, LwwChange};
 use crate::fence::Fence;
+use crate::sql::Statement;
+use crate::strict::{self, Failure};
 use crate::LinkError;
 
 /// How often a share with last-writer-wins changes is retried after duplicate-key errors
@@ -39,8 +42,11 @@ pub const DUPLICATE_RETRIES: u32 = 20;
 /// level, and the checkpoint statement.
 #[derive(Debug, Default)]
 pub struct Job<'a> {
-    /// Statements of "source wins" tables (already rewritten).
-    pub statements: Vec<String>,
+    /// Statements of "source wins" tables (already rewritten), each checked for errors and
+    /// warnings ([`crate::strict`]).
+    pub statements: Vec<Statement<'a>>,
+    /// The source positions the share covers, for error messages (`after X up to Y`).
+    pub at: String,
     /// Changes of last-writer-wins tables, by dependency level.
     pub lww: Vec<Vec<LwwChange<'a>>>,
     /// The checkpoint statement.
@@ -89,9 +95,6 @@ pub struct Applier {
     fence: Option<Fence>,
 }
 
-/// Join statements into queries of at most this many bytes (one round trip each).
-const QUERY_BYTES: usize = 8 << 20;
-
 impl Applier {
     /// A connection to `url` that tags with `tag` (connects lazily).
     pub fn new(url: String, tag: Tag, connect_timeout: Duration) -> Self {
@@ -118,8 +121,9 @@ impl Applier {
             let mut setup = String::from(
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
                  SET SESSION foreign_key_checks = 0, time_zone = '+00:00', \
-                 sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', autocommit = 1",
+                 autocommit = 1",
             );
+            setup.push_str(&format!(", sql_mode = '{}'", crate::strict::SQL_MODE));
             if let Tag::ServerId { server_id, domain } = &self.tag {
                 setup.push_str(&format!(
                     ", server_id = {server_id}, gtid_domain_id = {domain}"
@@ -149,7 +153,7 @@ impl Applier {
         checkpoint: &str,
     ) -> Result<(), LinkError> {
         let job = Job {
-            statements: statements.to_vec(),
+            statements: statements.iter().cloned().map(Statement::raw).collect(),
             checkpoint: checkpoint.to_string(),
             ..Job::default()
         };
@@ -209,6 +213,7 @@ impl Applier {
             Tag::ServerId { .. } => None,
         };
         let fence = self.fence.clone();
+        let unfenced = fence.is_none();
         let conn = self.session().await?;
         let mut q = String::with_capacity(64 * 1024);
         if let Some(f) = fence {
@@ -229,30 +234,26 @@ impl Applier {
                     return Err(LinkError::target("checking the fence", e));
                 }
             }
-        } else {
-            q.push_str("START TRANSACTION");
+        }
+        // drc's own prefix: one result per statement, so it stays a list until it is sent.
+        let mut prefix: Vec<String> = Vec::new();
+        if unfenced {
+            prefix.push("START TRANSACTION".into());
         }
         if let Some(m) = marker {
-            if !q.is_empty() {
-                q.push_str(";\n");
-            }
-            q.push_str(&m);
+            prefix.push(m);
         }
-        for s in &job.statements {
-            if !q.is_empty() && q.len() + s.len() > QUERY_BYTES {
-                if let Err(e) = conn.query_drop(&q).await {
-                    let _ = conn.query_drop("ROLLBACK").await;
-                    return Err(LinkError::target("applying changes", e));
-                }
-                q.clear();
-                q.push_str(s);
-            } else {
-                if !q.is_empty() {
-                    q.push_str(";\n");
-                }
-                q.push_str(s);
+        // The plain statements, each checked for errors and warnings ([`strict::run`]); the
+        // prefix goes first.
+        if !job.statements.is_empty() {
+            let outcome = strict::run(conn, &prefix.join(";\n"), &job.statements).await;
+            if let Err(f) = outcome {
+                let _ = conn.query_drop("ROLLBACK").await;
+                return Err(Self::failure(conn, job, f).await);
             }
+            prefix.clear();
         }
+        q.push_str(&prefix.join(";\n"));
         let mut records = Vec::new();
         if !job.lww.is_empty() {
             let mut progress = job.progress.clone();
@@ -326,6 +327,28 @@ impl Applier {
         let result = conn.query_drop(&q).await;
         self.conn = None;
         result.map_err(|e| LinkError::target("applying DDL", e))
+    }
+}
+
+impl Applier {
+    /// The error of a failed checked query (the share is rolled back): a definite data error
+    /// or warning is described by table, key, column and value ([`strict::diagnose`]);
+    /// anything else keeps its usual class (transient errors are retried).
+    async fn failure(conn: &mut Conn, job: &Job<'_>, f: Failure) -> LinkError {
+        match f {
+            Failure::Error(Some(i), e) if strict::is_data_error(&e) => {
+                let first = e.to_string();
+                strict::diagnose(conn, &job.statements[i], first, &job.at).await
+            }
+            Failure::Error(_, e) => LinkError::target("applying changes", e),
+            Failure::Warnings(i, w) => {
+                let first = w
+                    .first()
+                    .map(|(l, c, m)| format!("{m} ({l} {c})"))
+                    .unwrap_or_default();
+                strict::diagnose(conn, &job.statements[i], first, &job.at).await
+            }
+        }
     }
 }
 

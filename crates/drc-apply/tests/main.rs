@@ -3,4 +3,5 @@
 
 mod fence;
 mod marker;
+mod strict;
 mod tombstone;

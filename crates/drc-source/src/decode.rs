@@ -20,6 +20,24 @@ use mysql_common::collations::{Collation, CollationId};
 use mysql_common::constants::ColumnType;
 use mysql_common::io::ParseBuf;
 
+/// ENUM/SET labels as text only when that text is exactly the label: the column's character
+/// set is UTF-8 (or ASCII) and every label is valid UTF-8. Otherwise `None`, and values carry
+/// only their index or bits, which the applier writes as numbers (exact for a target whose
+/// definition lists the same labels in the same order); a lossy label could name another label,
+/// or none, in the target.
+fn exact_labels(raw: Vec<Vec<u8>>, charset: Charset) -> Option<Arc<[String]>> {
+    if !matches!(
+        charset,
+        Charset::Utf8mb4 | Charset::Utf8mb3 | Charset::Ascii
+    ) {
+        return None;
+    }
+    raw.into_iter()
+        .map(|b| String::from_utf8(b).ok())
+        .collect::<Option<Vec<String>>>()
+        .map(Arc::from)
+}
+
 /// A row or table map that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -253,8 +271,9 @@ impl TableDecoder {
         let mut names = extractor.iter_column_name();
 
         // ENUM and SET labels, in column order of each kind.
-        let mut enum_labels: Vec<Arc<[String]>> = Vec::new();
-        let mut set_labels: Vec<Arc<[String]>> = Vec::new();
+        // Kept as raw bytes until the column's character set is known ([`exact_labels`]).
+        let mut enum_labels: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut set_labels: Vec<Vec<Vec<u8>>> = Vec::new();
         for field in tme.iter_optional_meta() {
             match field.map_err(meta_err)? {
                 OptionalMetadataField::EnumStrValue(v) => {
@@ -263,7 +282,7 @@ impl TableDecoder {
                         enum_labels.push(
                             col.values()
                                 .iter()
-                                .map(|s| s.value().into_owned())
+                                .map(|s| s.value_raw().to_vec())
                                 .collect(),
                         );
                     }
@@ -274,7 +293,7 @@ impl TableDecoder {
                         set_labels.push(
                             col.values()
                                 .iter()
-                                .map(|s| s.value().into_owned())
+                                .map(|s| s.value_raw().to_vec())
                                 .collect(),
                         );
                     }
@@ -362,7 +381,8 @@ impl TableDecoder {
                 Kind::Enum => enum_labels.next(),
                 Kind::Set => set_labels.next(),
                 _ => None,
-            };
+            }
+            .and_then(|raw| exact_labels(raw, charset));
             let pad_to = (ctype == MYSQL_TYPE_STRING && kind == Kind::Binary).then(|| {
                 let (b0, b1) = (usize::from(meta[0]), usize::from(meta[1]));
                 if b0 & 0x30 != 0x30 {

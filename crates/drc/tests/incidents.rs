@@ -130,3 +130,122 @@ async fn new_server_id_behind_the_same_address_loses_nothing() {
     }
     assert_eq!(cluster.wait_converged("t").await, 73);
 }
+
+/// `drc status` for the cluster: (exit code, stdout).
+fn status(cluster: &Cluster) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
+        .args(["status", "--config"])
+        .arg(&cluster.config)
+        .output()
+        .expect("drc status");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+/// A target column narrower than the source's: the row is not truncated into it; the link
+/// stops naming table, key, column and value, `drc status` exits non-zero, the other centers
+/// get the row, and once the operator widens the column the link resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrower_target_column_stops_the_link_instead_of_truncating() {
+    let mut cluster = Cluster::new(
+        "drift",
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(30))",
+        "auto",
+        "",
+    )
+    .await;
+    let mut b = cluster.conn(1).await;
+    b.query_drop("SET SESSION sql_log_bin = 0; ALTER TABLE t MODIFY v VARCHAR(10)")
+        .await
+        .expect("narrow b's column");
+    cluster.start_all();
+    cluster.wait_running().await;
+    let mut a = cluster.conn(0).await;
+    a.query_drop("INSERT INTO t VALUES (1, 'short'), (2, 'abcdefghijklmnopqrstuvwxyz')")
+        .await
+        .expect("insert");
+    let deadline = tokio::time::Instant::now() + crate::cluster::CONVERGE;
+    let error = loop {
+        if let Some(h) = cluster.health(1).await {
+            let text = h.to_string();
+            if text.contains("refused a change") {
+                break text;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "link a->b never reported the refused change:\n{}",
+            cluster.log(1)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for part in [
+        "(id=2)",
+        "column v",
+        "abcdefghijklmnopqrstuvwxyz",
+        "Data too long",
+    ] {
+        assert!(error.contains(part), "{part:?} in {error}");
+    }
+    let (code, text) = status(&cluster);
+    assert_ne!(code, Some(0), "drc status must fail:\n{text}");
+    assert!(text.contains("a->b") && text.contains("failed"), "{text}");
+    // The refused row is not in b, truncated or otherwise (row 1 may be: another worker's
+    // share); c has both rows exactly.
+    let n: Option<u64> = b
+        .query_first("SELECT COUNT(*) FROM t WHERE id = 2")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(0), "the refused row is not in b");
+    let mut c = cluster.conn(2).await;
+    let long: Option<String> = c
+        .query_first("SELECT v FROM t WHERE id = 2")
+        .await
+        .expect("row in c");
+    assert_eq!(long.as_deref(), Some("abcdefghijklmnopqrstuvwxyz"));
+    // The operator widens b's column (not binlogged, so no DDL reaches the other links); the
+    // daemon's restarts then apply the share.
+    b.query_drop("SET SESSION sql_log_bin = 0; ALTER TABLE t MODIFY v VARCHAR(30)")
+        .await
+        .expect("widen b's column");
+    assert_eq!(cluster.wait_converged("t").await, 2);
+}
+
+/// ENUM and SET labels in a latin1 column with non-ASCII labels, and in a utf8mb4 column,
+/// arrive exactly (the binlog's labels are bytes in the column's character set; a lossy text
+/// label would name no label, or another one, in the target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enum_and_set_values_arrive_exactly_in_any_character_set() {
+    let mut cluster = Cluster::new(
+        "enums",
+        "CREATE TABLE t (id INT PRIMARY KEY, \
+         e ENUM('a','\u{e9}t\u{e9}','b') CHARACTER SET latin1, \
+         s SET('x','\u{fc}ber','z') CHARACTER SET latin1, \
+         u ENUM('plain','\u{1F600}') CHARACTER SET utf8mb4)",
+        "auto",
+        "",
+    )
+    .await;
+    cluster.start_all();
+    cluster.wait_running().await;
+    let mut a = cluster.conn(0).await;
+    a.query_drop(
+        "SET NAMES utf8mb4; INSERT INTO t VALUES \
+         (1, '\u{e9}t\u{e9}', '\u{fc}ber,z', '\u{1F600}'), (2, 'b', 'x', 'plain'), (3, NULL, '', NULL)",
+    )
+    .await
+    .expect("insert");
+    assert_eq!(cluster.wait_converged("t").await, 3);
+    let mut c = cluster.conn(2).await;
+    let row: Option<(u32, u32, String)> = c
+        .query_first("SELECT e + 0, s + 0, HEX(e) FROM t WHERE id = 1")
+        .await
+        .expect("row");
+    assert_eq!(
+        row,
+        Some((2, 6, "E974E9".into())),
+        "index, bits and latin1 bytes"
+    );
+}

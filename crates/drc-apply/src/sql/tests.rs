@@ -41,7 +41,7 @@ fn change(t: &Arc<TableSchema>, kind: ChangeKind, b: Option<Image>, a: Option<Im
 }
 
 #[test]
-fn inserts_merge_into_multi_row_insert_ignore() {
+fn inserts_merge_into_multi_row_guarded_inserts() {
     let t = table();
     let c1 = change(&t, ChangeKind::Insert, None, Some(img(1, "a'b")));
     let c2 = change(&t, ChangeKind::Insert, None, Some(img(2, "c\\d")));
@@ -50,8 +50,8 @@ fn inserts_merge_into_multi_row_insert_ignore() {
     assert_eq!(
         s,
         [
-            "INSERT IGNORE INTO `shop`.`t``x` (`id`, `name`) VALUES (1, _utf8mb4'a\\'b'), (2, _utf8mb4'c\\\\d')",
-            "INSERT IGNORE INTO `shop`.`t``x` (`id`, `name`) VALUES (3, _utf8mb4'e')",
+            "INSERT INTO `shop`.`t``x` (`id`, `name`) VALUES (1, _utf8mb4'a\\'b'), (2, _utf8mb4'c\\\\d') ON DUPLICATE KEY UPDATE `id` = IF(`id` <=> VALUES(`id`), `id`, NULL)",
+            "INSERT INTO `shop`.`t``x` (`id`, `name`) VALUES (3, _utf8mb4'e') ON DUPLICATE KEY UPDATE `id` = IF(`id` <=> VALUES(`id`), `id`, NULL)",
         ]
     );
 }
@@ -66,12 +66,31 @@ fn update_is_an_upsert_and_a_key_change_deletes_first() {
     assert_eq!(
         s,
         [
-            "INSERT INTO `shop`.`t``x` (`id`, `name`) VALUES (1, _utf8mb4'a') ON DUPLICATE KEY UPDATE `id` = VALUES(`id`), `name` = VALUES(`name`)"
+            "INSERT INTO `shop`.`t``x` (`id`, `name`) VALUES (1, _utf8mb4'a') ON DUPLICATE KEY UPDATE `id` = IF(`id` <=> VALUES(`id`), `id`, NULL), `id` = VALUES(`id`), `name` = VALUES(`name`)"
                 .replace("'a'", "'b'"),
             "DELETE FROM `shop`.`t``x` WHERE (`id`) IN ((1))".to_string(),
-            "INSERT INTO `shop`.`t``x` (`id`, `name`) VALUES (9, _utf8mb4'b') ON DUPLICATE KEY UPDATE `id` = VALUES(`id`), `name` = VALUES(`name`)".to_string(),
+            "INSERT INTO `shop`.`t``x` (`id`, `name`) VALUES (9, _utf8mb4'b') ON DUPLICATE KEY UPDATE `id` = IF(`id` <=> VALUES(`id`), `id`, NULL), `id` = VALUES(`id`), `name` = VALUES(`name`)".to_string(),
             "DELETE FROM `shop`.`t``x` WHERE (`id`) IN ((9))".to_string(),
         ]
+    );
+}
+
+#[test]
+fn a_single_row_of_a_statement_renders_alone() {
+    let t = table();
+    let c1 = change(&t, ChangeKind::Insert, None, Some(img(1, "a")));
+    let c2 = change(&t, ChangeKind::Insert, None, Some(img(2, "b")));
+    let s = rendered(&[&c1, &c2], 10).expect("rewrite");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].row_count(), 2);
+    assert_eq!(
+        s[0].single(1).expect("row 1"),
+        "INSERT INTO `shop`.`t``x` (`id`, `name`) VALUES (2, _utf8mb4'b') ON DUPLICATE KEY UPDATE `id` = IF(`id` <=> VALUES(`id`), `id`, NULL)"
+    );
+    assert_eq!(s[0].single(2), None);
+    assert_eq!(
+        s[0].table().map(|t| t.qualified_name()).as_deref(),
+        Some("shop.t`x")
     );
 }
 

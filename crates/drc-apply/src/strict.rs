@@ -1,0 +1,257 @@
+//! Strict writes: a change that the target cannot store exactly stops the link with an error
+//! that names the table, the row's primary key, the column and the value — never a silent
+//! truncation, conversion or drop.
+//!
+//! - The applier session runs with [`SQL_MODE`] (`STRICT_ALL_TABLES`): a too-long value, a
+//!   character the column's charset cannot hold, a NULL in a NOT NULL column, a row no partition
+//!   takes, are errors instead of warnings. The rewrite never uses `IGNORE`
+//!   ([`crate::sql`]), which would turn them back into warnings.
+//! - Some changes stay warnings even in strict mode (e.g. a DECIMAL rounded to a narrower scale
+//!   is a Note 1265). Every plain statement is sent in a round trip of its own; when its OK
+//!   packet counts warnings, `SHOW WARNINGS` reads them, and any warning that is not in
+//!   [`IGNORED_WARNINGS`] fails the share.
+//! - So the failing statement is known without doubt. Which row of a multi-row statement failed is found by
+//!   [`diagnose`]: after the share is rolled back, each row is written alone in a transaction
+//!   that is rolled back, until the server refuses one.
+//!
+//! Errors of this kind are definite ([`LinkError::Rejected`]): the link stops and the daemon's
+//! restarts meet the same row again until the operator fixes the schema. Transient errors
+//! (deadlocks, lost connections) keep their usual retry.
+
+use std::fmt::Write as _;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+
+use crate::sql::{self, Statement};
+use crate::LinkError;
+
+/// The applier session's `sql_mode`: strict, values exactly as the source stored them (an id
+/// 0 stays 0, zero dates stay: `NO_ZERO_DATE` is not set), no silent engine change.
+pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION";
+
+/// Warnings that change nothing in the data: 1287 (deprecated syntax, e.g. MySQL 8.0.20+ on
+/// `VALUES()`), 1681 (deprecated integer display width).
+pub const IGNORED_WARNINGS: &[u32] = &[1287, 1681];
+
+/// A change the target refused, with what the operator needs to find and fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the target refused a change of {table} {key}, column {column} = {value}: {message}. Source positions {at}. The link stopped and nothing was skipped: make the target's table hold what the source's does (column type, length, character set, NOT NULL, partitions, unique keys), or fix the row, then the link resumes by itself (docs/operations.md, \"Schema drift\")")]
+pub struct Rejection {
+    /// `db.table`.
+    pub table: String,
+    /// The row's primary key, e.g. `(id=5)`.
+    pub key: String,
+    /// The column the server named (`-` when none).
+    pub column: String,
+    /// Its value in the change, as an SQL literal (cut to 64 characters).
+    pub value: String,
+    /// The server's error or warning.
+    pub message: String,
+    /// The source positions of the share.
+    pub at: String,
+}
+
+/// Why a checked statement failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The server refused statement `Some(i)` (or drc's own prefix, `None`).
+    Error(Option<usize>, mysql_async::Error),
+    /// Statement `i` left warnings: `(level, code, message)`.
+    Warnings(usize, Vec<(String, u32, String)>),
+}
+
+fn warnings_of(rows: Vec<Row>) -> Vec<(String, u32, String)> {
+    rows.into_iter()
+        .filter_map(|r| mysql_async::from_row_opt::<(String, u32, String)>(r).ok())
+        .filter(|(_, code, _)| !IGNORED_WARNINGS.contains(code))
+        .collect()
+}
+
+/// Sends `prefix` (drc's own statements, unchecked, one round trip), then each of `stmts` in a
+/// round trip of its own, so that an error is the statement's without doubt; a statement whose
+/// OK packet counts warnings is followed by `SHOW WARNINGS`. (Results of one multi-statement
+/// query are not used for this: mysql_async 0.37 can end such a result early after an error
+/// in a later statement, which hides the error.)
+pub(crate) async fn run(
+    conn: &mut Conn,
+    prefix: &str,
+    stmts: &[Statement<'_>],
+) -> Result<(), Failure> {
+    if !prefix.is_empty() {
+        conn.query_drop(prefix)
+            .await
+            .map_err(|e| Failure::Error(None, e))?;
+    }
+    for (i, s) in stmts.iter().enumerate() {
+        conn.query_drop(&s.sql)
+            .await
+            .map_err(|e| Failure::Error(Some(i), e))?;
+        if conn.get_warnings() > 0 {
+            let rows: Vec<Row> = conn
+                .query("SHOW WARNINGS")
+                .await
+                .map_err(|e| Failure::Error(None, e))?;
+            let w = warnings_of(rows);
+            if !w.is_empty() {
+                return Err(Failure::Warnings(i, w));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True for a server error that says the target refused the data itself (as opposed to a
+/// transient condition or drc's own mistake): strict-mode conversions, NULLs, lengths,
+/// partitions, charset, and the rewrite's guard.
+pub fn is_data_error(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if matches!(s.code,
+        // ER_BAD_NULL_ERROR, ER_DATA_TOO_LONG, ER_TRUNCATED_WRONG_VALUE(_FOR_FIELD),
+        // ER_WARN_DATA_OUT_OF_RANGE, WARN_DATA_TRUNCATED, ER_NO_PARTITION_FOR_GIVEN_VALUE,
+        // ER_ROW_IS_REFERENCED.., ER_WRONG_VALUE_COUNT_ON_ROW, ER_BAD_FIELD_ERROR,
+        // ER_INVALID_CHARACTER_STRING, ER_CANNOT_CONVERT_STRING, ER_DUP_ENTRY (a unique
+        // key of another row), ER_CHECK_CONSTRAINT_FAILED.
+        1048 | 1406 | 1292 | 1366 | 1264 | 1265 | 1526 | 1136 | 1054 | 1300 | 3854 | 1062
+            | 1586 | 4025 | 3819))
+}
+
+/// The value of `column` in `stmt`'s row `row`, as an SQL literal cut to 64 characters.
+fn value_of(stmt: &Statement<'_>, row: usize, column: &str) -> Option<String> {
+    let t = stmt.table()?;
+    let i = t.columns.iter().position(|c| &*c.name == column)?;
+    let v = stmt.image(row)?.get(i)?;
+    let mut out = String::new();
+    sql::literal(&mut out, v);
+    if out.chars().count() > 64 {
+        let cut: String = out.chars().take(64).collect();
+        out = format!("{cut}... ({} bytes)", out.len());
+    }
+    Some(out)
+}
+
+fn key_of(stmt: &Statement<'_>, row: usize) -> String {
+    let (Some(t), Some(img)) = (stmt.table(), stmt.image(row)) else {
+        return "?".into();
+    };
+    let mut out = String::from("(");
+    for (n, &k) in t.primary_key.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{}=", t.columns[k].name);
+        if let Some(v) = img.get(k) {
+            sql::literal(&mut out, v);
+        }
+    }
+    out.push(')');
+    out
+}
+
+/// The column a server message names (`for column 'c'`, ``for column `db`.`t`.`c` ``,
+/// `Column 'c' cannot be null`).
+fn column_in(message: &str) -> Option<String> {
+    let rest = message
+        .split_once("for column ")
+        .map(|(_, r)| r)
+        .or_else(|| message.split_once("Column ").map(|(_, r)| r))?;
+    let quoted = rest.split_whitespace().next()?;
+    let last = quoted.rsplit('.').next()?;
+    let name = last.trim_matches(|c| c == '\'' || c == '`');
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// After a failed share (rolled back), finds the row of `stmt` that the server refuses and
+/// describes it. `first` is what the share's query reported.
+pub(crate) async fn diagnose(
+    conn: &mut Conn,
+    stmt: &Statement<'_>,
+    first: String,
+    at: &str,
+) -> LinkError {
+    let table = stmt
+        .table()
+        .map(|t| t.qualified_name())
+        .unwrap_or_else(|| "?".into());
+    let mut found: Option<(usize, String)> = None;
+    for row in 0..stmt.row_count() {
+        let Some(single) = stmt.single(row) else {
+            break;
+        };
+        let outcome: Result<Vec<Row>, mysql_async::Error> = async {
+            conn.query_drop("START TRANSACTION").await?;
+            conn.query_drop(&single).await?;
+            if conn.get_warnings() > 0 {
+                conn.query("SHOW WARNINGS").await
+            } else {
+                Ok(Vec::new())
+            }
+        }
+        .await;
+        let _ = conn.query_drop("ROLLBACK").await;
+        match outcome {
+            Err(mysql_async::Error::Server(e)) => {
+                found = Some((row, format!("{} (error {})", e.message, e.code)));
+                break;
+            }
+            Err(_) => break,
+            Ok(rows) => {
+                if let Some((level, code, msg)) = warnings_of(rows).into_iter().next() {
+                    found = Some((row, format!("{msg} ({level} {code})")));
+                    break;
+                }
+            }
+        }
+    }
+    let (key, column, value, message) = match &found {
+        Some((row, msg)) => {
+            let column = column_in(msg);
+            let value = column
+                .as_deref()
+                .and_then(|c| value_of(stmt, *row, c))
+                .unwrap_or_else(|| "-".into());
+            (key_of(stmt, *row), column, value, msg.clone())
+        }
+        None => ("?".into(), column_in(&first), "-".into(), first),
+    };
+    let pk_null = column.as_deref().is_some_and(|c| {
+        stmt.table().is_some_and(|t| {
+            t.primary_key
+                .iter()
+                .any(|&k| t.columns.get(k).is_some_and(|col| &*col.name == c))
+        })
+    }) && message.contains("cannot be null");
+    LinkError::Rejected(Box::new(Rejection {
+        table,
+        key,
+        column: column.unwrap_or_else(|| "-".into()),
+        value,
+        message: if pk_null {
+            format!("the row collides on a unique key with another row of the target (another primary key holds its unique value): the centers diverged ({message})")
+        } else {
+            message
+        },
+        at: at.to_string(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_found_in_server_messages() {
+        assert_eq!(
+            column_in("Data too long for column 'v' at row 1").as_deref(),
+            Some("v")
+        );
+        assert_eq!(
+            column_in("Incorrect string value: '\\xF0\\x9F\\x98\\x80' for column `db`.`t`.`name` at row 1").as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            column_in("Column 'id' cannot be null").as_deref(),
+            Some("id")
+        );
+        assert_eq!(column_in("Table has no partition for value 42"), None);
+    }
+}
