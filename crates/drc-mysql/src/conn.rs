@@ -7,6 +7,8 @@
 //! noticed by the kernel instead of hanging a read forever. Keepalive alone takes minutes
 //! (idle time + the system's probe interval x count), so callers also bound every round trip
 //! with [`bounded`]: a timed-out connection is in an unknown state and must be dropped.
+//! Connections go where the URL says: the driver's switch from TCP on 127.0.0.1 to the
+//! server's Unix socket is off unless the URL asks for it (`?prefer_socket=true`).
 
 use std::time::Duration;
 
@@ -158,7 +160,13 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
         url: redact_url(url),
         source,
     })?;
-    let opts = OptsBuilder::from_opts(opts).tcp_keepalive(Some(TCP_KEEPALIVE));
+    let mut opts = OptsBuilder::from_opts(opts).tcp_keepalive(Some(TCP_KEEPALIVE));
+    if !url.contains("prefer_socket=") {
+        // The driver would otherwise switch a TCP connection to 127.0.0.1 over to the server's
+        // Unix socket: around a local proxy (or a tunnel) the operator put in the URL, and
+        // without keepalive or the proxy's view of the network.
+        opts = opts.prefer_socket(false);
+    }
     match tokio::time::timeout(timeout, Conn::new(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(source)) => Err(MysqlError::Connect {
