@@ -17,7 +17,8 @@
 //! - [`worker`]: an applier connection; one share + its checkpoint = one transaction.
 //! - [`meta`]: drc's tables (checkpoints, heartbeat, origin markers) and crash recovery.
 //! - [`fence`]: at most one replica applies at a time (term fence in the target's database).
-//! - [`link`]: the loop that ties them together; [`metrics`]: its Prometheus metrics.
+//! - [`link`]: the loop that ties them together; [`state`]: what it shows (`/health`);
+//!   [`metrics`]: its Prometheus metrics.
 //!
 //! Exactly once: every worker stores, in the transaction that applies its share, the batch
 //! number and the batch's start and end positions. Batches run one after another. After a crash
@@ -37,10 +38,12 @@ pub mod origin;
 pub mod plan;
 pub mod sql;
 pub mod strict;
+pub mod state;
 pub mod worker;
 
-pub use link::{run_link, LinkSpec, LinkState, LinkStatus};
+pub use link::{run_link, LinkSpec};
 pub use metrics::Metrics;
+pub use state::{LinkReport, LinkState, LinkStatus};
 
 use drc_mysql::MysqlError;
 use drc_source::SourceError;
@@ -139,6 +142,9 @@ pub enum LinkError {
     /// differs from the source's. Not retried.
     #[error(transparent)]
     Rejected(Box<strict::Rejection>),
+    /// The link's shutdown signal ended a wait (a retry sleep, a transaction in flight).
+    #[error("stopped: the daemon is shutting down")]
+    Shutdown,
     /// The local-delete reader is behind or stopped (conflict resolution waits for it).
     #[error("local deletes: {0}")]
     LocalDeletes(String),

@@ -1,13 +1,14 @@
 //! The link loop: start-up (meta schema, origin tag, canary, recovery), then batches forever.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use drc_config::{Loopback, Replication};
 use drc_core::change::{ChangeKind, RowChange, SourceEvent};
 use drc_core::position::Position;
 use drc_core::schema::TableSchema;
+use drc_mysql::bounded;
 use drc_mysql::{connect, current_position, server_info, Flavor, ServerInfo};
 use drc_source::{Source, SourceConfig, StartFrom};
 use futures_util::future::try_join_all;
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::origin::{filter_event, own_ids, OriginLookup};
 use crate::plan::plan;
 use crate::sql;
+pub use crate::state::{LinkReport, LinkState, LinkStatus};
 use crate::worker::{Applier, Job, Tag};
 use crate::LinkError;
 
@@ -62,55 +64,26 @@ pub struct LinkSpec {
     pub ddl: drc_config::Ddl,
 }
 
-/// The externally visible state of a link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkStatus {
-    /// Connecting, checking, recovering.
-    Starting,
-    /// Applying.
-    Running,
-    /// Stopped by an error (it will be restarted by the daemon).
-    Failed(String),
-    /// Not run by this replica: another replica of the center is the leader.
-    Standby,
-}
+/// Aborts a spawned task when dropped (the link's reader must not outlive the link, however
+/// the link ends: an error, shutdown, or its own task being aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
-/// Shared state of a link, read by `/health` and `drc status`.
-#[derive(Debug)]
-pub struct LinkState {
-    inner: Mutex<(LinkStatus, Option<String>)>,
-}
-
-impl Default for LinkState {
-    fn default() -> Self {
-        LinkState {
-            inner: Mutex::new((LinkStatus::Starting, None)),
-        }
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
-impl LinkState {
-    /// Status and last applied position.
-    pub fn get(&self) -> (LinkStatus, Option<String>) {
-        match self.inner.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// Sets the status.
-    pub fn set_status(&self, s: LinkStatus) {
-        match self.inner.lock() {
-            Ok(mut g) => g.0 = s,
-            Err(p) => p.into_inner().0 = s,
-        }
-    }
-
-    fn set_position(&self, p: &Position) {
-        match self.inner.lock() {
-            Ok(mut g) => g.1 = Some(p.to_string()),
-            Err(p2) => p2.into_inner().1 = Some(p.to_string()),
-        }
+/// Runs `fut` unless `shutdown` turns true first ([`LinkError::Shutdown`]). Dropping an apply
+/// in flight is safe: its connection closes and the server rolls the transaction back (or it
+/// committed together with its checkpoint).
+async fn until_shutdown<T>(
+    shutdown: &mut watch::Receiver<bool>,
+    fut: impl std::future::Future<Output = Result<T, LinkError>>,
+) -> Result<T, LinkError> {
+    tokio::select! {
+        r = fut => r,
+        Ok(_) = shutdown.wait_for(|stop| *stop) => Err(LinkError::Shutdown),
     }
 }
 
@@ -355,9 +328,12 @@ impl Runner {
         workers: u32,
         done: &[u32],
     ) -> Result<(), LinkError> {
-        self.columns
-            .check(&mut self.meta_conn, &batch.changes)
-            .await?;
+        bounded(
+            self.spec.applier.query_timeout,
+            "reading target columns",
+            self.columns.check(&mut self.meta_conn, &batch.changes),
+        )
+        .await?;
         let p = plan(&batch.changes, workers as usize);
         let meta_db = self.spec.replication.meta_database.clone();
         let mut jobs: Vec<(usize, Job<'_>)> = Vec::new();
@@ -488,20 +464,43 @@ impl Runner {
     }
 }
 
-/// Runs a link until it fails or `shutdown` turns true.
+/// Runs a link until it fails or `shutdown` turns true. Shutdown ends it promptly wherever it
+/// is (starting, waiting for the source, applying or retrying an apply).
 pub async fn run_link(
+    spec: LinkSpec,
+    metrics: Metrics,
+    state: Arc<LinkState>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let name = spec.name.clone();
+    let mut sd = shutdown.clone();
+    let result = until_shutdown(&mut sd, run(spec, metrics.clone(), state, shutdown)).await;
+    metrics.up.with_label_values(&[name.as_str()]).set(0);
+    match result {
+        Err(LinkError::Shutdown) => Ok(()),
+        r => r,
+    }
+}
+
+async fn run(
     spec: LinkSpec,
     metrics: Metrics,
     state: Arc<LinkState>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LinkError> {
     state.set_status(LinkStatus::Starting);
+    state.set_source(None);
+    let qt = spec.applier.query_timeout;
     let meta_db = spec.replication.meta_database.clone();
     let mut tconn = connect(&spec.target_url, CONNECT_TIMEOUT).await?;
-    let target = server_info(&mut tconn).await?;
-    meta::ensure_schema(&mut tconn, &meta_db).await?;
+    let target = bounded(qt, "reading the target's settings", async {
+        let target = server_info(&mut tconn).await?;
+        meta::ensure_schema(&mut tconn, &meta_db).await?;
+        Ok::<_, LinkError>(target)
+    })
+    .await?;
     let mut sconn = connect(&spec.source_url, CONNECT_TIMEOUT).await?;
-    let source = server_info(&mut sconn).await?;
+    let source = bounded(qt, "reading the source's settings", server_info(&mut sconn)).await?;
     if source.server_id == target.server_id {
         return Err(LinkError::Setup(format!(
             "link {}: source and target both have server_id {}; every center's server needs its own",
@@ -526,12 +525,16 @@ pub async fn run_link(
     let tag = resolve_tag(&spec, &source, &target).await?;
     // Recorded before anything is written under the tag (the canary included): see
     // crate::origin.
-    let mut own = own_ids(
-        &mut tconn,
-        &meta_db,
-        &spec.name,
-        IdentityRole::Link,
-        &source,
+    let mut own = bounded(
+        qt,
+        "recording the source's identity",
+        own_ids(
+            &mut tconn,
+            &meta_db,
+            &spec.name,
+            IdentityRole::Link,
+            &source,
+        ),
     )
     .await?;
     if matches!(tag, Tag::Marker(_)) && spec.ddl.replicates_any() {
@@ -548,13 +551,24 @@ pub async fn run_link(
         .map(|w| {
             Applier::new(spec.target_url.clone(), tag.for_worker(w), CONNECT_TIMEOUT)
                 .with_fence(spec.fence.clone())
+                .with_limits(qt, Some(shutdown.clone()))
         })
         .collect();
-    let rows = meta::load_checkpoints(&mut tconn, &meta_db, &spec.name).await?;
+    let rows = bounded(
+        qt,
+        "loading checkpoints",
+        meta::load_checkpoints(&mut tconn, &meta_db, &spec.name),
+    )
+    .await?;
     let rec = meta::recovery(&rows);
     let (resume, mut seq, partial) = match rec {
         Recovery::Fresh => {
-            let pos = current_position(&mut sconn, &source).await?;
+            let pos = bounded(
+                qt,
+                "reading the source's position",
+                current_position(&mut sconn, &source),
+            )
+            .await?;
             let cp = checkpoint_statement(
                 &spec,
                 &Checkpoint {
@@ -596,15 +610,17 @@ pub async fn run_link(
         )));
     }
     let mut lookup = OriginLookup::new(&spec.name, &spec.source_url, &meta_db);
-    let ids = lookup.initial(own).await?;
+    let ids = bounded(qt, "reading the source's origin ids", lookup.initial(own)).await?;
 
     let mut cfg = SourceConfig::new(spec.source_url.clone(), spec.replica_server_id);
     cfg.start = StartFrom::Position(resume.clone());
     cfg.heartbeat = spec.source.heartbeat;
     cfg.idle_timeout = spec.source.idle_timeout;
+    cfg.query_timeout = qt;
     let mut src = Source::connect(cfg).await?;
+    state.set_source(Some(src.liveness()));
     let (tx, rx) = mpsc::channel(256);
-    let reader = tokio::spawn(async move {
+    let _reader = AbortOnDrop(tokio::spawn(async move {
         loop {
             let ev = src.next().await;
             let failed = ev.is_err();
@@ -613,7 +629,7 @@ pub async fn run_link(
             }
         }
         src.close().await;
-    });
+    }));
     let filter = LinkFilter::new(
         origin_rule(spec.replication.loopback, ids),
         spec.replication.clone(),
@@ -666,7 +682,6 @@ pub async fn run_link(
         }
     }
     .await;
-    reader.abort();
     metrics
         .up
         .with_label_values(&[runner.spec.name.as_str()])

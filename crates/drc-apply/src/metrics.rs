@@ -16,6 +16,11 @@ pub const LINK_LOOPBACK_DROPPED: &str = "drc_link_loopback_dropped_total";
 pub const LINK_ERRORS: &str = "drc_link_errors_total";
 /// 1 while the link is applying, 0 otherwise, by link.
 pub const LINK_UP: &str = "drc_link_up";
+/// 1 while the link runs but its binlog source lost its server and reconnects, by link.
+pub const LINK_RECONNECTING: &str = "drc_link_reconnecting";
+/// Seconds since the link's binlog source last received anything (an event or a heartbeat)
+/// from its server, by link.
+pub const LINK_SOURCE_SILENCE: &str = "drc_link_source_seconds_since_last_event";
 /// Seconds between now and the newest heartbeat of the link's source center seen in the target,
 /// both read from clocks of their own center: negative when the source's clock is ahead by more
 /// than the lag (never clamped; see [`CENTER_CLOCK_SKEW`]).
@@ -54,6 +59,10 @@ pub struct Metrics {
     pub up: IntGaugeVec,
     /// [`LINK_LAG`].
     pub lag: GaugeVec,
+    /// [`LINK_RECONNECTING`].
+    pub reconnecting: IntGaugeVec,
+    /// [`LINK_SOURCE_SILENCE`].
+    pub source_silence: GaugeVec,
     /// [`APPLY_CONFLICTS`].
     pub conflicts: IntCounterVec,
     /// [`CENTER_CLOCK_SKEW`].
@@ -96,6 +105,22 @@ impl Metrics {
             ),
             &["link"],
         )?;
+        let reconnecting = IntGaugeVec::new(
+            Opts::new(
+                LINK_RECONNECTING,
+                "1 while the link's binlog source reconnects to its server",
+            ),
+            &["link"],
+        )?;
+        let source_silence = GaugeVec::new(
+            Opts::new(
+                LINK_SOURCE_SILENCE,
+                "Seconds since the link's binlog source last received an event or heartbeat",
+            ),
+            &["link"],
+        )?;
+        registry.register(Box::new(reconnecting.clone()))?;
+        registry.register(Box::new(source_silence.clone()))?;
         let conflicts = IntCounterVec::new(
             Opts::new(
                 APPLY_CONFLICTS,
@@ -144,6 +169,8 @@ impl Metrics {
             errors,
             up,
             lag,
+            reconnecting,
+            source_silence,
             conflicts,
             clock_skew,
             clock_skew_error,

@@ -19,11 +19,18 @@
 //! from a clean transaction, with backoff); so is a duplicate-key error of a share with
 //! last-writer-wins changes (a local writer inserted a row between the read and the write; up
 //! to [`DUPLICATE_RETRIES`] times). Anything else stops the link with the server's message.
+//!
+//! Bounds: one attempt (connecting, the fence check, every round trip, COMMIT) must finish
+//! within the query timeout (`[applier] query_timeout_ms`); a timed-out attempt (a half-open
+//! connection, a stalled server) drops its connection — its state is unknown, it is never
+//! reused — releases its key locks and is retried like a lost connection. Retry sleeps wake on
+//! the link's shutdown signal and end the job with [`LinkError::Shutdown`].
 
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use tokio::sync::watch;
 use tracing::warn;
 
 use crate::conflict::decide::Record;
@@ -93,7 +100,12 @@ pub struct Applier {
     conn: Option<Conn>,
     connect_timeout: Duration,
     fence: Option<Fence>,
+    query_timeout: Duration,
+    shutdown: Option<watch::Receiver<bool>>,
 }
+
+/// The query timeout of an applier built without [`Applier::with_limits`].
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Applier {
     /// A connection to `url` that tags with `tag` (connects lazily).
@@ -104,7 +116,21 @@ impl Applier {
             conn: None,
             connect_timeout,
             fence: None,
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
+            shutdown: None,
         }
+    }
+
+    /// Bounds every transaction attempt by `query_timeout`, and makes retry sleeps end the job
+    /// with [`LinkError::Shutdown`] once `shutdown` turns true.
+    pub fn with_limits(
+        mut self,
+        query_timeout: Duration,
+        shutdown: Option<watch::Receiver<bool>>,
+    ) -> Self {
+        self.query_timeout = query_timeout;
+        self.shutdown = shutdown;
+        self
     }
 
     /// Makes every transaction of this applier check the center's fence first (see
@@ -143,7 +169,15 @@ impl Applier {
     /// Checks that this connection may tag as configured (`SET SESSION server_id` needs
     /// BINLOG REPLAY or SUPER). Returns the server's refusal as an error.
     pub async fn probe(&mut self) -> Result<(), LinkError> {
-        self.session().await.map(|_| ())
+        let timeout = self.query_timeout;
+        let r = drc_mysql::bounded(timeout, "setting up the applier session", async {
+            self.session().await.map(|_| ())
+        })
+        .await;
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
     }
 
     /// Applies `statements` and then `checkpoint` in one transaction (see [`Applier::apply_job`]).
@@ -181,7 +215,8 @@ impl Applier {
                 Some(l) if !keys.is_empty() => Some(l.lock(keys.clone()).await),
                 _ => None,
             };
-            let result = self.try_apply(job).await;
+            let timeout = self.query_timeout;
+            let result = drc_mysql::bounded(timeout, "applying a share", self.try_apply(job)).await;
             drop(guard);
             match result {
                 Ok(records) => return Ok(records),
@@ -201,8 +236,11 @@ impl Applier {
                     return Err(e);
                 }
             }
+            // Never reuse a connection whose transaction state is unknown.
             self.conn = None;
-            tokio::time::sleep(delay).await;
+            if !sleep_unless_shutdown(delay, self.shutdown.clone()).await {
+                return Err(LinkError::Shutdown);
+            }
             delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
@@ -349,6 +387,18 @@ impl Applier {
                 strict::diagnose(conn, &job.statements[i], first, &job.at).await
             }
         }
+    }
+}
+
+/// Sleeps `delay`; false when `shutdown` turned (or was) true first.
+async fn sleep_unless_shutdown(delay: Duration, shutdown: Option<watch::Receiver<bool>>) -> bool {
+    let Some(mut sd) = shutdown else {
+        tokio::time::sleep(delay).await;
+        return true;
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        Ok(_) = sd.wait_for(|stop| *stop) => false,
     }
 }
 

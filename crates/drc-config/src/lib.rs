@@ -120,6 +120,9 @@ pub struct Applier {
     pub batch_delay: Duration,
     /// Rows per multi-row statement.
     pub statement_rows: usize,
+    /// The longest one applier transaction attempt (all its round trips) or one metadata
+    /// query may take; beyond it the connection is dropped and the work retried.
+    pub query_timeout: Duration,
 }
 
 /// How peers' binlogs are read.

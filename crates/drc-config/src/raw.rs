@@ -107,6 +107,8 @@ pub struct RawApplier {
     pub batch_delay_ms: Option<i64>,
     /// Rows per multi-row statement.
     pub statement_rows: Option<i64>,
+    /// Longest applier transaction attempt or metadata query, milliseconds.
+    pub query_timeout_ms: Option<i64>,
 }
 
 /// `[source]`.

@@ -1,9 +1,9 @@
 //! The second step of loading: every rule, all problems reported at once.
 //!
 //! Defaults (documented in docs/configuration.md): loopback `auto`, meta database `drc_meta`,
-//! applier parallelism 4, batch 2,000 rows, batch delay 10 ms, 200 rows per statement, source
-//! heartbeat 1 s, idle timeout 10 s, replica server id base 3,900,000,000, heartbeat every 1 s,
-//! DDL mode `stop` ([`crate::ddl`]).
+//! applier parallelism 4, batch 2,000 rows, batch delay 10 ms, 200 rows per statement, query
+//! timeout 120 s, source heartbeat 1 s, idle timeout 10 s, replica server id base 3,900,000,000,
+//! heartbeat every 1 s, DDL mode `stop` ([`crate::ddl`]).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -320,6 +320,14 @@ pub fn validate(
             1,
             10_000,
             "applier.statement_rows",
+            &mut e,
+        ),
+        query_timeout: duration_ms(
+            raw.applier.query_timeout_ms,
+            120_000,
+            1000,
+            3_600_000,
+            "applier.query_timeout_ms",
             &mut e,
         ),
     };

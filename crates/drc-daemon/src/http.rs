@@ -1,12 +1,18 @@
 //! `/metrics` (Prometheus text format) and `/health` (JSON: this replica's role and term, every
-//! link's state, position and lag; HTTP 200 when all links run or stand by, 503 otherwise).
+//! link's state, position and lag; HTTP 200 when `ok`, 503 otherwise).
+//!
+//! `ok` is true when every link runs or stands by, and no link's binlog source has been
+//! reconnecting (nothing received from its server) for longer than [`RECONNECTING_UNHEALTHY`]:
+//! a short reconnect (a server restart) is normal, a peer unreachable for minutes is not.
+//! Both requests first refresh the link gauges that follow the links' shared state
+//! (`drc_link_up`, `drc_link_reconnecting`, `drc_link_source_seconds_since_last_event`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use drc_apply::{LinkStatus, Metrics};
+use drc_apply::{LinkReport, LinkStatus, Metrics};
 use tokio::sync::watch;
 
 use crate::leader::SharedRole;
@@ -20,7 +26,34 @@ struct AppState {
     role: SharedRole,
 }
 
+/// How long a link's source may reconnect (with nothing received) before `/health` is not ok.
+pub const RECONNECTING_UNHEALTHY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Every link's report, after setting the gauges that follow it.
+fn refresh(s: &AppState) -> Vec<(String, LinkReport)> {
+    s.links
+        .iter()
+        .map(|l| {
+            let r = l.state.report();
+            let name = l.name.as_str();
+            let m = &s.metrics;
+            m.up.with_label_values(&[name])
+                .set(i64::from(r.state_name() == "running"));
+            m.reconnecting
+                .with_label_values(&[name])
+                .set(i64::from(r.reconnecting()));
+            if let Some(src) = &r.source {
+                m.source_silence
+                    .with_label_values(&[name])
+                    .set(src.since_last_event.as_secs_f64());
+            }
+            (l.name.clone(), r)
+        })
+        .collect()
+}
+
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    refresh(&s);
     (
         [("content-type", "text/plain; version=0.0.4")],
         s.metrics.render(),
@@ -33,25 +66,31 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
         Err(p) => p.into_inner().clone(),
     };
     let mut all_up = true;
-    let links: Vec<serde_json::Value> = s
-        .links
-        .iter()
-        .map(|l| {
-            let (status, position) = l.state.get();
-            let (state, error) = match status {
-                LinkStatus::Starting => ("starting", None),
-                LinkStatus::Running => ("running", None),
-                LinkStatus::Failed(e) => ("failed", Some(e)),
-                LinkStatus::Standby => ("standby", None),
+    let links: Vec<serde_json::Value> = refresh(&s)
+        .into_iter()
+        .map(|(name, r)| {
+            let state = r.state_name();
+            let error = match &r.status {
+                LinkStatus::Failed(e) => Some(e.clone()),
+                _ => None,
             };
-            all_up &= state == "running" || state == "standby";
-            let lag = s.metrics.lag.with_label_values(&[l.name.as_str()]).get();
+            let silence = r.source.as_ref().map(|v| v.since_last_event.as_secs_f64());
+            all_up &= match state {
+                "running" | "standby" => true,
+                "reconnecting" => {
+                    silence.is_some_and(|t| t <= RECONNECTING_UNHEALTHY.as_secs_f64())
+                }
+                _ => false,
+            };
+            let lag = s.metrics.lag.with_label_values(&[name.as_str()]).get();
             serde_json::json!({
-                "link": l.name,
+                "link": name,
                 "state": state,
                 "error": error,
-                "position": position,
+                "position": r.position,
                 "lag_seconds": lag,
+                "source_seconds_since_last_event": silence,
+                "source_error": r.source.as_ref().and_then(|v| v.last_error.clone()),
             })
         })
         .collect();

@@ -165,7 +165,7 @@ async fn lead(links: Links, f: Fence, stop: watch::Receiver<bool>) {
     for (spec, h) in links.specs.iter().zip(&links.handles) {
         let mut spec = spec.clone();
         spec.fence = Some(f.clone());
-        tasks.spawn(crate::supervise(
+        tasks.spawn(crate::supervise::link(
             spec,
             links.metrics.clone(),
             h.state.clone(),

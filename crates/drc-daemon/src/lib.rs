@@ -7,7 +7,8 @@
 //! Links are supervised: a link that stops with an error is counted
 //! (`drc_link_errors_total`), shown as failed in `/health`, and started again after a backoff
 //! (1 s doubling to 60 s) — it resumes from its checkpoint, so a restart loses nothing. Other
-//! links keep running meanwhile.
+//! links keep running meanwhile. A link that panics is treated the same way (each run is a
+//! task of its own; the panic's message is the failure) — see [`supervise`].
 //!
 //! When any table may use last-writer-wins, the daemon also runs the center's local-delete
 //! reader (tombstones of rows deleted by local writers, `drc_apply::conflict::local`), supervised
@@ -17,13 +18,14 @@ mod http;
 pub mod leader;
 mod skew;
 mod status;
+mod supervise;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use drc_apply::conflict::local::{run_local_deletes, LocalDeletesSpec};
+use drc_apply::conflict::local::LocalDeletesSpec;
 use drc_apply::conflict::tombstone::Progress;
-use drc_apply::{run_link, LinkError, LinkSpec, LinkState, LinkStatus, Metrics};
+use drc_apply::{LinkSpec, LinkState, Metrics};
 use drc_config::{Center, Config};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
@@ -106,34 +108,6 @@ fn center_index(config: &Config, center: &Center) -> usize {
         .unwrap_or(0)
 }
 
-/// Restart delays of supervised tasks: 1 s doubling to 60 s, back to 1 s after a run that
-/// lasted over a minute.
-struct Backoff {
-    delay: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff {
-            delay: Duration::from_secs(1),
-        }
-    }
-
-    /// Waits before the next restart of a run that began at `began`; false on shutdown.
-    async fn wait(&mut self, began: std::time::Instant, shutdown: &watch::Receiver<bool>) -> bool {
-        if began.elapsed() > Duration::from_secs(60) {
-            self.delay = Duration::from_secs(1);
-        }
-        let mut sd = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(self.delay) => {}
-            _ = sd.changed() => return false,
-        }
-        self.delay = (self.delay * 2).min(Duration::from_secs(60));
-        true
-    }
-}
-
 /// The links into `center`, one per peer.
 pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
     let t = center_index(config, center);
@@ -160,47 +134,6 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
         .collect()
 }
 
-pub(crate) async fn supervise(
-    spec: LinkSpec,
-    metrics: Metrics,
-    state: Arc<LinkState>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let mut backoff = Backoff::new();
-    loop {
-        let began = std::time::Instant::now();
-        let result = run_link(
-            spec.clone(),
-            metrics.clone(),
-            state.clone(),
-            shutdown.clone(),
-        )
-        .await;
-        if *shutdown.borrow() {
-            return;
-        }
-        match result {
-            Ok(()) => return,
-            Err(e @ LinkError::Fenced { .. }) => {
-                state.set_status(LinkStatus::Failed(e.to_string()));
-                error!(link = %spec.name, error = %e, "link fenced; not restarting it");
-                return;
-            }
-            Err(e) => {
-                metrics
-                    .errors
-                    .with_label_values(&[spec.name.as_str()])
-                    .inc();
-                state.set_status(LinkStatus::Failed(e.to_string()));
-                error!(link = %spec.name, error = %e, retry_in_s = backoff.delay.as_secs(), "link stopped");
-            }
-        }
-        if !backoff.wait(began, &shutdown).await {
-            return;
-        }
-    }
-}
-
 /// True when any table may use last-writer-wins (then local deletes need tombstones).
 fn uses_lww(config: &Config) -> bool {
     config.conflict.version_column.is_some() || config.conflict.tables.values().any(|c| c.is_some())
@@ -220,31 +153,6 @@ pub fn local_deletes_spec(config: &Config, center: &Center) -> LocalDeletesSpec 
     }
 }
 
-/// Runs the local-delete reader, restarting it after failures (1 s doubling to 60 s).
-async fn supervise_local_deletes(
-    spec: LocalDeletesSpec,
-    tx: watch::Sender<Option<drc_core::position::Position>>,
-    metrics: Metrics,
-    shutdown: watch::Receiver<bool>,
-) {
-    let mut backoff = Backoff::new();
-    let name = spec.checkpoint_name();
-    loop {
-        let began = std::time::Instant::now();
-        let result = run_local_deletes(spec.clone(), tx.clone(), shutdown.clone()).await;
-        if *shutdown.borrow() {
-            return;
-        }
-        if let Err(e) = result {
-            metrics.errors.with_label_values(&[name.as_str()]).inc();
-            error!(reader = %name, error = %e, retry_in_s = backoff.delay.as_secs(), "local-delete reader stopped; appliers wait for it before deciding missing rows");
-        }
-        if !backoff.wait(began, &shutdown).await {
-            return;
-        }
-    }
-}
-
 async fn heartbeat(config: Config, center: Center, shutdown: watch::Receiver<bool>) {
     let meta = config.replication.meta_database.clone();
     let mut conn: Option<mysql_async::Conn> = None;
@@ -260,7 +168,13 @@ async fn heartbeat(config: Config, center: Center, shutdown: watch::Receiver<boo
                 Ok(mut c) => {
                     let mut ok = true;
                     for s in drc_apply::meta::schema_statements(&meta) {
-                        if let Err(e) = c.query_drop(&s).await {
+                        let create =
+                            tokio::time::timeout(config.applier.query_timeout, c.query_drop(&s));
+                        if let Err(e) = create.await.unwrap_or_else(|_| {
+                            Err(mysql_async::Error::Driver(
+                                mysql_async::DriverError::ConnectionClosed,
+                            ))
+                        }) {
                             warn!(error = %e, "heartbeat: cannot create drc's meta tables");
                             ok = false;
                             break;
@@ -280,7 +194,19 @@ async fn heartbeat(config: Config, center: Center, shutdown: watch::Receiver<boo
                 meta.replace('`', "``"),
                 center.name
             );
-            if let Err(e) = c.query_drop(q).await {
+            let write = drc_mysql::bounded(
+                config.applier.query_timeout,
+                "writing the heartbeat",
+                async {
+                    c.query_drop(q)
+                        .await
+                        .map_err(|source| drc_mysql::MysqlError::Query {
+                            what: "writing the heartbeat",
+                            source,
+                        })
+                },
+            );
+            if let Err(e) = write.await {
                 warn!(error = %e, "heartbeat write failed");
                 conn = None;
             }
@@ -308,8 +234,12 @@ async fn measure_lag(
                 .ok();
         }
         let Some(c) = conn.as_mut() else { continue };
-        match status::heartbeat_ages(c, &config.replication.meta_database).await {
-            Ok(ages) => {
+        let ages = tokio::time::timeout(
+            config.applier.query_timeout,
+            status::heartbeat_ages(c, &config.replication.meta_database),
+        );
+        match ages.await {
+            Ok(Ok(ages)) => {
                 for (peer, age) in ages {
                     if peer != center.name {
                         let link = format!("{peer}->{}", center.name);
@@ -317,7 +247,7 @@ async fn measure_lag(
                     }
                 }
             }
-            Err(_) => conn = None,
+            Ok(Err(_)) | Err(_) => conn = None,
         }
     }
 }
@@ -352,6 +282,29 @@ async fn resolve(addr: &str) -> Result<std::net::SocketAddr, DaemonError> {
     it.next().ok_or_else(|| {
         DaemonError::Replica(format!("the Raft address {addr:?} resolves to nothing"))
     })
+}
+
+/// How long the daemon's tasks may take to end after the shutdown signal before they are
+/// aborted (each of them wakes on the signal; this bounds one that is stuck anyway).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Waits for every task; after `shutdown`, at most [`SHUTDOWN_GRACE`], then aborts the rest.
+async fn drain(tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
+    let mut sd = shutdown.clone();
+    tokio::select! {
+        _ = async { while tasks.join_next().await.is_some() {} } => return,
+        Ok(_) = sd.wait_for(|stop| *stop) => {}
+    }
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        warn!(
+            tasks = tasks.len(),
+            "tasks still running {} s after the shutdown signal; aborting them",
+            SHUTDOWN_GRACE.as_secs()
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
 }
 
 /// Runs the daemon until `shutdown` turns true.
@@ -448,7 +401,7 @@ pub async fn run(
     };
     let mut tasks = JoinSet::new();
     if let Some((spec, tx)) = local_reader {
-        tasks.spawn(supervise_local_deletes(
+        tasks.spawn(supervise::local_deletes(
             spec,
             tx,
             metrics.clone(),
@@ -493,7 +446,7 @@ pub async fn run(
                 role,
                 shutdown.clone(),
             ));
-            while tasks.join_next().await.is_some() {}
+            drain(&mut tasks, &shutdown).await;
         }
         Some(e) => {
             let followed =
@@ -506,7 +459,7 @@ pub async fn run(
                     why,
                 )));
             }
-            while tasks.join_next().await.is_some() {}
+            drain(&mut tasks, &shutdown).await;
             e.shutdown().await;
         }
     }

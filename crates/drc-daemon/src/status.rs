@@ -63,7 +63,8 @@ pub async fn clock_skews(config: &Config) -> Vec<(String, Option<Skew>)> {
 pub struct LinkRow {
     /// `source->target`.
     pub link: String,
-    /// `running`, `starting`, `failed: ...`, or why it is unknown.
+    /// `running`, `starting`, `standby`, `reconnecting: ...` (the link's binlog source lost its
+    /// server), `failed: ...`, or why it is unknown.
     pub state: String,
     /// Last applied position (end of the newest batch), if any.
     pub position: Option<String>,
@@ -111,9 +112,15 @@ pub async fn link_status_lines(config: &Config) -> Vec<LinkRow> {
                 (Some(h), _) => h["links"]
                     .as_array()
                     .and_then(|ls| ls.iter().find(|l| l["link"] == link.as_str()))
-                    .map(|l| match l["error"].as_str() {
-                        Some(e) => format!("failed: {e}"),
-                        None => l["state"].as_str().unwrap_or("unknown").to_string(),
+                    .map(|l| match (l["error"].as_str(), l["state"].as_str()) {
+                        (Some(e), _) => format!("failed: {e}"),
+                        (None, Some("reconnecting")) => format!(
+                            "reconnecting: nothing from {} for {:.0} s ({})",
+                            source.name,
+                            l["source_seconds_since_last_event"].as_f64().unwrap_or(0.0),
+                            l["source_error"].as_str().unwrap_or("no error recorded")
+                        ),
+                        (None, s) => s.unwrap_or("unknown").to_string(),
                     })
                     .unwrap_or_else(|| "unknown (not reported by the daemon)".into()),
                 (None, Some(a)) => format!("unknown (no daemon answers at {a})"),

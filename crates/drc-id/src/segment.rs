@@ -387,7 +387,6 @@ impl<S: SegmentStore> Shared<S> {
             what: "reserve a segment",
             after: c.fetch_timeout,
         })??;
-        self.fetches.fetch_add(1, Ordering::Relaxed);
         if last < c.step {
             return Err(IdError::Unexpected {
                 what: "reserve a segment",
@@ -427,6 +426,9 @@ impl<S: SegmentStore> FetchGuard<'_, S> {
         } else {
             st.spare = Some(segment);
         }
+        // Counted once the segment is in place, so that a caller who saw the count move finds
+        // the segment in memory (the prefetch test waits on it).
+        self.0.fetches.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }

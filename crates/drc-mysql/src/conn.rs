@@ -1,10 +1,21 @@
 //! Connections and the crate's error type.
 //!
 //! URLs may carry a password; [`redact_url`] must be used whenever a URL is logged or shown.
+//!
+//! Every connection drc opens goes through [`connect`], which turns on TCP keepalive
+//! ([`TCP_KEEPALIVE`]): a peer that vanished without FIN or RST (a half-open connection) is
+//! noticed by the kernel instead of hanging a read forever. Keepalive alone takes minutes
+//! (idle time + the system's probe interval x count), so callers also bound every round trip
+//! with [`bounded`]: a timed-out connection is in an unknown state and must be dropped.
+//! Connections go where the URL says: the driver's switch from TCP on 127.0.0.1 to the
+//! server's Unix socket is off unless the URL asks for it (`?prefer_socket=true`).
 
 use std::time::Duration;
 
-use mysql_async::{Conn, Opts};
+use mysql_async::{Conn, Opts, OptsBuilder};
+
+/// Idle time before the kernel sends the first keepalive probe on drc's connections.
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +46,14 @@ pub enum MysqlError {
         /// Timeout.
         secs: u64,
     },
+    /// A query did not answer in time; its connection is in an unknown state (dropped).
+    #[error("{what}: no answer within {secs} s (connection dropped; the server or the network between is unreachable or stalled)")]
+    Timeout {
+        /// What was being done.
+        what: &'static str,
+        /// Timeout.
+        secs: u64,
+    },
     /// A query failed.
     #[error("query failed ({what}): {source}")]
     Query {
@@ -60,7 +79,7 @@ impl MysqlError {
     pub fn is_transient(&self) -> bool {
         match self {
             MysqlError::BadUrl { .. } | MysqlError::Unexpected { .. } => false,
-            MysqlError::ConnectTimeout { .. } => true,
+            MysqlError::ConnectTimeout { .. } | MysqlError::Timeout { .. } => true,
             MysqlError::Connect { source, .. } | MysqlError::Query { source, .. } => {
                 is_transient_driver_error(source)
             }
@@ -141,6 +160,13 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
         url: redact_url(url),
         source,
     })?;
+    let mut opts = OptsBuilder::from_opts(opts).tcp_keepalive(Some(TCP_KEEPALIVE));
+    if !url.contains("prefer_socket=") {
+        // The driver would otherwise switch a TCP connection to 127.0.0.1 over to the server's
+        // Unix socket: around a local proxy (or a tunnel) the operator put in the URL, and
+        // without keepalive or the proxy's view of the network.
+        opts = opts.prefer_socket(false);
+    }
     match tokio::time::timeout(timeout, Conn::new(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(source)) => Err(MysqlError::Connect {
@@ -151,6 +177,26 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
             url: redact_url(url),
             secs: timeout.as_secs(),
         }),
+    }
+}
+
+/// Runs one round trip (or a few) bounded by `timeout`; [`MysqlError::Timeout`] when it does
+/// not finish. The caller must drop the connection after a timeout.
+pub async fn bounded<T, E>(
+    timeout: Duration,
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E>
+where
+    E: From<MysqlError>,
+{
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(MysqlError::Timeout {
+            what,
+            secs: timeout.as_secs(),
+        }
+        .into()),
     }
 }
 

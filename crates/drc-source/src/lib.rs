@@ -12,7 +12,11 @@
 //! - **Exactly once across reconnects**: after a transient failure (dropped connection, server
 //!   restart) the source reconnects with backoff, resumes from the position after the last
 //!   `Commit`/`Ddl` it yielded, and suppresses the already-yielded part of an interrupted
-//!   transaction. The consumer sees no gap and no repeat.
+//!   transaction. The consumer sees no gap and no repeat. While it reconnects, its
+//!   [`Liveness`] says so (and since when nothing arrived), for the consumer's status.
+//! - **Bounded waits**: the stream goes back to reconnecting when nothing, not even a heartbeat,
+//!   arrived for `idle_timeout` (a half-open connection); metadata queries are bounded by
+//!   `query_timeout`; connections use TCP keepalive.
 //! - **Bounded memory**: a transaction is never collected; one rows event is decoded at a time,
 //!   and a consumer that stops polling stops the reading (no unbounded buffer in between).
 //! - **Nothing skipped silently**: an event drc cannot handle stops the source with an error that
@@ -26,10 +30,12 @@ mod assemble;
 mod decode;
 mod file;
 mod live;
+mod liveness;
 
 pub use decode::{DecodeError, TableDecoder};
 pub use file::{read_file, FileSource};
 pub use live::{Source, SourceConfig, StartFrom};
+pub use liveness::{Liveness, LivenessView};
 
 use drc_mysql::{MysqlError, ProblemList};
 

@@ -6,6 +6,10 @@
 //! connection starts at that position; the interrupted transaction is re-read from its start, and
 //! its first `n` events (checked to be the same transaction) are suppressed.
 //!
+//! Liveness: every event marks the source's [`Liveness`], every transient failure marks it
+//! reconnecting; a consumer shows that instead of "running" (the reconnects happen inside
+//! [`Source::next`], invisible otherwise).
+//!
 //! Identity: every reconnect compares the server's `server_id` (and MySQL's `server_uuid`) with
 //! the first connection's. A different server behind the same address (a failover, a restart
 //! with a new `server_id`) ends the source with [`SourceError::IdentityChanged`] before any of
@@ -16,8 +20,8 @@ use std::time::Duration;
 use drc_core::change::{SourceEvent, TxnGtid};
 use drc_core::position::{FilePos, Position};
 use drc_mysql::{
-    connect, current_position, load_unique_keys, preflight_source, redact_url, server_info, Flavor,
-    MysqlError, ProblemList, ServerInfo,
+    bounded, connect, current_position, load_unique_keys, preflight_source, redact_url,
+    server_info, Flavor, MysqlError, ProblemList, ServerInfo,
 };
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, TableMapEvent};
@@ -26,6 +30,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use tracing::{info, warn};
 
 use crate::assemble::Assembler;
+use crate::liveness::Liveness;
 use crate::SourceError;
 
 /// Where a source starts.
@@ -54,6 +59,9 @@ pub struct SourceConfig {
     pub idle_timeout: Duration,
     /// Timeout of one connection attempt.
     pub connect_timeout: Duration,
+    /// Timeout of one metadata query (server facts, preflight, unique keys, opening the
+    /// stream); the connection is dropped and the source reconnects after it.
+    pub query_timeout: Duration,
     /// First reconnect delay; doubles up to `backoff_max`.
     pub backoff_min: Duration,
     /// Longest reconnect delay.
@@ -66,7 +74,7 @@ pub struct SourceConfig {
 
 impl SourceConfig {
     /// Defaults: start at the current end, heartbeat 1 s, idle timeout 10 s, connect timeout
-    /// 10 s, backoff 100 ms .. 5 s, reconnect forever, fetch unique keys.
+    /// 10 s, query timeout 120 s, backoff 100 ms .. 5 s, reconnect forever, fetch unique keys.
     pub fn new(url: impl Into<String>, replica_server_id: u32) -> Self {
         SourceConfig {
             url: url.into(),
@@ -75,6 +83,7 @@ impl SourceConfig {
             heartbeat: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            query_timeout: Duration::from_secs(120),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             max_reconnects: None,
@@ -111,6 +120,7 @@ pub struct Source {
     progress: Option<(TxnKey, usize)>,
     skip: Option<Skip>,
     reconnects: u64,
+    live: Liveness,
 }
 
 impl std::fmt::Debug for Source {
@@ -125,8 +135,12 @@ impl std::fmt::Debug for Source {
 
 async fn open_meta(cfg: &SourceConfig, server: &str) -> Result<(Conn, ServerInfo), SourceError> {
     let mut conn = connect(&cfg.url, cfg.connect_timeout).await?;
-    let info = server_info(&mut conn).await?;
-    let problems = preflight_source(&mut conn, &info).await?;
+    let (info, problems) = bounded(cfg.query_timeout, "reading the source's settings", async {
+        let info = server_info(&mut conn).await?;
+        let problems = preflight_source(&mut conn, &info).await?;
+        Ok::<_, SourceError>((info, problems))
+    })
+    .await?;
     if !problems.is_empty() {
         return Err(ProblemList {
             server: server.to_string(),
@@ -158,6 +172,7 @@ impl Source {
             progress: None,
             skip: None,
             reconnects: 0,
+            live: Liveness::default(),
         };
         src.stream = Some(src.open_stream().await?);
         info!(server = %src.server, position = %src.resume, "binlog source started");
@@ -174,12 +189,26 @@ impl Source {
         &self.resume
     }
 
+    /// A handle on the connection state, for the consumer's status (see [`Liveness`]).
+    pub fn liveness(&self) -> Liveness {
+        self.live.clone()
+    }
+
     /// How many times the source reconnected.
     pub fn reconnects(&self) -> u64 {
         self.reconnects
     }
 
     async fn open_stream(&self) -> Result<BinlogStream, SourceError> {
+        bounded(
+            self.cfg.query_timeout,
+            "opening the binlog stream",
+            self.open_stream_unbounded(),
+        )
+        .await
+    }
+
+    async fn open_stream_unbounded(&self) -> Result<BinlogStream, SourceError> {
         let mut conn = connect(&self.cfg.url, self.cfg.connect_timeout).await?;
         let q = |what: &'static str| move |source| MysqlError::Query { what, source };
         let hb_ns = self.cfg.heartbeat.as_nanos().min(u128::from(u64::MAX));
@@ -254,6 +283,7 @@ impl Source {
                     return Ok(());
                 }
                 Err(e) if e.is_transient() => {
+                    self.live.failed(&e);
                     failures += 1;
                     if self.cfg.max_reconnects.is_some_and(|m| failures >= m) {
                         return Err(e);
@@ -311,12 +341,16 @@ impl Source {
                     server: self.server.clone(),
                     source,
                 }),
-                Ok(Some(Ok(ev))) => Ok(ev),
+                Ok(Some(Ok(ev))) => {
+                    self.live.event();
+                    Ok(ev)
+                }
             };
             let ev = match item {
                 Ok(ev) => ev,
                 Err(e) if e.is_transient() => {
                     warn!(server = %self.server, error = %e, "binlog stream interrupted; reconnecting");
+                    self.live.failed(&e);
                     self.stream = None;
                     continue;
                 }
@@ -345,7 +379,12 @@ impl Source {
                         .meta
                         .insert(connect(&self.cfg.url, self.cfg.connect_timeout).await?),
                 };
-                match load_unique_keys(meta, &db, &table).await {
+                let keys = bounded(
+                    self.cfg.query_timeout,
+                    "reading unique keys",
+                    load_unique_keys(meta, &db, &table),
+                );
+                match keys.await {
                     Ok(keys) => self.asm.set_keys(&db, &table, keys),
                     Err(e) => {
                         self.meta = None;

@@ -126,6 +126,46 @@ impl Cluster {
         }
     }
 
+    /// Sends SIGTERM to the daemon of center `i`; true once it exited within `limit` (false:
+    /// it still runs, and is SIGKILLed when the cluster is dropped).
+    pub async fn terminate(&mut self, i: usize, limit: Duration) -> bool {
+        let Some(child) = self.daemons[i].as_mut() else {
+            return true;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                self.daemons[i] = None;
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the daemon of center `i` reports all its links running.
+    pub async fn wait_center_running(&self, i: usize) {
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        loop {
+            if let Some(h) = self.health(i).await {
+                if h["ok"] == true {
+                    return;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("the links of center {} run\n{}", NAMES[i], self.log(i));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The log of center `i`'s daemon so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", NAMES[i])))

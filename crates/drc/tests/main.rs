@@ -10,6 +10,8 @@ mod ddl;
 mod failover;
 mod id;
 mod incidents;
+mod proxy;
 mod replicas;
 mod replication;
+mod stuck;
 mod tail;

@@ -1,0 +1,114 @@
+//! A link's externally visible state, shared with `/health`, `drc status` and the metrics: its
+//! status (set by the link and its supervisor), the last applied position, and its binlog
+//! source's connection ([`drc_source::Liveness`]): a running link whose source reconnects shows
+//! as `reconnecting`, with the time since the source last received anything and the last error.
+
+use std::sync::Mutex;
+
+use drc_core::position::Position;
+use drc_source::{Liveness, LivenessView};
+
+/// The externally visible state of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkStatus {
+    /// Connecting, checking, recovering.
+    Starting,
+    /// Applying.
+    Running,
+    /// Stopped by an error (it will be restarted by the daemon).
+    Failed(String),
+    /// Not run by this replica: another replica of the center is the leader.
+    Standby,
+}
+
+/// Shared state of a link, read by `/health` and `drc status`.
+#[derive(Debug)]
+pub struct LinkState {
+    inner: Mutex<(LinkStatus, Option<String>)>,
+    source: Mutex<Option<Liveness>>,
+}
+
+impl Default for LinkState {
+    fn default() -> Self {
+        LinkState {
+            inner: Mutex::new((LinkStatus::Starting, None)),
+            source: Mutex::new(None),
+        }
+    }
+}
+
+/// What a link shows: its status, last applied position, and its binlog source's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkReport {
+    /// The link's status.
+    pub status: LinkStatus,
+    /// Last applied position.
+    pub position: Option<String>,
+    /// The source's connection, once the link opened its binlog stream.
+    pub source: Option<LivenessView>,
+}
+
+impl LinkReport {
+    /// The state's name: `starting`, `running`, `reconnecting` (running, but the binlog source
+    /// lost its server and is reconnecting: nothing arrives), `failed` or `standby`.
+    pub fn state_name(&self) -> &'static str {
+        match &self.status {
+            LinkStatus::Starting => "starting",
+            LinkStatus::Running if self.reconnecting() => "reconnecting",
+            LinkStatus::Running => "running",
+            LinkStatus::Failed(_) => "failed",
+            LinkStatus::Standby => "standby",
+        }
+    }
+
+    /// True while the link runs and its source reconnects.
+    pub fn reconnecting(&self) -> bool {
+        self.status == LinkStatus::Running && self.source.as_ref().is_some_and(|s| s.reconnecting)
+    }
+}
+
+impl LinkState {
+    /// Status and last applied position.
+    pub fn get(&self) -> (LinkStatus, Option<String>) {
+        match self.inner.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Status, position and the source's connection.
+    pub fn report(&self) -> LinkReport {
+        let (status, position) = self.get();
+        let source = match self.source.lock() {
+            Ok(g) => g.as_ref().map(Liveness::view),
+            Err(p) => p.into_inner().as_ref().map(Liveness::view),
+        };
+        LinkReport {
+            status,
+            position,
+            source,
+        }
+    }
+
+    /// Sets the status.
+    pub fn set_status(&self, s: LinkStatus) {
+        match self.inner.lock() {
+            Ok(mut g) => g.0 = s,
+            Err(p) => p.into_inner().0 = s,
+        }
+    }
+
+    pub(crate) fn set_source(&self, l: Option<Liveness>) {
+        match self.source.lock() {
+            Ok(mut g) => *g = l,
+            Err(p) => *p.into_inner() = l,
+        }
+    }
+
+    pub(crate) fn set_position(&self, p: &Position) {
+        match self.inner.lock() {
+            Ok(mut g) => g.1 = Some(p.to_string()),
+            Err(p2) => p2.into_inner().1 = Some(p.to_string()),
+        }
+    }
+}

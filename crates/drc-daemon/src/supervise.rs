@@ -1,0 +1,226 @@
+//! Supervision of the daemon's long-running tasks: the links and the local-delete reader.
+//!
+//! Each run is a tokio task of its own, so that a panic inside it ends only that run: the
+//! supervisor sees it as a failure (`JoinError::is_panic`, with the panic's message), marks the
+//! link failed, counts it in `drc_link_errors_total`, and starts it again after the normal
+//! backoff (1 s doubling to 60 s, back to 1 s after a run that lasted over a minute). A failure
+//! that ends in `LinkError::Fenced` is not restarted (another replica took over).
+//!
+//! The run's task is aborted when the supervisor is dropped (its own task aborted by the
+//! election, see [`crate::leader`]), so a run never outlives its supervisor. Every wait wakes on
+//! the shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drc_apply::conflict::local::{run_local_deletes, LocalDeletesSpec};
+use drc_apply::{run_link, LinkError, LinkSpec, LinkState, LinkStatus, Metrics};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::error;
+
+/// Restart delays of supervised tasks: 1 s doubling to 60 s, back to 1 s after a run that
+/// lasted over a minute.
+pub(crate) struct Backoff {
+    pub(crate) delay: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff {
+            delay: Duration::from_secs(1),
+        }
+    }
+
+    /// Waits before the next restart of a run that began at `began`; false on shutdown.
+    async fn wait(&mut self, began: Instant, shutdown: &watch::Receiver<bool>) -> bool {
+        if began.elapsed() > Duration::from_secs(60) {
+            self.delay = Duration::from_secs(1);
+        }
+        let mut sd = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(self.delay) => {}
+            _ = sd.changed() => return false,
+        }
+        self.delay = (self.delay * 2).min(Duration::from_secs(60));
+        true
+    }
+}
+
+/// A task handle that aborts the task when dropped.
+struct Owned<T>(JoinHandle<T>);
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why one run of a supervised task ended badly.
+#[derive(Debug)]
+enum Failure {
+    Error(LinkError),
+    Panic(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Error(e) => e.fmt(f),
+            Failure::Panic(m) => write!(
+                f,
+                "panicked: {m} (a bug in drc: please report it with the log)"
+            ),
+        }
+    }
+}
+
+/// Runs `fut` as a task of its own and catches its panic.
+async fn run_caught<F>(fut: F) -> Result<(), Failure>
+where
+    F: Future<Output = Result<(), LinkError>> + Send + 'static,
+{
+    let mut task = Owned(tokio::spawn(fut));
+    match (&mut task.0).await {
+        Ok(r) => r.map_err(Failure::Error),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_string());
+            Err(Failure::Panic(msg))
+        }
+        Err(e) => Err(Failure::Panic(format!("the task was cancelled: {e}"))),
+    }
+}
+
+/// Runs `run()` again and again until it returns `Ok`, fails with `Fenced`, or `shutdown`
+/// turns true. `name` labels `drc_link_errors_total`; `state` (a link's) shows the failure.
+pub(crate) async fn supervise<F, Fut>(
+    name: &str,
+    mut run: F,
+    metrics: &Metrics,
+    state: Option<&LinkState>,
+    shutdown: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), LinkError>> + Send + 'static,
+{
+    let mut backoff = Backoff::new();
+    loop {
+        let began = Instant::now();
+        let result = run_caught(run()).await;
+        if *shutdown.borrow() {
+            return;
+        }
+        match result {
+            Ok(()) => return,
+            Err(Failure::Error(e @ LinkError::Fenced { .. })) => {
+                if let Some(s) = state {
+                    s.set_status(LinkStatus::Failed(e.to_string()));
+                }
+                error!(link = %name, error = %e, "link fenced; not restarting it");
+                return;
+            }
+            Err(f) => {
+                metrics.errors.with_label_values(&[name]).inc();
+                if let Some(s) = state {
+                    s.set_status(LinkStatus::Failed(f.to_string()));
+                }
+                error!(link = %name, error = %f, retry_in_s = backoff.delay.as_secs(), "stopped; restarting after the backoff");
+            }
+        }
+        if !backoff.wait(began, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Supervises one link.
+pub(crate) async fn link(
+    spec: LinkSpec,
+    metrics: Metrics,
+    state: Arc<LinkState>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let name = spec.name.clone();
+    let run = || {
+        run_link(
+            spec.clone(),
+            metrics.clone(),
+            state.clone(),
+            shutdown.clone(),
+        )
+    };
+    supervise(&name, run, &metrics, Some(&state), shutdown.clone()).await;
+}
+
+/// Supervises the local-delete reader; its failures count under
+/// `drc_link_errors_total{link="<center>~local-deletes"}` (appliers wait for it before deciding
+/// missing rows).
+pub(crate) async fn local_deletes(
+    spec: LocalDeletesSpec,
+    tx: watch::Sender<Option<drc_core::position::Position>>,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    let name = spec.checkpoint_name();
+    let run = || run_local_deletes(spec.clone(), tx.clone(), shutdown.clone());
+    supervise(&name, run, &metrics, None, shutdown.clone()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A run that panics is a failure like an error: counted, shown, and restarted.
+    #[tokio::test]
+    async fn a_panicking_run_is_marked_failed_counted_and_restarted() {
+        let metrics = Metrics::new().expect("metrics");
+        let state = LinkState::default();
+        let calls = Arc::new(AtomicU32::new(0));
+        let (_tx, rx) = watch::channel(false);
+        let c = calls.clone();
+        let run = move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    panic!("boom in the applier");
+                }
+                Ok(())
+            }
+        };
+        let supervised = supervise("a->b", run, &metrics, Some(&state), rx);
+        tokio::time::timeout(Duration::from_secs(30), supervised)
+            .await
+            .expect("the supervisor restarts the link after the backoff");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "restarted once");
+        assert_eq!(metrics.errors.with_label_values(&["a->b"]).get(), 1);
+        match state.get().0 {
+            LinkStatus::Failed(m) => assert!(m.contains("panicked: boom in the applier"), "{m}"),
+            other => panic!("the link must show the panic, not {other:?}"),
+        }
+    }
+
+    /// Shutdown during the backoff after a panic ends supervision at once.
+    #[tokio::test]
+    async fn shutdown_ends_the_backoff() {
+        let metrics = Metrics::new().expect("metrics");
+        let (tx, rx) = watch::channel(false);
+        let run = move || {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(true);
+                panic!("boom");
+            }
+        };
+        let supervised = supervise("a->b", run, &metrics, None, rx);
+        tokio::time::timeout(Duration::from_secs(5), supervised)
+            .await
+            .expect("supervision ends on shutdown");
+    }
+}
