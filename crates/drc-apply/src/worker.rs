@@ -29,6 +29,7 @@ use crate::conflict::decide::Record;
 use crate::conflict::keylock::{keys_of, KeyLocks};
 use crate::conflict::{run_levels, LwwChange};
 use crate::fence::Fence;
+use crate::size::Joiner;
 use crate::LinkError;
 
 /// How often a share with last-writer-wins changes is retried after duplicate-key errors
@@ -87,10 +88,13 @@ pub struct Applier {
     conn: Option<Conn>,
     connect_timeout: Duration,
     fence: Option<Fence>,
+    /// The session's `max_allowed_packet`, read once per connection ([`crate::size`]).
+    max_allowed_packet: u64,
 }
 
-/// Join statements into queries of at most this many bytes (one round trip each).
-const QUERY_BYTES: usize = 8 << 20;
+/// Join statements into queries of at most this many bytes (one round trip each), and never
+/// more than the target's `max_allowed_packet` allows ([`crate::size::Joiner`]).
+const QUERY_BYTES: usize = crate::size::MAX_QUERY;
 
 impl Applier {
     /// A connection to `url` that tags with `tag` (connects lazily).
@@ -101,6 +105,7 @@ impl Applier {
             conn: None,
             connect_timeout,
             fence: None,
+            max_allowed_packet: 0,
         }
     }
 
@@ -128,6 +133,7 @@ impl Applier {
             c.query_drop(&setup)
                 .await
                 .map_err(|e| LinkError::target("setting up the applier session", e))?;
+            self.max_allowed_packet = crate::size::read_max_allowed_packet(&mut c).await?;
             self.conn = Some(c);
         }
         match self.conn.as_mut() {
@@ -209,8 +215,9 @@ impl Applier {
             Tag::ServerId { .. } => None,
         };
         let fence = self.fence.clone();
+        self.session().await?;
+        let mut q = Joiner::new(self.max_allowed_packet, QUERY_BYTES);
         let conn = self.session().await?;
-        let mut q = String::with_capacity(64 * 1024);
         if let Some(f) = fence {
             // The fence check must be answered before anything is written (crate::fence).
             let stored = async {
@@ -230,68 +237,48 @@ impl Applier {
                 }
             }
         } else {
-            q.push_str("START TRANSACTION");
+            q.push(conn, "START TRANSACTION", "transaction").await?;
         }
-        if let Some(m) = marker {
-            if !q.is_empty() {
-                q.push_str(";\n");
+        let result = async {
+            if let Some(m) = marker {
+                q.push(conn, &m, "origin marker").await?;
             }
-            q.push_str(&m);
-        }
-        for s in &job.statements {
-            if !q.is_empty() && q.len() + s.len() > QUERY_BYTES {
-                if let Err(e) = conn.query_drop(&q).await {
-                    let _ = conn.query_drop("ROLLBACK").await;
-                    return Err(LinkError::target("applying changes", e));
-                }
-                q.clear();
-                q.push_str(s);
-            } else {
-                if !q.is_empty() {
-                    q.push_str(";\n");
-                }
-                q.push_str(s);
+            // Statements that do not fit with what is held are sent first, in order, inside the
+            // open transaction ([`crate::size`]).
+            for s in &job.statements {
+                q.push(conn, s, "row change").await?;
             }
-        }
-        let mut records = Vec::new();
-        if !job.lww.is_empty() {
-            let mut progress = job.progress.clone();
-            match run_levels(
-                conn,
-                std::mem::take(&mut q),
-                &job.lww,
-                &job.conflict_log.0,
-                progress.as_mut(),
-            )
-            .await
-            {
-                Ok((rest, r)) => {
-                    q = rest;
-                    records = r;
-                }
-                Err(e) => {
-                    let _ = conn.query_drop("ROLLBACK").await;
-                    return Err(e);
+            let mut records = Vec::new();
+            if !job.lww.is_empty() {
+                let mut progress = job.progress.clone();
+                records = run_levels(
+                    conn,
+                    &mut q,
+                    &job.lww,
+                    &job.conflict_log.0,
+                    progress.as_mut(),
+                )
+                .await?;
+                let (meta, link) = &job.conflict_log;
+                for r in &records {
+                    q.push(
+                        conn,
+                        &crate::conflict::record_sql(meta, link, r),
+                        "conflict record",
+                    )
+                    .await?;
                 }
             }
-            let (meta, link) = &job.conflict_log;
-            for r in &records {
-                if !q.is_empty() {
-                    q.push_str(";\n");
-                }
-                q.push_str(&crate::conflict::record_sql(meta, link, r));
-            }
+            q.push(conn, &job.checkpoint, "checkpoint").await?;
+            q.push(conn, "COMMIT", "commit").await?;
+            q.flush(conn).await?;
+            Ok(records)
         }
-        if !q.is_empty() {
-            q.push_str(";\n");
-        }
-        q.push_str(&job.checkpoint);
-        q.push_str(";\nCOMMIT");
-        if let Err(e) = conn.query_drop(&q).await {
+        .await;
+        if result.is_err() {
             let _ = conn.query_drop("ROLLBACK").await;
-            return Err(LinkError::target("applying changes", e));
         }
-        Ok(records)
+        result
     }
 }
 

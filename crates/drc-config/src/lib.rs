@@ -120,6 +120,9 @@ pub struct Applier {
     pub batch_delay: Duration,
     /// Rows per multi-row statement.
     pub statement_rows: usize,
+    /// Row changes one source transaction may have; a larger one stops the link (it would be
+    /// held in memory whole).
+    pub max_transaction_rows: usize,
 }
 
 /// How peers' binlogs are read.

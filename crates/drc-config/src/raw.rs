@@ -107,6 +107,8 @@ pub struct RawApplier {
     pub batch_delay_ms: Option<i64>,
     /// Rows per multi-row statement.
     pub statement_rows: Option<i64>,
+    /// Row changes one source transaction may have.
+    pub max_transaction_rows: Option<i64>,
 }
 
 /// `[source]`.

@@ -322,6 +322,14 @@ pub fn validate(
             "applier.statement_rows",
             &mut e,
         ),
+        max_transaction_rows: count(
+            raw.applier.max_transaction_rows,
+            1_000_000,
+            1,
+            1_000_000_000,
+            "applier.max_transaction_rows",
+            &mut e,
+        ),
     };
     let source = SourceSettings {
         heartbeat: duration_ms(

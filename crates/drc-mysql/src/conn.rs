@@ -70,7 +70,13 @@ impl MysqlError {
 
 /// Classifies a driver error: I/O and connection-level errors are transient, server errors that
 /// mean "change something" (access denied, unknown database, syntax) are not.
+///
+/// A packet over `max_allowed_packet` (refused by the client before it is sent, or by the
+/// server, [`is_packet_too_large`]) is permanent: the same query fails the same way every time.
 pub fn is_transient_driver_error(e: &mysql_async::Error) -> bool {
+    if is_packet_too_large(e) {
+        return false;
+    }
     match e {
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
         mysql_async::Error::Server(s) => matches!(
@@ -80,6 +86,22 @@ pub fn is_transient_driver_error(e: &mysql_async::Error) -> bool {
             1040 | 1053 | 1205 | 1213 | 1317 | 1927
         ),
         mysql_async::Error::Url(_) | mysql_async::Error::Other(_) => false,
+    }
+}
+
+/// True when `e` says a packet was larger than `max_allowed_packet`: the driver refused to send
+/// it (it knows the server's limit), or the server refused it (ER_NET_PACKET_TOO_LARGE 1153,
+/// ER_WARN_ALLOWED_PACKET_OVERFLOWED 1301).
+pub fn is_packet_too_large(e: &mysql_async::Error) -> bool {
+    use mysql_common::proto::codec::error::PacketCodecError;
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<PacketCodecError>())
+            .is_some_and(|c| matches!(c, PacketCodecError::PacketTooLarge)),
+        mysql_async::Error::Driver(mysql_async::DriverError::PacketTooLarge) => true,
+        mysql_async::Error::Server(s) => matches!(s.code, 1153 | 1301),
+        _ => false,
     }
 }
 
