@@ -12,4 +12,5 @@ mod id;
 mod incidents;
 mod replicas;
 mod replication;
+mod sizes;
 mod tail;
