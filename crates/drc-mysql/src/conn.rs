@@ -159,10 +159,31 @@ pub fn url_with_password(url: &str, password: &str) -> Result<String, PasswordSl
 
 /// Opens one connection, bounded by `timeout`.
 pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
-    let opts = Opts::from_url(url).map_err(|source| MysqlError::BadUrl {
+    connect_with(url, timeout, None).await
+}
+
+/// [`connect`] for a binlog stream: the client accepts packets up to 1 GiB (the most a server
+/// sends), not only up to the server's `max_allowed_packet`. A binlog event can be larger than
+/// that setting (an UPDATE carries a row's before and after images), and the server's dump
+/// thread sends it anyway.
+pub async fn connect_stream(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
+    connect_with(url, timeout, Some(1 << 30)).await
+}
+
+async fn connect_with(
+    url: &str,
+    timeout: Duration,
+    max_allowed_packet: Option<usize>,
+) -> Result<Conn, MysqlError> {
+    let mut opts = Opts::from_url(url).map_err(|source| MysqlError::BadUrl {
         url: redact_url(url),
         source,
     })?;
+    if let Some(m) = max_allowed_packet {
+        opts = mysql_async::OptsBuilder::from_opts(opts)
+            .max_allowed_packet(Some(m))
+            .into();
+    }
     match tokio::time::timeout(timeout, Conn::new(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(source)) => Err(MysqlError::Connect {
@@ -179,6 +200,21 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packet_too_large_is_permanent() {
+        use mysql_common::proto::codec::error::PacketCodecError;
+        let e = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other(
+            PacketCodecError::PacketTooLarge,
+        )));
+        assert!(is_packet_too_large(&e));
+        assert!(!is_transient_driver_error(&e));
+        let lost = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(!is_packet_too_large(&lost));
+        assert!(is_transient_driver_error(&lost));
+    }
 
     #[test]
     fn passwords_never_shown() {

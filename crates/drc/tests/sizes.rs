@@ -140,11 +140,13 @@ async fn a_local_delete_of_200k_versioned_rows_fits_the_default_packet() {
 }
 
 /// A 30 MiB LONGBLOB row (a 60 MiB statement, hex-encoded): center b's server accepts
-/// 128 MiB packets and gets the row exactly; center c's accepts 16 MiB, so its link from a
-/// stops with "row too large for the target", naming the table, key, size and the setting.
+/// 128 MiB packets and gets the row exactly, also after an UPDATE whose binlog event (before and
+/// after image, 60 MiB) is larger than the source's own 48 MiB `max_allowed_packet`; center c's
+/// accepts 16 MiB, so its link from a stops with "row too large for the target", naming the
+/// table, key, size and the setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30_mib_row_replicates_or_stops_the_link_clearly() {
-    let servers = own_servers([128 << 20, 128 << 20, DEFAULT_PACKET]);
+    let servers = own_servers([48 << 20, 128 << 20, DEFAULT_PACKET]);
     let urls: Vec<String> = servers.iter().map(MariaDb::url).collect();
     let mut cluster = Cluster::on(
         &urls,
@@ -174,25 +176,24 @@ async fn a_30_mib_row_replicates_or_stops_the_link_clearly() {
         .expect("digest")
         .expect("row");
     assert_eq!((want.0, want.1), (1, size));
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    loop {
-        let got: (u64, u64, Option<String>) = cluster
-            .conn(1)
-            .await
-            .query_first(digest)
-            .await
-            .expect("digest")
-            .expect("row");
-        if got == want {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "b never got the row exactly: {got:?}\n{}",
-            cluster.log(1)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    same_blobs(&cluster, digest, &want).await;
+    let mut a = cluster.conn(0).await;
+    a.query_drop(format!(
+        "UPDATE blobs SET b = REPEAT(X'11223344', {}) WHERE id = 1",
+        size / 4
+    ))
+    .await
+    .expect("update the big row");
+    drop(a);
+    let updated: (u64, u64, Option<String>) = cluster
+        .conn(0)
+        .await
+        .query_first(digest)
+        .await
+        .expect("digest")
+        .expect("row");
+    assert_ne!(updated, want);
+    same_blobs(&cluster, digest, &updated).await;
     // c: the peer's setting is below what the row's statement needs.
     let packet: u64 = cluster
         .conn(2)
@@ -221,6 +222,29 @@ async fn a_30_mib_row_replicates_or_stops_the_link_clearly() {
         "{}",
         cluster.log(2)
     );
+}
+
+/// Waits until center b's `digest` of the blobs equals `want`.
+async fn same_blobs(cluster: &Cluster, digest: &str, want: &(u64, u64, Option<String>)) {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let got: (u64, u64, Option<String>) = cluster
+            .conn(1)
+            .await
+            .query_first(digest)
+            .await
+            .expect("digest")
+            .expect("row");
+        if got == *want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never got the row exactly: {got:?}\n{}",
+            cluster.log(1)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// One source transaction of `rows` rows with `[applier] max_transaction_rows = bound`: the
