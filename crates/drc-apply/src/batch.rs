@@ -10,8 +10,13 @@
 //! that only moves the position (dropped or filtered transactions) closes after
 //! [`IDLE_CHECKPOINT`], so the stored position keeps up without a write per transaction.
 //!
-//! Known limit: a single source transaction is never split, so one very large transaction is
-//! held in memory whole before it is applied.
+//! Memory: a single source transaction is never split, so it is held in memory whole before it
+//! is applied. A transaction of more than `[applier] max_transaction_rows` row changes stops the
+//! link before any of it is applied ([`LinkError::TransactionTooLarge`], naming its GTID and
+//! the position before it), so a batch never holds more than `batch_rows +
+//! max_transaction_rows` changes. The operator raises the bound (and gives the daemon the
+//! memory) to let such a transaction pass (docs/operations.md, "Oversized rows and
+//! transactions").
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +63,10 @@ pub struct Batcher {
     ddl: drc_config::Ddl,
     /// A DDL met while a batch was open: the next batch.
     pending: Option<(DdlEvent, Decision)>,
+    /// The link's name (for errors).
+    link: String,
+    /// At most this many row changes per source transaction.
+    max_transaction_rows: usize,
 }
 
 impl Batcher {
@@ -76,7 +85,17 @@ impl Batcher {
             lookup: None,
             ddl: drc_config::Ddl::default(),
             pending: None,
+            link: String::new(),
+            max_transaction_rows: usize::MAX,
         }
+    }
+
+    /// Stops at a source transaction of more than `rows` row changes (of the tables the link
+    /// replicates) with [`LinkError::TransactionTooLarge`] naming `link`.
+    pub fn with_max_transaction_rows(mut self, link: &str, rows: usize) -> Self {
+        self.link = link.to_string();
+        self.max_transaction_rows = rows;
+        self
     }
 
     /// Decides about DDL with `policy` (default: [`drc_config::Ddl::default`], stop).
@@ -150,6 +169,8 @@ impl Batcher {
         }
         let began = Instant::now();
         let mut in_txn = false;
+        // The current transaction: its GTID, the position before it, where its rows start.
+        let mut txn: (Option<String>, Position, usize) = (None, b.end.clone(), 0);
         loop {
             let ev = if until.is_none() && !in_txn && b.transactions > 0 {
                 let wait = if b.changes.is_empty() {
@@ -166,11 +187,24 @@ impl Batcher {
             };
             let ev = filter_event(&mut self.filter, self.lookup.as_mut(), ev, &b.end).await?;
             let boundary = match ev {
-                SourceEvent::Begin(_) => {
+                SourceEvent::Begin(begin) => {
                     in_txn = true;
+                    txn = (
+                        begin.gtid.as_ref().map(|g| g.to_string()),
+                        b.end.clone(),
+                        b.changes.len(),
+                    );
                     None
                 }
                 SourceEvent::Rows(rows) => {
+                    if b.changes.len() - txn.2 + rows.len() > self.max_transaction_rows {
+                        return Err(LinkError::TransactionTooLarge {
+                            link: self.link.clone(),
+                            gtid: txn.0.map(|g| format!("GTID {g} ")).unwrap_or_default(),
+                            position: txn.1.to_string(),
+                            limit: self.max_transaction_rows,
+                        });
+                    }
                     b.changes.extend(rows);
                     None
                 }

@@ -11,6 +11,8 @@
 //! - [`batch`]: many source transactions per target transaction; batches end at commits.
 //! - [`ddl`]: what a link does with DDL from the source (pass, stop at it, replicate it).
 //! - [`plan`]: splits a batch into shares that may run in parallel (key-dependency order).
+//! - [`size`]: every query fits the target's `max_allowed_packet`; oversized rows and
+//!   transactions stop the link with a clear error.
 //! - [`sql`]: the idempotent rewrite (guarded insert, upsert, delete by key); [`strict`]:
 //!   a change the target cannot store exactly stops the link, naming table, row, column, value.
 //! - [`conflict`]: last-writer-wins for tables with a version column, and the record of lost writes.
@@ -36,6 +38,7 @@ pub mod meta;
 pub mod metrics;
 pub mod origin;
 pub mod plan;
+pub mod size;
 pub mod sql;
 pub mod strict;
 pub mod state;
@@ -113,6 +116,46 @@ pub enum LinkError {
         /// The target's error.
         #[source]
         source: Box<LinkError>,
+    },
+    /// One statement that cannot be split is longer than the target accepts.
+    #[error("a {what} statement of {bytes} bytes does not fit the target's max_allowed_packet ({max_allowed_packet} bytes): raise max_allowed_packet on the target (SET GLOBAL max_allowed_packet = <bytes>, and in its configuration file), then restart drc; the link stopped and nothing was skipped")]
+    StatementTooLarge {
+        /// What the statement does.
+        what: &'static str,
+        /// Its length.
+        bytes: usize,
+        /// The target session's `max_allowed_packet`.
+        max_allowed_packet: u64,
+    },
+    /// One row's statement is longer than the target accepts.
+    #[error("link {link}: row too large for the target: the statement that writes the row of {table} with primary key {key} (in the batch after source position {position}) is {bytes} bytes, but the target's max_allowed_packet is {max_allowed_packet} bytes; raise max_allowed_packet on the target above {needed} bytes (SET GLOBAL max_allowed_packet = {needed}, and in its configuration file), then restart drc (docs/operations.md, \"Oversized rows and transactions\"); the link stopped and nothing was skipped")]
+    RowTooLarge {
+        /// `source->target`.
+        link: String,
+        /// `db.table`.
+        table: String,
+        /// The primary key's values, shortened.
+        key: String,
+        /// The statement's length.
+        bytes: usize,
+        /// What `max_allowed_packet` must at least be.
+        needed: u64,
+        /// The target's `max_allowed_packet`.
+        max_allowed_packet: u64,
+        /// Position before the batch holding the row.
+        position: String,
+    },
+    /// A source transaction holds more row changes than `[applier] max_transaction_rows`.
+    #[error("link {link}: the source transaction {gtid}after position {position} holds more than {limit} row changes ([applier] max_transaction_rows); drc holds a transaction in memory whole before it applies it, so it stopped before it (everything before it is applied, nothing of it): raise [applier] max_transaction_rows above the transaction's size and give the daemon the memory it needs, then restart drc (docs/operations.md, \"Oversized rows and transactions\")")]
+    TransactionTooLarge {
+        /// `source->target`.
+        link: String,
+        /// `GTID <gtid> ` or empty.
+        gtid: String,
+        /// Position before the transaction.
+        position: String,
+        /// The bound.
+        limit: usize,
     },
     /// Stored checkpoints are unusable.
     #[error("checkpoint: {0}")]

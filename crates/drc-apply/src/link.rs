@@ -89,6 +89,13 @@ async fn until_shutdown<T>(
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A `max_allowed_packet` that fits a statement of `bytes` with drc's margin, rounded up to
+/// the next MiB.
+fn needed_packet(bytes: usize) -> u64 {
+    let b = (bytes + crate::size::MARGIN) as u64;
+    b.div_ceil(1 << 20) * (1 << 20)
+}
+
 /// The checkpoint statement of `c`, followed by the fence's records when the link is fenced.
 pub(crate) fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
     let mut q = meta::checkpoint_statement(&spec.replication.meta_database, &spec.name, c);
@@ -290,6 +297,8 @@ pub(crate) struct Runner {
     pub(crate) meta_conn: Conn,
     /// Version column per table schema (by pointer; schemas are immutable and shared).
     versions: HashMap<usize, (Arc<TableSchema>, Option<usize>)>,
+    /// The target's `max_allowed_packet`, read at start ([`crate::size`]).
+    max_allowed_packet: u64,
 }
 
 impl Runner {
@@ -303,6 +312,24 @@ impl Runner {
     /// Records the end of a batch that was applied (status and metrics).
     pub(crate) fn set_position(&self, p: &Position) {
         self.state.set_position(p);
+    }
+
+    /// Names the link, the batch and the target's limit in a row that does not fit.
+    fn too_large(&self, batch: &Batch, e: LinkError) -> LinkError {
+        match e {
+            LinkError::Rewrite(sql::RewriteError::RowTooLarge { table, key, bytes }) => {
+                LinkError::RowTooLarge {
+                    link: self.spec.name.clone(),
+                    table,
+                    key,
+                    bytes,
+                    needed: needed_packet(bytes),
+                    max_allowed_packet: self.max_allowed_packet,
+                    position: batch.start.to_string(),
+                }
+            }
+            e => e,
+        }
     }
 
     /// The last-writer-wins version column of `t`, if it uses one.
@@ -355,7 +382,12 @@ impl Runner {
                 }
             }
             let plain = crate::plan::order_by_level(&plain);
-            let statements = sql::rendered(&plain, self.spec.applier.statement_rows)?;
+            let statements = sql::rendered(
+                &plain,
+                self.spec.applier.statement_rows,
+                crate::size::budget(self.max_allowed_packet),
+            )
+            .map_err(|e| self.too_large(batch, e.into()))?;
             let lww = crate::plan::levels(&lww)
                 .into_iter()
                 .map(|level| {
@@ -434,7 +466,8 @@ impl Runner {
                 }
             },
         ))
-        .await?;
+        .await
+        .map_err(|e| self.too_large(batch, e))?;
         for r in records.iter().flatten() {
             self.metrics
                 .conflicts
@@ -493,10 +526,11 @@ async fn run(
     let qt = spec.applier.query_timeout;
     let meta_db = spec.replication.meta_database.clone();
     let mut tconn = connect(&spec.target_url, CONNECT_TIMEOUT).await?;
-    let target = bounded(qt, "reading the target's settings", async {
+    let (target, max_allowed_packet) = bounded(qt, "reading the target's settings", async {
         let target = server_info(&mut tconn).await?;
+        let max_allowed_packet = crate::size::read_max_allowed_packet(&mut tconn).await?;
         meta::ensure_schema(&mut tconn, &meta_db).await?;
-        Ok::<_, LinkError>(target)
+        Ok::<_, LinkError>((target, max_allowed_packet))
     })
     .await?;
     let mut sconn = connect(&spec.source_url, CONNECT_TIMEOUT).await?;
@@ -641,7 +675,8 @@ async fn run(
         spec.applier.batch_delay,
     )
     .with_lookup(lookup)
-    .with_ddl(spec.ddl.clone());
+    .with_ddl(spec.ddl.clone())
+    .with_max_transaction_rows(&spec.name, spec.applier.max_transaction_rows);
     let mut runner = Runner {
         appliers: std::mem::take(&mut appliers),
         metrics: metrics.clone(),
@@ -653,6 +688,7 @@ async fn run(
         meta_conn: tconn,
         spec,
         versions: HashMap::new(),
+        max_allowed_packet,
     };
     let result = async {
         let mut position = resume;

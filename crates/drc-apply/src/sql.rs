@@ -18,7 +18,8 @@
 //! same primary key, a replay — passes.
 //!
 //! Consecutive changes of one table and kind become one multi-row statement (up to
-//! `statement_rows` rows or [`MAX_STATEMENT_BYTES`]).
+//! `statement_rows` rows and [`MAX_STATEMENT_BYTES`], never more than the target's
+//! `max_allowed_packet` allows: see [`crate::size`]).
 //!
 //! Values are written as literals, exactly: numbers as their shortest round-trip text, DECIMAL
 //! as its digits, temporal values as quoted text with their full fraction (the session runs with
@@ -49,6 +50,16 @@ pub enum RewriteError {
         table: String,
         /// Column name.
         column: String,
+    },
+    /// One row's statement is longer than the target accepts (see [`crate::size`]).
+    #[error("the statement that writes the row of {table} with primary key {key} is {bytes} bytes, more than the target accepts")]
+    RowTooLarge {
+        /// `db.table`.
+        table: String,
+        /// The primary key's values, shortened ([`key_text`]).
+        key: String,
+        /// The statement's length.
+        bytes: usize,
     },
 }
 
@@ -413,13 +424,38 @@ fn render_tail(out: &mut String, s: &Step<'_>, cols: &[usize]) {
     }
 }
 
+/// The primary-key values of `img` as literals, shortened for a message.
+pub fn key_text(t: &TableSchema, img: &Image) -> String {
+    let mut k = String::from("(");
+    for (n, &i) in t.primary_key.iter().enumerate() {
+        if n > 0 {
+            k.push_str(", ");
+        }
+        literal(&mut k, img.get(i).unwrap_or(&Value::Null));
+    }
+    k.push(')');
+    if k.len() > 200 {
+        let mut end = 200;
+        while !k.is_char_boundary(end) {
+            end -= 1;
+        }
+        k.truncate(end);
+        k.push_str("...");
+    }
+    k
+}
+
 /// Rewrites changes (in the order given) into statements, merging consecutive changes of one
-/// table and kind into multi-row statements of at most `statement_rows` rows.
+/// table and kind into multi-row statements of at most `statement_rows` rows and
+/// [`MAX_STATEMENT_BYTES`] (or `max_bytes`, when smaller). A row is never split: a statement
+/// of one row may use up to `max_bytes` (the target's budget, [`crate::size::budget`]), and a
+/// row whose statement is longer fails with [`RewriteError::RowTooLarge`].
 pub fn statements(
     changes: &[&RowChange],
     statement_rows: usize,
+    max_bytes: usize,
 ) -> Result<Vec<String>, RewriteError> {
-    Ok(rendered(changes, statement_rows)?
+    Ok(rendered(changes, statement_rows, max_bytes)?
         .into_iter()
         .map(|s| s.sql)
         .collect())
@@ -429,29 +465,46 @@ pub fn statements(
 pub fn rendered<'a>(
     changes: &[&'a RowChange],
     statement_rows: usize,
+    max_bytes: usize,
 ) -> Result<Vec<Statement<'a>>, RewriteError> {
     let steps = steps(changes)?;
+    let soft = MAX_STATEMENT_BYTES.min(max_bytes);
     let mut out = Vec::new();
+    let mut row = String::new();
     let mut i = 0;
     while i < steps.len() {
         let first = &steps[i];
         let cols = present(first.image);
         let mut sql = String::with_capacity(256);
         render_head(&mut sql, first, &cols);
-        render_row(&mut sql, first, &cols);
-        let mut images = vec![first.image];
-        i += 1;
+        let mut tail = String::new();
+        render_tail(&mut tail, first, &cols);
+        let mut images = Vec::new();
         while i < steps.len()
             && images.len() < statement_rows
-            && sql.len() < MAX_STATEMENT_BYTES
-            && same_statement(first, &steps[i])
+            && (images.is_empty() || same_statement(first, &steps[i]))
         {
-            sql.push_str(", ");
-            render_row(&mut sql, &steps[i], &cols);
+            row.clear();
+            render_row(&mut row, &steps[i], &cols);
+            let len = sql.len() + 2 + row.len() + tail.len();
+            if !images.is_empty() && len > soft {
+                break;
+            }
+            if images.is_empty() && len > max_bytes {
+                return Err(RewriteError::RowTooLarge {
+                    table: first.table.qualified_name(),
+                    key: key_text(first.table, first.image),
+                    bytes: len - 2,
+                });
+            }
+            if !images.is_empty() {
+                sql.push_str(", ");
+            }
+            sql.push_str(&row);
             images.push(steps[i].image);
             i += 1;
         }
-        render_tail(&mut sql, first, &cols);
+        sql.push_str(&tail);
         out.push(Statement {
             sql,
             rows: Some(Rows {

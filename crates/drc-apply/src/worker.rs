@@ -37,6 +37,7 @@ use crate::conflict::decide::Record;
 use crate::conflict::keylock::{keys_of, KeyLocks};
 use crate::conflict::{run_levels, LwwChange};
 use crate::fence::Fence;
+use crate::size::Joiner;
 use crate::sql::Statement;
 use crate::strict::{self, Failure};
 use crate::LinkError;
@@ -102,10 +103,16 @@ pub struct Applier {
     fence: Option<Fence>,
     query_timeout: Duration,
     shutdown: Option<watch::Receiver<bool>>,
+    /// The session's `max_allowed_packet`, read once per connection ([`crate::size`]).
+    max_allowed_packet: u64,
 }
 
 /// The query timeout of an applier built without [`Applier::with_limits`].
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Join drc's own statements into queries of at most this many bytes (one round trip each),
+/// and never more than the target's `max_allowed_packet` allows ([`crate::size::Joiner`]).
+const QUERY_BYTES: usize = crate::size::MAX_QUERY;
 
 impl Applier {
     /// A connection to `url` that tags with `tag` (connects lazily).
@@ -118,6 +125,7 @@ impl Applier {
             fence: None,
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             shutdown: None,
+            max_allowed_packet: 0,
         }
     }
 
@@ -158,6 +166,7 @@ impl Applier {
             c.query_drop(&setup)
                 .await
                 .map_err(|e| LinkError::target("setting up the applier session", e))?;
+            self.max_allowed_packet = crate::size::read_max_allowed_packet(&mut c).await?;
             self.conn = Some(c);
         }
         match self.conn.as_mut() {
@@ -251,9 +260,9 @@ impl Applier {
             Tag::ServerId { .. } => None,
         };
         let fence = self.fence.clone();
-        let unfenced = fence.is_none();
+        self.session().await?;
+        let mut q = Joiner::new(self.max_allowed_packet, QUERY_BYTES);
         let conn = self.session().await?;
-        let mut q = String::with_capacity(64 * 1024);
         if let Some(f) = fence {
             // The fence check must be answered before anything is written (crate::fence).
             let stored = async {
@@ -272,65 +281,53 @@ impl Applier {
                     return Err(LinkError::target("checking the fence", e));
                 }
             }
+        } else {
+            q.push(conn, "START TRANSACTION", "transaction").await?;
         }
-        // drc's own prefix: one result per statement, so it stays a list until it is sent.
-        let mut prefix: Vec<String> = Vec::new();
-        if unfenced {
-            prefix.push("START TRANSACTION".into());
-        }
-        if let Some(m) = marker {
-            prefix.push(m);
-        }
-        // The plain statements, each checked for errors and warnings ([`strict::run`]); the
-        // prefix goes first.
-        if !job.statements.is_empty() {
-            let outcome = strict::run(conn, &prefix.join(";\n"), &job.statements).await;
-            if let Err(f) = outcome {
-                let _ = conn.query_drop("ROLLBACK").await;
-                return Err(Self::failure(conn, job, f).await);
+        let result = async {
+            if let Some(m) = marker {
+                q.push(conn, &m, "origin marker").await?;
             }
-            prefix.clear();
-        }
-        q.push_str(&prefix.join(";\n"));
-        let mut records = Vec::new();
-        if !job.lww.is_empty() {
-            let mut progress = job.progress.clone();
-            match run_levels(
-                conn,
-                std::mem::take(&mut q),
-                &job.lww,
-                &job.conflict_log.0,
-                progress.as_mut(),
-            )
-            .await
-            {
-                Ok((rest, r)) => {
-                    q = rest;
-                    records = r;
-                }
-                Err(e) => {
+            // The plain statements, each checked for errors and warnings in a round trip of
+            // its own ([`strict::run`]), after drc's prefix.
+            if !job.statements.is_empty() {
+                let prefix = q.take();
+                if let Err(f) = strict::run(conn, &prefix, &job.statements).await {
                     let _ = conn.query_drop("ROLLBACK").await;
-                    return Err(e);
+                    return Err(Self::failure(conn, job, f).await);
                 }
             }
-            let (meta, link) = &job.conflict_log;
-            for r in &records {
-                if !q.is_empty() {
-                    q.push_str(";\n");
+            let mut records = Vec::new();
+            if !job.lww.is_empty() {
+                let mut progress = job.progress.clone();
+                records = run_levels(
+                    conn,
+                    &mut q,
+                    &job.lww,
+                    &job.conflict_log.0,
+                    progress.as_mut(),
+                )
+                .await?;
+                let (meta, link) = &job.conflict_log;
+                for r in &records {
+                    q.push(
+                        conn,
+                        &crate::conflict::record_sql(meta, link, r),
+                        "conflict record",
+                    )
+                    .await?;
                 }
-                q.push_str(&crate::conflict::record_sql(meta, link, r));
             }
+            q.push(conn, &job.checkpoint, "checkpoint").await?;
+            q.push(conn, "COMMIT", "commit").await?;
+            q.flush(conn).await?;
+            Ok(records)
         }
-        if !q.is_empty() {
-            q.push_str(";\n");
-        }
-        q.push_str(&job.checkpoint);
-        q.push_str(";\nCOMMIT");
-        if let Err(e) = conn.query_drop(&q).await {
+        .await;
+        if result.is_err() {
             let _ = conn.query_drop("ROLLBACK").await;
-            return Err(LinkError::target("applying changes", e));
         }
-        Ok(records)
+        result
     }
 }
 

@@ -77,7 +77,7 @@ async fn target(prefix: &str, table: &str) -> Target {
 
 impl Target {
     async fn apply(&mut self, changes: &[&RowChange]) -> Result<(), LinkError> {
-        let statements = sql::rendered(changes, 500).expect("rewrite");
+        let statements = sql::rendered(changes, 500, 4 << 20).expect("rewrite");
         let cp = meta::checkpoint_statement(
             &self.meta,
             "a->b",

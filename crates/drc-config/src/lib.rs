@@ -123,6 +123,9 @@ pub struct Applier {
     /// The longest one applier transaction attempt (all its round trips) or one metadata
     /// query may take; beyond it the connection is dropped and the work retried.
     pub query_timeout: Duration,
+    /// Row changes one source transaction may have; a larger one stops the link (it would be
+    /// held in memory whole).
+    pub max_transaction_rows: usize,
 }
 
 /// How peers' binlogs are read.

@@ -109,6 +109,8 @@ pub struct RawApplier {
     pub statement_rows: Option<i64>,
     /// Longest applier transaction attempt or metadata query, milliseconds.
     pub query_timeout_ms: Option<i64>,
+    /// Row changes one source transaction may have.
+    pub max_transaction_rows: Option<i64>,
 }
 
 /// `[source]`.

@@ -330,6 +330,14 @@ pub fn validate(
             "applier.query_timeout_ms",
             &mut e,
         ),
+        max_transaction_rows: count(
+            raw.applier.max_transaction_rows,
+            1_000_000,
+            1,
+            1_000_000_000,
+            "applier.max_transaction_rows",
+            &mut e,
+        ),
     };
     let source = SourceSettings {
         heartbeat: duration_ms(

@@ -89,7 +89,13 @@ impl MysqlError {
 
 /// Classifies a driver error: I/O and connection-level errors are transient, server errors that
 /// mean "change something" (access denied, unknown database, syntax) are not.
+///
+/// A packet over `max_allowed_packet` (refused by the client before it is sent, or by the
+/// server, [`is_packet_too_large`]) is permanent: the same query fails the same way every time.
 pub fn is_transient_driver_error(e: &mysql_async::Error) -> bool {
+    if is_packet_too_large(e) {
+        return false;
+    }
     match e {
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
         mysql_async::Error::Server(s) => matches!(
@@ -99,6 +105,22 @@ pub fn is_transient_driver_error(e: &mysql_async::Error) -> bool {
             1040 | 1053 | 1205 | 1213 | 1317 | 1927
         ),
         mysql_async::Error::Url(_) | mysql_async::Error::Other(_) => false,
+    }
+}
+
+/// True when `e` says a packet was larger than `max_allowed_packet`: the driver refused to send
+/// it (it knows the server's limit), or the server refused it (ER_NET_PACKET_TOO_LARGE 1153,
+/// ER_WARN_ALLOWED_PACKET_OVERFLOWED 1301).
+pub fn is_packet_too_large(e: &mysql_async::Error) -> bool {
+    use mysql_common::proto::codec::error::PacketCodecError;
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<PacketCodecError>())
+            .is_some_and(|c| matches!(c, PacketCodecError::PacketTooLarge)),
+        mysql_async::Error::Driver(mysql_async::DriverError::PacketTooLarge) => true,
+        mysql_async::Error::Server(s) => matches!(s.code, 1153 | 1301),
+        _ => false,
     }
 }
 
@@ -156,6 +178,22 @@ pub fn url_with_password(url: &str, password: &str) -> Result<String, PasswordSl
 
 /// Opens one connection, bounded by `timeout`.
 pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
+    connect_with(url, timeout, None).await
+}
+
+/// [`connect`] for a binlog stream: the client accepts packets up to 1 GiB (the most a server
+/// sends), not only up to the server's `max_allowed_packet`. A binlog event can be larger than
+/// that setting (an UPDATE carries a row's before and after images), and the server's dump
+/// thread sends it anyway.
+pub async fn connect_stream(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
+    connect_with(url, timeout, Some(1 << 30)).await
+}
+
+async fn connect_with(
+    url: &str,
+    timeout: Duration,
+    max_allowed_packet: Option<usize>,
+) -> Result<Conn, MysqlError> {
     let opts = Opts::from_url(url).map_err(|source| MysqlError::BadUrl {
         url: redact_url(url),
         source,
@@ -166,6 +204,9 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
         // Unix socket: around a local proxy (or a tunnel) the operator put in the URL, and
         // without keepalive or the proxy's view of the network.
         opts = opts.prefer_socket(false);
+    }
+    if let Some(m) = max_allowed_packet {
+        opts = opts.max_allowed_packet(Some(m));
     }
     match tokio::time::timeout(timeout, Conn::new(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
@@ -203,6 +244,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packet_too_large_is_permanent() {
+        use mysql_common::proto::codec::error::PacketCodecError;
+        let e = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other(
+            PacketCodecError::PacketTooLarge,
+        )));
+        assert!(is_packet_too_large(&e));
+        assert!(!is_transient_driver_error(&e));
+        let lost = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(!is_packet_too_large(&lost));
+        assert!(is_transient_driver_error(&lost));
+    }
 
     #[test]
     fn passwords_never_shown() {

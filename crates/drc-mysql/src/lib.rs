@@ -14,8 +14,8 @@ mod server;
 
 pub use checks::{preflight_source, Problem, ProblemList};
 pub use conn::{
-    bounded, connect, is_transient_driver_error, redact_url, url_with_password, MysqlError,
-    PasswordSlot, TCP_KEEPALIVE,
+    bounded, connect, connect_stream, is_packet_too_large, is_transient_driver_error, redact_url,
+    url_with_password, MysqlError, PasswordSlot, TCP_KEEPALIVE,
 };
 pub use meta::{load_unique_keys, IndexColumns};
 pub use server::{current_file_pos, current_position, server_info, Flavor, ServerInfo};

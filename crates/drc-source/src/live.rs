@@ -20,7 +20,8 @@ use std::time::Duration;
 use drc_core::change::{SourceEvent, TxnGtid};
 use drc_core::position::{FilePos, Position};
 use drc_mysql::{
-    bounded, connect, current_position, load_unique_keys, preflight_source, redact_url,
+    bounded, connect, connect_stream, current_position, load_unique_keys, preflight_source,
+    redact_url,
     server_info, Flavor, MysqlError, ProblemList, ServerInfo,
 };
 use futures_util::StreamExt;
@@ -209,7 +210,7 @@ impl Source {
     }
 
     async fn open_stream_unbounded(&self) -> Result<BinlogStream, SourceError> {
-        let mut conn = connect(&self.cfg.url, self.cfg.connect_timeout).await?;
+        let mut conn = connect_stream(&self.cfg.url, self.cfg.connect_timeout).await?;
         let q = |what: &'static str| move |source| MysqlError::Query { what, source };
         let hb_ns = self.cfg.heartbeat.as_nanos().min(u128::from(u64::MAX));
         conn.query_drop(format!("SET @master_heartbeat_period = {hb_ns}"))

@@ -166,6 +166,11 @@ impl Cluster {
         }
     }
 
+    /// The process id of center `i`'s daemon, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.daemons[i].as_ref().map(Child::id)
+    }
+
     /// The log of center `i`'s daemon so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", NAMES[i])))

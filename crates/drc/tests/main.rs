@@ -14,4 +14,5 @@ mod proxy;
 mod replicas;
 mod replication;
 mod stuck;
+mod sizes;
 mod tail;

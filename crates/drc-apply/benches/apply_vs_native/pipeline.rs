@@ -64,7 +64,7 @@ pub(crate) fn prepare(
             refs = drc_apply::plan::order_by_level(&refs);
             order += to.elapsed().as_secs_f64();
         }
-        let stmts = sql::statements(&refs, statement_rows).expect("rewrite changes");
+        let stmts = sql::statements(&refs, statement_rows, usize::MAX).expect("rewrite changes");
         let cp = meta::checkpoint_statement(
             META_DB,
             LINK,

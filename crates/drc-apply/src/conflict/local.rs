@@ -8,6 +8,13 @@
 //! `<meta>.checkpoint` as link `<center>~local-deletes` (`~<replica>` appended when the center
 //! runs replicas; every replica runs one), so a restart resumes where it stopped;
 //! the first start begins at the server's current position.
+//!
+//! Size: the tombstones of one transaction and its checkpoint are written in one transaction of
+//! several queries, each within the server's `max_allowed_packet` ([`crate::size`]). A local
+//! transaction of more than [`FLUSH_TOMBSTONES`] deleted rows has its tombstones written as it is
+//! read, in transactions of their own that leave the checkpoint where it was, so memory stays
+//! bounded: a tombstone write only ever raises a rank, so a restart that reads the transaction
+//! again writes them again harmlessly, and progress is published only at its commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +37,7 @@ use crate::link::{origin_rule, CONNECT_TIMEOUT};
 use crate::meta::IdentityRole;
 use crate::meta::{self, Checkpoint};
 use crate::origin::{filter_event, gtid_hint, own_ids, OriginLookup};
+use crate::size::Joiner;
 use crate::LinkError;
 
 /// What the reader needs.
@@ -73,6 +81,8 @@ pub fn position_query(flavor: Flavor, gtid_enabled: bool) -> Option<&'static str
 
 /// How often the position is stored when no tombstone was written.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Tombstones held before they are written while a transaction is still being read.
+pub const FLUSH_TOMBSTONES: usize = 20_000;
 /// How often old tombstones are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -90,6 +100,7 @@ pub async fn run_local_deletes(
     conn.query_drop("SET SESSION time_zone = '+00:00'")
         .await
         .map_err(|e| LinkError::target("setting up the local-delete reader", e))?;
+    let max_allowed_packet = crate::size::read_max_allowed_packet(&mut conn).await?;
     let stored = meta::load_checkpoints(&mut conn, &meta_db, &name).await?;
     let mut seq = stored.iter().map(|c| c.batch).max().unwrap_or(0);
     let start = match stored.into_iter().max_by_key(|c| c.batch) {
@@ -203,11 +214,14 @@ pub async fn run_local_deletes(
                             end: pos.clone(),
                         },
                     );
-                    store(&mut conn, &meta_db, std::mem::take(&mut pending), &cp)
-                        .await
-                        .map_err(|e| {
-                            LinkError::target("recording tombstones of local deletes", e)
-                        })?;
+                    store(
+                        &mut conn,
+                        &meta_db,
+                        std::mem::take(&mut pending),
+                        Some(&cp),
+                        max_allowed_packet,
+                    )
+                    .await?;
                     stored_at = pos.clone();
                     last_store = Instant::now();
                 }
@@ -223,6 +237,17 @@ pub async fn run_local_deletes(
             }
             _ => {}
         }
+        if pending.len() >= FLUSH_TOMBSTONES {
+            // Written before the transaction's commit is read, without moving the checkpoint.
+            store(
+                &mut conn,
+                &meta_db,
+                std::mem::take(&mut pending),
+                None,
+                max_allowed_packet,
+            )
+            .await?;
+        }
         // Large maps of stale schemas are dropped (schemas change on DDL).
         if versions.len() > 10_000 {
             versions.clear();
@@ -230,35 +255,38 @@ pub async fn run_local_deletes(
     }
 }
 
-/// Writes tombstones and the checkpoint in one transaction. A tombstone only replaces a lower
-/// one ([`tombstone::write_sql`] compares ranks in the server): a replay after a restart, or a
-/// local delete read late, never lowers what a newer delete recorded.
+/// Writes tombstones and the checkpoint (when given) in one transaction of queries that fit
+/// `max_allowed_packet`. A tombstone only replaces a lower one ([`tombstone::write_sql`]
+/// compares ranks in the server): a replay after a restart, or a local delete read late, never
+/// lowers what a newer delete recorded.
 async fn store(
     conn: &mut mysql_async::Conn,
     meta: &str,
     tombs: Vec<(String, [u8; 32], Tomb)>,
-    checkpoint: &str,
-) -> Result<(), mysql_async::Error> {
-    conn.query_drop("START TRANSACTION").await?;
-    let r: Result<(), mysql_async::Error> = async {
-        let mut q = String::new();
+    checkpoint: Option<&str>,
+    max_allowed_packet: u64,
+) -> Result<(), LinkError> {
+    let mut q = Joiner::new(max_allowed_packet, crate::size::MAX_QUERY);
+    let r: Result<(), LinkError> = async {
+        q.push(conn, "START TRANSACTION", "transaction").await?;
         for (table, pk_hash, t) in &tombs {
-            q.push_str(&tombstone::write_sql(
-                meta,
-                tombstone::Store::Local,
-                table,
-                pk_hash,
-                t,
-            ));
-            q.push_str(";\n");
+            let w = tombstone::write_sql(meta, tombstone::Store::Local, table, pk_hash, t);
+            q.push(conn, &w, "tombstone").await?;
         }
-        q.push_str(checkpoint);
-        q.push_str(";\nCOMMIT");
-        conn.query_drop(q).await
+        if let Some(cp) = checkpoint {
+            q.push(conn, cp, "checkpoint").await?;
+        }
+        q.push(conn, "COMMIT", "commit").await?;
+        q.flush(conn).await
     }
     .await;
     if r.is_err() {
         let _ = conn.query_drop("ROLLBACK").await;
     }
-    r
+    r.map_err(|e| match e {
+        LinkError::Target { source, .. } => {
+            LinkError::target("recording tombstones of local deletes", source)
+        }
+        e => e,
+    })
 }

@@ -35,6 +35,7 @@ use drc_core::value::Value;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+use crate::size::Joiner;
 use crate::sql::{ident, literal, quoted, table_name};
 use crate::LinkError;
 use canon::{select_expr, Canon};
@@ -138,32 +139,48 @@ fn select_where(t: &TableSchema) -> String {
     q
 }
 
-/// The locking read of the rows with the primary keys of `imgs` (one `IN` list).
-fn in_lookup_sql(t: &TableSchema, imgs: &[&Image]) -> String {
-    let mut q = select_where(t);
-    q.push('(');
+/// The locking reads of the rows with the primary keys of `imgs`: `IN` lists of at most
+/// `limit` bytes each (one key per read at least).
+fn in_lookup_sqls(t: &TableSchema, imgs: &[&Image], limit: usize) -> Vec<String> {
+    let mut head = select_where(t);
+    head.push('(');
     for (n, &k) in t.primary_key.iter().enumerate() {
         if n > 0 {
-            q.push_str(", ");
+            head.push_str(", ");
         }
-        ident(&mut q, &t.columns[k].name);
+        ident(&mut head, &t.columns[k].name);
     }
-    q.push_str(") IN (");
-    for (n, img) in imgs.iter().enumerate() {
-        if n > 0 {
-            q.push_str(", ");
-        }
-        q.push('(');
+    head.push_str(") IN (");
+    const TAIL: &str = ") FOR UPDATE";
+    let mut out = Vec::new();
+    let mut q = String::new();
+    let mut tuple = String::new();
+    for img in imgs {
+        tuple.clear();
+        tuple.push('(');
         for (m, &k) in t.primary_key.iter().enumerate() {
             if m > 0 {
-                q.push_str(", ");
+                tuple.push_str(", ");
             }
-            literal(&mut q, value(img, k));
+            literal(&mut tuple, value(img, k));
         }
-        q.push(')');
+        tuple.push(')');
+        if !q.is_empty() && q.len() + 2 + tuple.len() + TAIL.len() > limit {
+            q.push_str(TAIL);
+            out.push(std::mem::take(&mut q));
+        }
+        if q.is_empty() {
+            q.push_str(&head);
+        } else {
+            q.push_str(", ");
+        }
+        q.push_str(&tuple);
     }
-    q.push_str(") FOR UPDATE");
-    q
+    if !q.is_empty() {
+        q.push_str(TAIL);
+        out.push(q);
+    }
+    out
 }
 
 /// The locking read of one lookup.
@@ -323,11 +340,27 @@ async fn select_sets(conn: &mut Conn, q: String) -> Result<Vec<Vec<mysql_async::
     Ok(sets)
 }
 
-fn push_stmt(q: &mut String, s: &str) {
-    if !q.is_empty() {
-        q.push_str(";\n");
+/// Sends `reads` (each a `SELECT`) in queries of at most `limit` bytes and returns their
+/// result sets, one per read, in order.
+async fn read_all(
+    conn: &mut Conn,
+    reads: &[String],
+    limit: usize,
+    max_allowed_packet: u64,
+) -> Result<Vec<Vec<mysql_async::Row>>, LinkError> {
+    let mut sets = Vec::with_capacity(reads.len());
+    for chunk in crate::size::chunks(reads, 0, limit, |r| r.len() + 2) {
+        let q = chunk.join(";\n");
+        if q.len() > crate::size::budget(max_allowed_packet) {
+            return Err(LinkError::StatementTooLarge {
+                what: "conflict resolution read",
+                bytes: q.len(),
+                max_allowed_packet,
+            });
+        }
+        sets.extend(select_sets(conn, q).await?);
     }
-    q.push_str(s);
+    Ok(sets)
 }
 
 fn text(r: &mysql_async::Row, i: usize) -> Option<String> {
@@ -337,8 +370,8 @@ fn text(r: &mysql_async::Row, i: usize) -> Option<String> {
     }
 }
 
-/// Runs `pending` (statements already part of the open transaction, `;`-joined, possibly
-/// empty) followed by the locking reads of each level, deciding each level from its reads.
+/// Runs what `pending` holds (statements already part of the open transaction, possibly
+/// none) followed by the locking reads of each level, deciding each level from its reads.
 /// A key found missing is decided with its tombstone, read after the local-delete reader
 /// (`progress`) has passed the target position read after the row lookups.
 ///
@@ -350,28 +383,28 @@ fn text(r: &mysql_async::Row, i: usize) -> Option<String> {
 /// row fails the share with a transient error, which decides it again from fresh reads. From
 /// the insert on, the row exists and is locked, so no local write can slip in any more.
 ///
-/// Returns the statements still to run (the last level's writes, unless they were sent for
-/// that check) and every lost write.
+/// Leaves in `pending` the statements still to run (the last level's writes, unless they were
+/// sent for that check) and returns every lost write. Every query fits the target's
+/// `max_allowed_packet` ([`crate::size`]): reads and writes are split into several queries of
+/// the one transaction.
 pub async fn run_levels(
     conn: &mut Conn,
-    mut pending: String,
+    pending: &mut Joiner,
     levels: &[Vec<LwwChange<'_>>],
     meta: &str,
     mut progress: Option<&mut Progress>,
-) -> Result<(String, Vec<Record>), LinkError> {
+) -> Result<Vec<Record>, LinkError> {
     let mut records = Vec::new();
     let mut verify: Vec<Written> = Vec::new();
     let mut level_position = String::new();
     for level in levels {
-        let q = std::mem::take(&mut pending);
         // Primary-key lookups of integer keys are batched into one `IN` read per table; the
         // others (unique keys, other key types, where the server's collation decides) are
         // read one statement each.
         let per_lookups: Vec<Vec<Lookup<'_>>> = level.iter().map(|lc| lookups(lc.change)).collect();
         let mut groups: Vec<(&TableSchema, Vec<&Image>)> = Vec::new();
         let mut group_of: HashMap<usize, usize> = HashMap::new();
-        let mut singles = 0usize;
-        let mut single_sql = String::new();
+        let mut singles: Vec<String> = Vec::new();
         for (lc, ls) in level.iter().zip(&per_lookups) {
             let t = &*lc.change.table;
             for l in ls {
@@ -386,27 +419,30 @@ pub async fn run_levels(
                         groups[g].1.push(img);
                     }
                     _ => {
-                        singles += 1;
-                        push_stmt(&mut single_sql, &lookup_sql(t, l));
+                        singles.push(lookup_sql(t, l));
                     }
                 }
             }
         }
         // The previous level's writes first, on their own: the reads below then return only
         // `SELECT` result sets, one per statement.
-        if !q.is_empty() {
-            conn.query_drop(&q)
-                .await
-                .map_err(|e| LinkError::target("applying changes", e))?;
+        pending.flush(conn).await?;
+        let limit = pending.limit();
+        let map = pending.max_allowed_packet();
+        // One read per `IN` chunk of a group (`Some(group)`), then one per single lookup.
+        let mut reads: Vec<String> = Vec::new();
+        let mut read_group: Vec<Option<usize>> = Vec::new();
+        for (g, (t, imgs)) in groups.iter().enumerate() {
+            for r in in_lookup_sqls(t, imgs, limit) {
+                reads.push(r);
+                read_group.push(Some(g));
+            }
         }
-        let mut q = String::new();
-        for (t, imgs) in &groups {
-            push_stmt(&mut q, &in_lookup_sql(t, imgs));
-        }
-        if !single_sql.is_empty() {
-            push_stmt(&mut q, &single_sql);
-        }
-        let sets = select_sets(conn, q).await?;
+        let n_singles = singles.len();
+        read_group.extend(std::iter::repeat_n(None, n_singles));
+        reads.extend(singles);
+        let sets = read_all(conn, &reads, limit, map).await?;
+        drop(reads);
         // Read after the row lookups: every local delete that removed a row found missing is
         // at or before this position.
         let position = match progress.as_deref() {
@@ -414,24 +450,25 @@ pub async fn run_levels(
             None => String::new(),
         };
         level_position.clone_from(&position);
-        if sets.len() != groups.len() + singles {
+        if sets.len() != read_group.len() {
             return Err(LinkError::ConflictRead(format!(
                 "expected {} lookup results from the target and got {}",
-                groups.len() + singles,
+                read_group.len(),
                 sets.len()
             )));
         }
-        let mut sets = sets.into_iter();
-        let by_key: Vec<HashMap<[u8; 32], Row>> = groups
-            .iter()
-            .zip(&mut sets)
-            .map(|((t, _), rows)| {
-                rows_of(t, rows)
-                    .into_iter()
-                    .map(|r| (r.pk_hash(t), r))
-                    .collect()
-            })
-            .collect();
+        let mut by_key: Vec<HashMap<[u8; 32], Row>> = vec![HashMap::new(); groups.len()];
+        let mut single_sets = Vec::with_capacity(n_singles);
+        for (g, rows) in read_group.iter().zip(sets) {
+            match g {
+                Some(g) => {
+                    let t = groups[*g].0;
+                    by_key[*g].extend(rows_of(t, rows).into_iter().map(|r| (r.pk_hash(t), r)));
+                }
+                None => single_sets.push(rows),
+            }
+        }
+        let mut sets = single_sets.into_iter();
         // Per change: its lookups' rows, and per tombstone key the key's hash when its row is
         // missing.
         type Missing = Vec<Option<[u8; 32]>>;
@@ -493,7 +530,7 @@ pub async fn run_levels(
                     keys.push((lc.change.table.qualified_name(), *h));
                 }
             }
-            let found = read_tombstones(conn, meta, &keys).await?;
+            let found = read_tombstones(conn, meta, &keys, limit).await?;
             check_written(&verify, &found)?;
             for ((lc, (_, missing)), t) in level.iter().zip(&per_change).zip(&mut tombs) {
                 for (h, slot) in missing.iter().zip(t.iter_mut()) {
@@ -516,7 +553,18 @@ pub async fn run_levels(
             let t = &*lc.change.table;
             let out = decide(lc.change, lc.version, found, tomb, claim, &mut overlay);
             for w in &out.writes {
-                push_stmt(&mut pending, &write_sql(meta, t, w));
+                let sql = write_sql(meta, t, w);
+                if sql.len() > crate::size::budget(map) {
+                    let img = lc.change.after.as_ref().or(lc.change.before.as_ref());
+                    return Err(LinkError::Rewrite(crate::sql::RewriteError::RowTooLarge {
+                        table: t.qualified_name(),
+                        key: img.map(|i| crate::sql::key_text(t, i)).unwrap_or_default(),
+                        bytes: sql.len(),
+                    }));
+                }
+                pending
+                    .push(conn, &sql, "conflict resolution write")
+                    .await?;
                 let (img, inserted) = match w {
                     Write::Insert(img) => (img, true),
                     Write::Update(img) => (img, false),
@@ -550,9 +598,7 @@ pub async fn run_levels(
         // The last level's writes are checked like the others: sent, then the tombstones and
         // claims read again once the local-delete reader has passed the position after them
         // — unless no local transaction committed since the level's lookups.
-        conn.query_drop(std::mem::take(&mut pending))
-            .await
-            .map_err(|e| LinkError::target("applying changes", e))?;
+        pending.flush(conn).await?;
         let after = read_position(conn, p).await?;
         let quiet = match (
             level_position
@@ -567,11 +613,11 @@ pub async fn run_levels(
             wait_for_reader(p, &after).await?;
             let keys: Vec<(String, [u8; 32])> =
                 verify.iter().map(|v| (v.table.clone(), v.key)).collect();
-            let found = read_tombstones(conn, meta, &keys).await?;
+            let found = read_tombstones(conn, meta, &keys, pending.limit()).await?;
             check_written(&verify, &found)?;
         }
     }
-    Ok((pending, records))
+    Ok(records)
 }
 
 /// A row written at a key that was missing, or holding unique values, to be checked against
@@ -640,33 +686,39 @@ async fn read_position(conn: &mut Conn, p: &Progress) -> Result<String, LinkErro
         .unwrap_or_default())
 }
 
-/// The tombstones at `keys`, in one read.
+/// The tombstones at `keys`, in reads of at most `limit` bytes.
 async fn read_tombstones(
     conn: &mut Conn,
     meta: &str,
     keys: &[(String, [u8; 32])],
+    limit: usize,
 ) -> Result<HashMap<(String, [u8; 32]), Tomb>, LinkError> {
-    let Some(q) = tombstone::read_many_sql(meta, keys) else {
-        return Ok(HashMap::new());
-    };
-    let rows: Vec<mysql_async::Row> = conn
-        .query(q)
-        .await
-        .map_err(|e| LinkError::target("reading tombstones", e))?;
     let mut out: HashMap<(String, [u8; 32]), Tomb> = HashMap::new();
-    for (key, t) in rows.iter().filter_map(|r| {
-        tombstone::from_many_row(
-            &text(r, 0).unwrap_or_default(),
-            &text(r, 1).unwrap_or_default(),
-            &text(r, 2).unwrap_or_default(),
-            &text(r, 3).unwrap_or_default(),
-        )
-    }) {
-        // The applied and the local table: the higher rank counts.
-        match out.get(&key) {
-            Some(o) if decide::beats_rank(&t.version, &t.hash, &o.version, &o.hash).is_none() => {}
-            _ => {
-                out.insert(key, t);
+    // A key costs its hash in both tables' `IN` lists, at most its table's clause twice.
+    let cost = |(t, _): &(String, [u8; 32])| 2 * (t.len() + 120);
+    for chunk in crate::size::chunks(keys, 512 + meta.len() * 2, limit, cost) {
+        let Some(q) = tombstone::read_many_sql(meta, chunk) else {
+            continue;
+        };
+        let rows: Vec<mysql_async::Row> = conn
+            .query(q)
+            .await
+            .map_err(|e| LinkError::target("reading tombstones", e))?;
+        for (key, t) in rows.iter().filter_map(|r| {
+            tombstone::from_many_row(
+                &text(r, 0).unwrap_or_default(),
+                &text(r, 1).unwrap_or_default(),
+                &text(r, 2).unwrap_or_default(),
+                &text(r, 3).unwrap_or_default(),
+            )
+        }) {
+            // The applied and the local table: the higher rank counts.
+            match out.get(&key) {
+                Some(o)
+                    if decide::beats_rank(&t.version, &t.hash, &o.version, &o.hash).is_none() => {}
+                _ => {
+                    out.insert(key, t);
+                }
             }
         }
     }

@@ -46,7 +46,7 @@ fn inserts_merge_into_multi_row_guarded_inserts() {
     let c1 = change(&t, ChangeKind::Insert, None, Some(img(1, "a'b")));
     let c2 = change(&t, ChangeKind::Insert, None, Some(img(2, "c\\d")));
     let c3 = change(&t, ChangeKind::Insert, None, Some(img(3, "e")));
-    let s = statements(&[&c1, &c2, &c3], 2).expect("rewrite");
+    let s = statements(&[&c1, &c2, &c3], 2, usize::MAX).expect("rewrite");
     assert_eq!(
         s,
         [
@@ -62,7 +62,7 @@ fn update_is_an_upsert_and_a_key_change_deletes_first() {
     let u = change(&t, ChangeKind::Update, Some(img(1, "a")), Some(img(1, "b")));
     let k = change(&t, ChangeKind::Update, Some(img(1, "b")), Some(img(9, "b")));
     let d = change(&t, ChangeKind::Delete, Some(img(9, "b")), None);
-    let s = statements(&[&u, &k, &d], 100).expect("rewrite");
+    let s = statements(&[&u, &k, &d], 100, usize::MAX).expect("rewrite");
     assert_eq!(
         s,
         [
@@ -80,7 +80,7 @@ fn a_single_row_of_a_statement_renders_alone() {
     let t = table();
     let c1 = change(&t, ChangeKind::Insert, None, Some(img(1, "a")));
     let c2 = change(&t, ChangeKind::Insert, None, Some(img(2, "b")));
-    let s = rendered(&[&c1, &c2], 10).expect("rewrite");
+    let s = rendered(&[&c1, &c2], 10, 4 << 20).expect("rewrite");
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].row_count(), 2);
     assert_eq!(
@@ -125,6 +125,35 @@ fn a_table_without_primary_key_is_refused_by_name() {
     t.primary_key.clear();
     let t = Arc::new(t);
     let c = change(&t, ChangeKind::Insert, None, Some(img(1, "a")));
-    let e = statements(&[&c], 10).expect_err("no pk");
+    let e = statements(&[&c], 10, usize::MAX).expect_err("no pk");
     assert!(e.to_string().contains("shop.t`x has no primary key"), "{e}");
+}
+
+#[test]
+fn statements_never_pass_the_byte_limit_and_a_too_large_row_is_an_error() {
+    let t = table();
+    let rows: Vec<RowChange> = (0..50)
+        .map(|i| change(&t, ChangeKind::Insert, None, Some(img(i, &"x".repeat(100)))))
+        .collect();
+    let refs: Vec<&RowChange> = rows.iter().collect();
+    let limit = 1000;
+    let s = statements(&refs, 1000, limit).expect("rewrite");
+    assert!(s.len() > 5, "split by bytes: {}", s.len());
+    assert!(s.iter().all(|q| q.len() <= limit), "every statement fits");
+    let n: usize = s.iter().map(|q| q.matches("_utf8mb4'").count()).sum();
+    assert_eq!(n, 50, "no row lost in the split");
+    let big = change(
+        &t,
+        ChangeKind::Insert,
+        None,
+        Some(img(7, &"y".repeat(2000))),
+    );
+    match statements(&[&big], 10, limit) {
+        Err(RewriteError::RowTooLarge { table, key, bytes }) => {
+            assert_eq!(table, "shop.t`x");
+            assert_eq!(key, "(7)");
+            assert!(bytes > 2000);
+        }
+        other => panic!("expected RowTooLarge, got {other:?}"),
+    }
 }
