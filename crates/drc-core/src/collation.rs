@@ -220,6 +220,8 @@ fn premap(family: Family, c: char) -> char {
         (Family::Swedish, 'ä' | 'æ') => '\\',
         (Family::Swedish, 'ö') => ']',
         (Family::Swedish, 'ü') => 'y',
+        // Its compatibility decomposition keeps a middle dot that the collations ignore.
+        (_, 'ŀ') => 'l',
         _ => c,
     }
 }
