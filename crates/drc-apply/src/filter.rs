@@ -295,6 +295,7 @@ mod tests {
                 name: "id".into(),
                 sql_type: SqlType::Int,
                 unsigned: false,
+                collation: None,
             }],
             primary_key: vec![0],
             unique_keys: vec![],

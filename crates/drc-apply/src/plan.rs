@@ -10,12 +10,21 @@
 //! The batch's changes are joined into components (union-find) through every key value they
 //! touch; each component goes whole to one worker, keeping source order inside it. Components are
 //! handed out in order of their first change, each to the least-loaded worker. The result depends only on the
-//! batch's content and the worker count (the hash is FNV-1a over the values' SQL text, stable
-//! across runs and versions), which crash recovery relies on: re-planning a batch after a restart
-//! gives every worker the same share it had.
+//! batch's content, the key columns' collations and the worker count (the hash is FNV-1a over
+//! the values' SQL text, text folded by collation), which crash recovery relies on: re-planning
+//! a batch after a restart gives every worker the same share it had.
+//!
+//! "A common key value" is decided by the key column's collation, not by the bytes: in a
+//! case-insensitive unique key, row 1 deleting `'Bob@x'` and row 2 then inserting `'bob@x'`
+//! touch one value, and the insert run first hits a duplicate key. Text is therefore folded by
+//! each column's collation ([`drc_core::collation`]), over-approximating what the server equates
+//! (case, accents, expansions, trailing spaces): a fold that merges more only orders changes
+//! that could have run in parallel. A key column whose collation drc does not know (or whose
+//! bytes do not decode) gives the key's signature alone: every change of that key is ordered.
 //!
 //! NULL never conflicts in a unique index, so key values containing NULL are ignored. A table
-//! whose unique keys are unknown is serialized as a whole (one component per table).
+//! whose unique keys are unknown (or that has a key on a column prefix or an expression) is
+//! serialized as a whole (one component per table).
 
 use std::collections::HashMap;
 
@@ -42,17 +51,18 @@ fn fnv(h: &mut u64, bytes: &[u8]) {
     }
 }
 
-/// Signature of one key value: table, key name, and the key's values; `None` when a value is
-/// NULL or missing (no conflict possible). With `fold`, text is lowercased and stripped of
-/// trailing spaces first (the key locks, [`crate::conflict::keylock`]); the plan hashes values
-/// as they are, which keeps its result stable across versions.
+/// Signature of one key value: table, key name, and the key's values, text folded by each
+/// column's collation ([`drc_core::collation`]); `None` when a value is NULL or missing (no
+/// conflict possible). A text value whose collation drc does not know (or that does not
+/// decode) gets the signature of the key alone: it then conflicts with every value of that
+/// key, which orders all those changes — safe, only slower.
 fn key_signature(
     t: &TableSchema,
     name: &str,
     cols: &[usize],
     img: &Image,
-    buf: &mut String,
-    fold: bool,
+    buf: &mut Vec<u8>,
+    lit: &mut String,
 ) -> Option<u64> {
     let mut h = FNV_OFFSET;
     fnv(&mut h, t.database.as_bytes());
@@ -60,36 +70,53 @@ fn key_signature(
     fnv(&mut h, t.table.as_bytes());
     fnv(&mut h, b"\0");
     fnv(&mut h, name.as_bytes());
+    if cols
+        .iter()
+        .any(|&c| img.get(c).is_none_or(|v| matches!(v, Value::Null)))
+    {
+        return None;
+    }
     for &c in cols {
         let v = img.get(c)?;
-        if matches!(v, Value::Null) {
-            return None;
-        }
         buf.clear();
         match v {
-            Value::Text(text) if fold => {
-                let folded = String::from_utf8_lossy(&text.bytes).to_lowercase();
-                buf.push_str(folded.trim_end_matches(' '));
+            Value::Text(text) => {
+                let folded = t
+                    .columns
+                    .get(c)
+                    .and_then(|col| col.collation.as_ref())
+                    .is_some_and(|coll| coll.fold(text, buf));
+                if !folded {
+                    fnv(&mut h, b"\0*any-value*");
+                    return Some(h);
+                }
             }
-            _ => sql::literal(buf, v),
+            // -0 and 0 are one value in a unique key.
+            Value::Float(f) if *f == 0.0 => buf.push(b'0'),
+            Value::Double(f) if *f == 0.0 => buf.push(b'0'),
+            _ => {
+                lit.clear();
+                sql::literal(lit, v);
+                buf.extend_from_slice(lit.as_bytes());
+            }
         }
         fnv(&mut h, b"\0");
-        fnv(&mut h, buf.as_bytes());
+        fnv(&mut h, buf);
     }
     Some(h)
 }
 
+/// Buffers reused across signatures.
+#[derive(Debug, Default)]
+pub(crate) struct SigBufs {
+    folded: Vec<u8>,
+    literal: String,
+}
+
 /// The signatures of every key value `c` touches (primary key and unique keys, both images),
-/// with text folded as [`key_signature`] says: the keys the key locks take.
-pub(crate) fn folded_signatures(c: &RowChange, out: &mut Vec<u64>, buf: &mut String) {
-    key_signatures(c, out, buf, true);
-}
-
-fn signatures(c: &RowChange, out: &mut Vec<u64>, buf: &mut String) {
-    key_signatures(c, out, buf, false);
-}
-
-fn key_signatures(c: &RowChange, out: &mut Vec<u64>, buf: &mut String, fold: bool) {
+/// text folded by collation: what the planner joins changes by, and the keys the key locks
+/// take ([`crate::conflict::keylock`]).
+pub(crate) fn signatures(c: &RowChange, out: &mut Vec<u64>, bufs: &mut SigBufs) {
     let t = &*c.table;
     if !t.unique_keys_known {
         let mut h = FNV_OFFSET;
@@ -100,12 +127,20 @@ fn key_signatures(c: &RowChange, out: &mut Vec<u64>, buf: &mut String, fold: boo
         out.push(h);
         return;
     }
+    let SigBufs { folded, literal } = bufs;
     for img in [&c.before, &c.after].into_iter().flatten() {
         if !t.primary_key.is_empty() {
-            out.extend(key_signature(t, "PRIMARY", &t.primary_key, img, buf, fold));
+            out.extend(key_signature(
+                t,
+                "PRIMARY",
+                &t.primary_key,
+                img,
+                folded,
+                literal,
+            ));
         }
         for k in &t.unique_keys {
-            out.extend(key_signature(t, &k.name, &k.columns, img, buf, fold));
+            out.extend(key_signature(t, &k.name, &k.columns, img, folded, literal));
         }
     }
 }
@@ -130,10 +165,10 @@ pub fn plan(changes: &[RowChange], workers: usize) -> Plan {
     let mut parent: Vec<usize> = (0..n).collect();
     let mut owner: HashMap<u64, usize> = HashMap::with_capacity(n * 2);
     let mut sigs = Vec::with_capacity(4);
-    let mut buf = String::new();
+    let mut bufs = SigBufs::default();
     for (i, c) in changes.iter().enumerate() {
         sigs.clear();
-        signatures(c, &mut sigs, &mut buf);
+        signatures(c, &mut sigs, &mut bufs);
         for s in &sigs {
             match owner.get(s) {
                 Some(&j) => {
@@ -213,11 +248,11 @@ pub fn order_by_level<'a>(changes: &[&'a RowChange]) -> Vec<&'a RowChange> {
 pub fn levels<'a>(changes: &[&'a RowChange]) -> Vec<Vec<&'a RowChange>> {
     let mut level_of: HashMap<u64, usize> = HashMap::with_capacity(changes.len() * 2);
     let mut sigs = Vec::with_capacity(4);
-    let mut buf = String::new();
+    let mut bufs = SigBufs::default();
     let mut out: Vec<Vec<&'a RowChange>> = Vec::new();
     for c in changes {
         sigs.clear();
-        signatures(c, &mut sigs, &mut buf);
+        signatures(c, &mut sigs, &mut bufs);
         let level = sigs
             .iter()
             .filter_map(|s| level_of.get(s))
@@ -239,21 +274,31 @@ pub fn levels<'a>(changes: &[&'a RowChange]) -> Vec<Vec<&'a RowChange>> {
 mod tests {
     use std::sync::Arc;
 
+    use drc_core::collation::Collation;
     use drc_core::schema::{ColumnSchema, SqlType, UniqueKey};
     use drc_core::value::Text;
 
     use super::*;
 
     fn users() -> Arc<TableSchema> {
+        users_with("utf8mb4_general_ci")
+    }
+
+    /// `users (id INT PRIMARY KEY, email ... UNIQUE)`, email in `collation`.
+    fn users_with(collation: &str) -> Arc<TableSchema> {
         let col = |n: &str| ColumnSchema {
             name: n.into(),
             sql_type: SqlType::Int,
             unsigned: false,
+            collation: None,
         };
+        let mut email = col("email");
+        email.sql_type = SqlType::String;
+        email.collation = Some(Collation::new(collation));
         Arc::new(TableSchema {
             database: "shop".into(),
             table: "users".into(),
-            columns: vec![col("id"), col("email")],
+            columns: vec![col("id"), email],
             primary_key: vec![0],
             unique_keys: vec![UniqueKey {
                 name: "email".into(),
@@ -366,5 +411,73 @@ mod tests {
         for s in &p.shares {
             assert!(s == &vec![0, 2] || s == &vec![1, 3], "{p:?}");
         }
+    }
+
+    fn on(t: &Arc<TableSchema>, kind: ChangeKind, b: Option<Image>, a: Option<Image>) -> RowChange {
+        RowChange {
+            table: t.clone(),
+            kind,
+            before: b,
+            after: a,
+        }
+    }
+
+    /// Row 1 deletes `old`, then row 2 inserts `new`; `true` when the planner keeps them in one
+    /// share, in source order, and in two dependency levels.
+    fn ordered(collation: &str, old: &str, new: &str) -> bool {
+        let t = users_with(collation);
+        let changes = vec![
+            on(&t, ChangeKind::Delete, Some(row(1, Some(old))), None),
+            on(&t, ChangeKind::Insert, None, Some(row(2, Some(new)))),
+        ];
+        let p = plan(&changes, 4);
+        let together = p.shares.iter().any(|s| s == &vec![0, 1]);
+        let refs: Vec<&RowChange> = changes.iter().collect();
+        let lv = levels(&refs);
+        assert_eq!(together, lv.len() == 2, "{collation}: {old:?}/{new:?}");
+        together
+    }
+
+    #[test]
+    fn values_a_collation_equates_are_ordered_and_binary_ones_run_in_parallel() {
+        let pairs = [
+            ("Bob@x", "bob@x"),
+            ("résumé", "resume"),
+            ("straße", "strasse"),
+        ];
+        for coll in [
+            "utf8mb4_unicode_ci",
+            "utf8mb4_unicode_520_ci",
+            "utf8mb4_0900_ai_ci",
+            "utf8mb4_uca1400_ai_ci",
+        ] {
+            for (old, new) in pairs {
+                assert!(ordered(coll, old, new), "{coll}: {old:?} then {new:?}");
+            }
+        }
+        // general_ci equates ß with s (not ss): those are ordered.
+        assert!(ordered("utf8mb4_general_ci", "Bob@x", "bob@x"));
+        assert!(ordered("utf8mb4_general_ci", "résumé", "RESUME "));
+        assert!(ordered("utf8mb4_general_ci", "straße", "strase"));
+        for (old, new) in pairs {
+            assert!(!ordered("utf8mb4_bin", old, new), "bin: {old:?}/{new:?}");
+            assert!(!ordered("utf8mb4_nopad_bin", old, new));
+        }
+        assert!(ordered("utf8mb4_bin", "Bob@x", "Bob@x  "), "PAD SPACE");
+        assert!(!ordered("utf8mb4_nopad_bin", "Bob@x", "Bob@x  "));
+        assert!(!ordered("utf8mb4_unicode_ci", "bob@x", "bib@x"));
+    }
+
+    #[test]
+    fn an_unknown_collation_orders_every_change_of_the_key() {
+        assert!(ordered("utf8mb4_german2_ci", "Müller", "Mueller"));
+        assert!(ordered("utf8mb4_german2_ci", "a", "b"));
+        // NULL still never conflicts.
+        let t = users_with("utf8mb4_german2_ci");
+        let changes = vec![
+            on(&t, ChangeKind::Insert, None, Some(row(1, None))),
+            on(&t, ChangeKind::Insert, None, Some(row(2, None))),
+        ];
+        assert!(plan(&changes, 2).shares.iter().all(|s| s.len() == 1));
     }
 }

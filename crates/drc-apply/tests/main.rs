@@ -1,6 +1,7 @@
 //! Integration tests of drc-apply against a real MariaDB server (drc-testkit), one database per
 //! test.
 
+mod collation;
 mod fence;
 mod marker;
 mod strict;

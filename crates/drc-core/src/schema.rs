@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+use crate::collation::Collation;
+
 /// One column of a table, in binlog (ordinal) order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnSchema {
@@ -22,6 +24,10 @@ pub struct ColumnSchema {
     pub sql_type: SqlType,
     /// True for unsigned numeric columns.
     pub unsigned: bool,
+    /// The collation of a text column of the primary key or of a unique key, from
+    /// `information_schema` (the source adds it with the unique keys); `None` for other columns
+    /// and when not known. Ordering folds key text by it ([`crate::collation`]).
+    pub collation: Option<Collation>,
 }
 
 /// The type family of a column as the binlog describes it.
@@ -111,11 +117,13 @@ mod tests {
                     name: "id".into(),
                     sql_type: SqlType::BigInt,
                     unsigned: true,
+                    collation: None,
                 },
                 ColumnSchema {
                     name: "email".into(),
                     sql_type: SqlType::String,
                     unsigned: false,
+                    collation: None,
                 },
             ],
             primary_key: vec![0],

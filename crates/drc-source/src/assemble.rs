@@ -22,6 +22,7 @@ use std::sync::Arc;
 use drc_core::change::{
     ChangeKind, DdlEvent, RowChange, SourceEvent, TxnBegin, TxnCommit, TxnGtid,
 };
+use drc_core::collation::Collation;
 use drc_core::ddl::{self, DdlKind};
 use drc_core::position::{FilePos, MariaGtid, MariaGtidList, MysqlGtidSet, Position};
 use drc_core::schema::{TableSchema, UniqueKey};
@@ -162,6 +163,16 @@ impl Assembler {
         for k in keys {
             let cols: Option<Vec<usize>> =
                 k.columns.iter().map(|c| schema.column_index(c)).collect();
+            // A key on a prefix or an expression: values that differ may collide; order the
+            // whole table rather than guess.
+            complete &= !k.partial;
+            if let Some(cols) = &cols {
+                for (&i, coll) in cols.iter().zip(&k.collations) {
+                    if let (Some(col), Some(name)) = (schema.columns.get_mut(i), coll) {
+                        col.collation = Some(Collation::new(name));
+                    }
+                }
+            }
             match cols {
                 Some(cols) if k.name == "PRIMARY" => {
                     if schema.primary_key.is_empty() {

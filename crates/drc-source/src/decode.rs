@@ -395,6 +395,7 @@ impl TableDecoder {
                 name,
                 sql_type: sql_type(ctype),
                 unsigned,
+                collation: None,
             });
             let fast = match (kind, ctype) {
                 (Kind::Generic, MYSQL_TYPE_TINY) => Fast::I8,

@@ -21,9 +21,10 @@
 //! waits therefore never form a cycle through this table.
 //!
 //! Keys are hashed (64 bits); a collision only makes two unrelated shares wait for each other.
-//! Text is folded (lowercase, trailing spaces dropped) so that values a case-insensitive PAD
-//! SPACE collation treats as equal share a lock; collations that equate other spellings (accents,
-//! expansions like `ß` = `ss`) are not folded (docs/conflicts.md, known gaps).
+//! The keys are the planner's key signatures ([`crate::plan`]): text is folded by each key
+//! column's collation, over-approximating what the server equates ([`drc_core::collation`]:
+//! case, accents, expansions like `ß` = `ss`, trailing spaces), so values the server treats as
+//! one share a lock; an unknown collation locks the key as a whole.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -98,10 +99,10 @@ impl Drop for KeyGuard {
 }
 
 /// The lock keys of change `c`: every primary-key and unique-key value of its images (a table
-/// whose unique keys are unknown locks as a whole), text folded ([`crate::plan`]'s key
-/// signatures).
+/// whose unique keys are unknown locks as a whole), text folded by collation ([`crate::plan`]'s
+/// key signatures).
 pub fn keys_of(c: &RowChange, out: &mut Vec<u64>) {
-    crate::plan::folded_signatures(c, out, &mut String::new());
+    crate::plan::signatures(c, out, &mut crate::plan::SigBufs::default());
 }
 
 #[cfg(test)]
@@ -141,11 +142,14 @@ mod tests {
             name: n.into(),
             sql_type: t,
             unsigned: false,
+            collation: None,
         };
+        let mut email = col("email", SqlType::String);
+        email.collation = Some(drc_core::collation::Collation::new("utf8mb4_unicode_ci"));
         let t = std::sync::Arc::new(TableSchema {
             database: "shop".into(),
             table: "users".into(),
-            columns: vec![col("id", SqlType::Int), col("email", SqlType::String)],
+            columns: vec![col("id", SqlType::Int), email],
             primary_key: vec![0],
             unique_keys: vec![UniqueKey {
                 name: "email".into(),
@@ -177,6 +181,11 @@ mod tests {
             "id 1, its email, id 2 (a NULL email has no key)"
         );
         assert_eq!(keys(None, Some(img(7, Some("a@X"))))[1], k[1], "folded");
+        assert_eq!(
+            keys(None, Some(img(7, Some("Á@x"))))[1],
+            k[1],
+            "accents folded"
+        );
         assert_ne!(keys(None, Some(img(7, Some("b@x"))))[1], k[1]);
         assert_ne!(keys(None, Some(img(1, None)))[0], k[2]);
         assert_eq!(keys(None, Some(img(1, None)))[0], k[0]);

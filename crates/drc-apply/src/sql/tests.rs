@@ -13,6 +13,7 @@ fn table() -> Arc<TableSchema> {
         name: n.into(),
         sql_type: SqlType::Int,
         unsigned: false,
+        collation: None,
     };
     Arc::new(TableSchema {
         database: "shop".into(),

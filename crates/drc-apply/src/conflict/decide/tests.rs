@@ -14,6 +14,7 @@ fn users() -> Arc<TableSchema> {
         name: n.into(),
         sql_type: t,
         unsigned: false,
+        collation: None,
     };
     Arc::new(TableSchema {
         database: "shop".into(),
