@@ -40,8 +40,8 @@ pub mod origin;
 pub mod plan;
 pub mod size;
 pub mod sql;
-pub mod strict;
 pub mod state;
+pub mod strict;
 pub mod worker;
 
 pub use link::{run_link, LinkSpec};

@@ -20,6 +20,7 @@ fn schema(db: &str, v_type: SqlType, unique_v: bool) -> Arc<TableSchema> {
         name: n.into(),
         sql_type: t,
         unsigned: false,
+        collation: None,
     };
     Arc::new(TableSchema {
         database: db.into(),

@@ -21,8 +21,7 @@ use drc_core::change::{SourceEvent, TxnGtid};
 use drc_core::position::{FilePos, Position};
 use drc_mysql::{
     bounded, connect, connect_stream, current_position, load_unique_keys, preflight_source,
-    redact_url,
-    server_info, Flavor, MysqlError, ProblemList, ServerInfo,
+    redact_url, server_info, Flavor, MysqlError, ProblemList, ServerInfo,
 };
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, TableMapEvent};

@@ -151,13 +151,26 @@ async fn metrics_health_and_status_show_every_link() {
         metrics.contains("drc_link_lag_seconds{link=\"a->b\"}"),
         "{metrics}"
     );
-    // drc status: six links, all running, each with a position and a lag.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
-        .args(["status", "--config"])
-        .arg(&cl.config)
-        .output()
-        .expect("drc status");
-    let text = String::from_utf8_lossy(&out.stdout);
+    // drc status: six links, all running, each with a position and a lag (a lag appears with
+    // the first heartbeat measured after start: wait for it with a deadline).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (out, text) = loop {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
+            .args(["status", "--config"])
+            .arg(&cl.config)
+            .output()
+            .expect("drc status");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let lagged = text
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .all(|l| !l.contains("  -  "));
+        if lagged || tokio::time::Instant::now() > deadline {
+            break (out, text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(
         out.status.success(),
         "{text}{}",

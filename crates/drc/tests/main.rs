@@ -13,6 +13,6 @@ mod incidents;
 mod proxy;
 mod replicas;
 mod replication;
-mod stuck;
 mod sizes;
+mod stuck;
 mod tail;
