@@ -3,8 +3,8 @@
 //! Two changes that touch a common key value — the primary key or ANY unique key, in the before
 //! or the after image — must be applied in source order. Ordering by the primary key alone is
 //! wrong: row 1 moves its unique email `x` to `y`, then row 2 takes `x`. Applied on different
-//! connections, row 2's `INSERT IGNORE` may run first, collide with row 1's old `x` and be
-//! dropped silently. Here both changes share the key value `email = x`, so they land in one
+//! connections, row 2's insert may run first and collide with row 1's old `x` (an `INSERT
+//! IGNORE` would drop it silently; drc's guarded insert stops the link). Here both changes share the key value `email = x`, so they land in one
 //! share, in order.
 //!
 //! The batch's changes are joined into components (union-find) through every key value they
