@@ -112,22 +112,20 @@ async fn new_server_id_behind_the_same_address_loses_nothing() {
         .await
         .expect("insert in c");
     drop(c);
-    let deadline = tokio::time::Instant::now() + crate::cluster::CONVERGE;
-    loop {
-        let mut a = cluster.conn(0).await;
-        let n: Option<u32> = a
-            .query_first("SELECT COUNT(*) FROM t WHERE id = 600")
-            .await
-            .expect("count");
-        if n == Some(1) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "c's row never reached a"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let cl = &cluster;
+    drc_testkit::wait_until(
+        "c's row reaches a",
+        crate::cluster::CONVERGE,
+        || async move {
+            let mut a = cl.conn(0).await;
+            let n: Option<u32> = a
+                .query_first("SELECT COUNT(*) FROM t WHERE id = 600")
+                .await
+                .expect("count");
+            n == Some(1)
+        },
+    )
+    .await;
     assert_eq!(cluster.wait_converged("t").await, 73);
 }
 
@@ -199,22 +197,20 @@ async fn a_narrower_target_column_stops_the_link_instead_of_truncating() {
         .await
         .expect("count");
     assert_eq!(n, Some(0), "the refused row is not in b");
-    let mut c = cluster.conn(2).await;
-    let deadline = tokio::time::Instant::now() + crate::cluster::CONVERGE;
-    loop {
-        let long: Option<String> = c
-            .query_first("SELECT v FROM t WHERE id = 2")
-            .await
-            .expect("row in c");
-        if long.as_deref() == Some("abcdefghijklmnopqrstuvwxyz") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "c never got the row exactly: {long:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let cl = &cluster;
+    drc_testkit::wait_until(
+        "c gets the long row exactly",
+        crate::cluster::CONVERGE,
+        || async move {
+            let mut c = cl.conn(2).await;
+            let long: Option<String> = c
+                .query_first("SELECT v FROM t WHERE id = 2")
+                .await
+                .expect("row in c");
+            long.as_deref() == Some("abcdefghijklmnopqrstuvwxyz")
+        },
+    )
+    .await;
     // The operator widens b's column (not binlogged, so no DDL reaches the other links); the
     // daemon's restarts then apply the share.
     b.query_drop("SET SESSION sql_log_bin = 0; ALTER TABLE t MODIFY v VARCHAR(30)")
