@@ -99,6 +99,9 @@ async fn kill_dump_threads(srv: &MariaDb) -> usize {
     dump.len()
 }
 
+/// Rows of the big transaction of [`killed_connection_mid_transaction_loses_and_repeats_nothing`].
+const BIG: u32 = 200_000;
+
 #[tokio::test]
 async fn killed_connection_mid_transaction_loses_and_repeats_nothing() {
     let mut srv = MariaDb::start(ServerOptions::default()).expect("server");
@@ -107,11 +110,15 @@ async fn killed_connection_mid_transaction_loses_and_repeats_nothing() {
         .await
         .expect("create");
     let start = position_now(&srv).await;
-    // One transaction of 20,000 rows: hundreds of rows events.
-    conn.query_drop("INSERT INTO t SELECT seq, REPEAT('p', 200) FROM seq_1_to_20000")
-        .await
-        .expect("big insert");
-    for i in 20_001..=20_050 {
+    // One transaction of BIG rows (~45 MB of binlog: more than loopback socket buffers hold,
+    // so the server is still sending it when its dump thread is killed): thousands of rows
+    // events.
+    conn.query_drop(format!(
+        "INSERT INTO t SELECT seq, REPEAT('p', 200) FROM seq_1_to_{BIG}"
+    ))
+    .await
+    .expect("big insert");
+    for i in BIG + 1..=BIG + 50 {
         conn.query_drop(format!("INSERT INTO t VALUES ({i}, 'small')"))
             .await
             .expect("insert");
@@ -128,12 +135,16 @@ async fn killed_connection_mid_transaction_loses_and_repeats_nothing() {
         events.push(ev);
     }
     assert_eq!(kill_dump_threads(&srv).await, 1, "one dump thread to kill");
-    let more = read_rows(&mut src, &db, 20_050 - changes(&events).len()).await;
+    let more = read_rows(&mut src, &db, BIG as usize + 50 - changes(&events).len()).await;
     events.extend(more);
     assert!(src.reconnects() >= 1, "the source reconnected");
     let got = ids(&events);
-    assert_eq!(got.len(), 20_050, "every row exactly once");
-    assert_eq!(got, (1..=20_050).collect::<Vec<_>>(), "in source order");
+    assert_eq!(got.len(), BIG as usize + 50, "every row exactly once");
+    assert_eq!(
+        got,
+        (1..=BIG as i64 + 50).collect::<Vec<_>>(),
+        "in source order"
+    );
     // Exactly one Begin for the interrupted transaction.
     let begins = events
         .iter()
