@@ -155,6 +155,25 @@ async fn records(cl: &Cluster, table: &str) -> Vec<(String, String, String)> {
     out
 }
 
+/// The records of `table` once one of them matches `wanted`, or after a 60 s deadline (the
+/// caller's assertion then reports what is there). Rows can converge before every link decided
+/// every change: a change that loses changes nothing, but its record is written when its link
+/// gets to it.
+async fn records_until(
+    cl: &Cluster,
+    table: &str,
+    wanted: impl Fn(&(String, String, String)) -> bool,
+) -> Vec<(String, String, String)> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let recs = records(cl, table).await;
+        if recs.iter().any(&wanted) || tokio::time::Instant::now() >= deadline {
+            return recs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 async fn named_cases(writers: usize) {
     let schema: String = CASES.iter().map(|c| table_sql(c)).collect();
     let mut cl = Cluster::new(&format!("lww{writers}"), &schema, "auto", "").await;
@@ -190,16 +209,11 @@ async fn named_cases(writers: usize) {
         // Rows can converge before every center decided every incoming change (a delete that
         // loses to a newer row changes nothing, but its record is written when its link gets to
         // it): wait for the skipped delete's record with a deadline.
-        let mut recs = records(&cl, case).await;
-        if matches!(case, "ud" | "pk") {
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-            while !recs.iter().any(|r| r.1 == "delete_skipped")
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                recs = records(&cl, case).await;
-            }
-        }
+        let recs = if matches!(case, "ud" | "pk") {
+            records_until(&cl, case, |r| r.1 == "delete_skipped").await
+        } else {
+            records(&cl, case).await
+        };
         let lost: BTreeSet<String> = recs.iter().map(|r| r.2.clone()).collect();
         let ctx = format!("case {case} with {writers} writers: rows {got:?}, records {recs:?}");
         match case {
@@ -695,9 +709,12 @@ async fn a_local_delete_outranks_an_older_update_that_arrives_later() {
     cl.start_all();
     cl.wait_converged("d").await;
     assert_eq!(rows(&mut a, "d").await, vec![(2, "s".to_string())]);
-    let recs = records(&cl, "d").await;
+    // b's row is gone before link a->b reaches a's update, so the rows converge first: wait
+    // for that link's decision (its record) with a deadline.
+    let recs = records_until(&cl, "d", |r| r.1 == "tombstone_won" && r.2 == "a7").await;
     assert!(
         recs.iter().any(|r| r.1 == "tombstone_won" && r.2 == "a7"),
         "b dropped a's older update: {recs:?}"
     );
+    assert_eq!(rows(&mut b, "d").await, vec![(2, "s".to_string())]);
 }
