@@ -13,6 +13,14 @@
 //! - So the failing statement is known without doubt. Which row of a multi-row statement failed is found by
 //!   [`diagnose`]: after the share is rolled back, each row is written alone in a transaction
 //!   that is rolled back, until the server refuses one.
+//! - Last-writer-wins writes are decided by drc and sent batched, many statements per query
+//!   ([`crate::conflict`]). After each data write of such a query, [`COUNT_WARNINGS`] adds the
+//!   write's warning count to a session variable (a `SET` that reads no table keeps the previous
+//!   statement's diagnostics, so `@@warning_count` is the write's), and [`WARNINGS_CHECK`], sent
+//!   before the checkpoint, fails the query with error [`CHECK_FAILED`] when any write left a
+//!   warning. A refused or warned share is then rolled back and decided again with each write
+//!   sent alone and checked ([`checked_write`]), in a transaction that is rolled back, to name
+//!   the row. No extra round trip is spent on a share that stores exactly.
 //!
 //! Errors of this kind are definite ([`LinkError::Rejected`]): the link stops and the daemon's
 //! restarts meet the same row again until the operator fixes the schema. Transient errors
@@ -22,6 +30,9 @@ use std::fmt::Write as _;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
+
+use drc_core::change::Image;
+use drc_core::schema::TableSchema;
 
 use crate::sql::{self, Statement};
 use crate::LinkError;
@@ -33,6 +44,23 @@ pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SU
 /// Warnings that change nothing in the data: 1287 (deprecated syntax, e.g. MySQL 8.0.20+ on
 /// `VALUES()`), 1681 (deprecated integer display width).
 pub const IGNORED_WARNINGS: &[u32] = &[1287, 1681];
+
+/// Sent before a share's first last-writer-wins write: the share's warning count starts at 0.
+pub(crate) const RESET_WARNINGS: &str = "SET @drc_warnings = 0";
+
+/// Sent after each last-writer-wins data write: adds the write's warnings to the share's count.
+pub(crate) const COUNT_WARNINGS: &str = "SET @drc_warnings = @drc_warnings + @@warning_count";
+
+/// Sent after a share's last-writer-wins writes: fails with [`CHECK_FAILED`] ("Subquery returns
+/// more than 1 row") when any of them left a warning. Portable (MariaDB and MySQL, no stored
+/// program), and no round trip of its own: the statements after it (records, checkpoint,
+/// `COMMIT`) are then not run.
+pub(crate) const WARNINGS_CHECK: &str =
+    "SET @drc_warnings = (SELECT 0 UNION ALL SELECT 1 FROM DUAL WHERE @drc_warnings > 0)";
+
+/// The error [`WARNINGS_CHECK`] fails with (ER_SUBQUERY_NO_1_ROW). drc's last-writer-wins
+/// writes have no subqueries, so in their query it means the check.
+pub(crate) const CHECK_FAILED: u16 = 1242;
 
 /// A change the target refused, with what the operator needs to find and fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,21 +133,38 @@ pub(crate) async fn run(
 /// transient condition or drc's own mistake): strict-mode conversions, NULLs, lengths,
 /// partitions, charset, and the rewrite's guard.
 pub fn is_data_error(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Server(s) if matches!(s.code,
+    matches!(e, mysql_async::Error::Server(s) if is_data_error_code(s.code))
+}
+
+fn is_data_error_code(code: u16) -> bool {
+    matches!(
+        code,
         // ER_BAD_NULL_ERROR, ER_DATA_TOO_LONG, ER_TRUNCATED_WRONG_VALUE(_FOR_FIELD),
         // ER_WARN_DATA_OUT_OF_RANGE, WARN_DATA_TRUNCATED, ER_NO_PARTITION_FOR_GIVEN_VALUE,
         // ER_ROW_IS_REFERENCED.., ER_WRONG_VALUE_COUNT_ON_ROW, ER_BAD_FIELD_ERROR,
         // ER_INVALID_CHARACTER_STRING, ER_CANNOT_CONVERT_STRING, ER_DUP_ENTRY (a unique
         // key of another row), ER_CHECK_CONSTRAINT_FAILED.
-        1048 | 1406 | 1292 | 1366 | 1264 | 1265 | 1526 | 1136 | 1054 | 1300 | 3854 | 1062
-            | 1586 | 4025 | 3819))
+        1048 | 1406
+            | 1292
+            | 1366
+            | 1264
+            | 1265
+            | 1526
+            | 1136
+            | 1054
+            | 1300
+            | 3854
+            | 1062
+            | 1586
+            | 4025
+            | 3819
+    )
 }
 
-/// The value of `column` in `stmt`'s row `row`, as an SQL literal cut to 64 characters.
-fn value_of(stmt: &Statement<'_>, row: usize, column: &str) -> Option<String> {
-    let t = stmt.table()?;
+/// The value of `column` in `img`, as an SQL literal cut to 64 characters.
+fn value_of(t: &TableSchema, img: &Image, column: &str) -> Option<String> {
     let i = t.columns.iter().position(|c| &*c.name == column)?;
-    let v = stmt.image(row)?.get(i)?;
+    let v = img.get(i)?;
     let mut out = String::new();
     sql::literal(&mut out, v);
     if out.chars().count() > 64 {
@@ -129,10 +174,8 @@ fn value_of(stmt: &Statement<'_>, row: usize, column: &str) -> Option<String> {
     Some(out)
 }
 
-fn key_of(stmt: &Statement<'_>, row: usize) -> String {
-    let (Some(t), Some(img)) = (stmt.table(), stmt.image(row)) else {
-        return "?".into();
-    };
+/// The primary key of `img`, e.g. `(id=5)`.
+fn key_of(t: &TableSchema, img: &Image) -> String {
     let mut out = String::from("(");
     for (n, &k) in t.primary_key.iter().enumerate() {
         if n > 0 {
@@ -168,10 +211,6 @@ pub(crate) async fn diagnose(
     first: String,
     at: &str,
 ) -> LinkError {
-    let table = stmt
-        .table()
-        .map(|t| t.qualified_name())
-        .unwrap_or_else(|| "?".into());
     let mut found: Option<(usize, String)> = None;
     for row in 0..stmt.row_count() {
         let Some(single) = stmt.single(row) else {
@@ -202,26 +241,35 @@ pub(crate) async fn diagnose(
             }
         }
     }
-    let (key, column, value, message) = match &found {
-        Some((row, msg)) => {
-            let column = column_in(msg);
-            let value = column
+    match found {
+        Some((row, msg)) => rejection(stmt.table(), stmt.image(row), msg, at),
+        None => rejection(stmt.table(), None, first, at),
+    }
+}
+
+/// The rejection of `img` (a row of `t`; `None` when the row is not known) with the server's
+/// `message`.
+fn rejection(t: Option<&TableSchema>, img: Option<&Image>, message: String, at: &str) -> LinkError {
+    let column = column_in(&message);
+    let (key, value) = match (t, img) {
+        (Some(t), Some(img)) => (
+            key_of(t, img),
+            column
                 .as_deref()
-                .and_then(|c| value_of(stmt, *row, c))
-                .unwrap_or_else(|| "-".into());
-            (key_of(stmt, *row), column, value, msg.clone())
-        }
-        None => ("?".into(), column_in(&first), "-".into(), first),
+                .and_then(|c| value_of(t, img, c))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        _ => ("?".into(), "-".into()),
     };
     let pk_null = column.as_deref().is_some_and(|c| {
-        stmt.table().is_some_and(|t| {
+        t.is_some_and(|t| {
             t.primary_key
                 .iter()
                 .any(|&k| t.columns.get(k).is_some_and(|col| &*col.name == c))
         })
     }) && message.contains("cannot be null");
     LinkError::Rejected(Box::new(Rejection {
-        table,
+        table: t.map(|t| t.qualified_name()).unwrap_or_else(|| "?".into()),
         key,
         column: column.unwrap_or_else(|| "-".into()),
         value,
@@ -232,6 +280,52 @@ pub(crate) async fn diagnose(
         },
         at: at.to_string(),
     }))
+}
+
+/// True when a last-writer-wins share's batched query failed in a way [`checked_write`] can
+/// name: a data error other than a duplicate key (a local writer racing the decision, retried
+/// as such), or [`WARNINGS_CHECK`].
+pub(crate) fn names_a_row(e: &LinkError) -> bool {
+    match e {
+        LinkError::Target {
+            source: mysql_async::Error::Server(s),
+            ..
+        } => s.code == CHECK_FAILED || (s.code != 1062 && is_data_error_code(s.code)),
+        _ => false,
+    }
+}
+
+/// Sends one last-writer-wins write (`sql`, a write of `img` in `t`) alone and checks it: a
+/// data error or a warning is a [`LinkError::Rejected`] naming the row. Used to diagnose a
+/// share whose batched query failed [`WARNINGS_CHECK`] or a data error.
+pub(crate) async fn checked_write(
+    conn: &mut Conn,
+    t: &TableSchema,
+    img: Option<&Image>,
+    sql: &str,
+    at: &str,
+) -> Result<(), LinkError> {
+    let refused = match conn.query_drop(sql).await {
+        Err(mysql_async::Error::Server(e)) if e.code != 1062 && is_data_error_code(e.code) => {
+            Some(format!("{} (error {})", e.message, e.code))
+        }
+        Err(e) => return Err(LinkError::target("applying changes", e)),
+        Ok(()) if conn.get_warnings() > 0 => {
+            let rows: Vec<Row> = conn
+                .query("SHOW WARNINGS")
+                .await
+                .map_err(|e| LinkError::target("reading warnings", e))?;
+            warnings_of(rows)
+                .into_iter()
+                .next()
+                .map(|(level, code, msg)| format!("{msg} ({level} {code})"))
+        }
+        Ok(()) => None,
+    };
+    match refused {
+        Some(message) => Err(rejection(Some(t), img, message, at)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -300,14 +300,19 @@ impl Applier {
             let mut records = Vec::new();
             if !job.lww.is_empty() {
                 let mut progress = job.progress.clone();
+                q.push(conn, strict::RESET_WARNINGS, "warning count")
+                    .await?;
                 records = run_levels(
                     conn,
                     &mut q,
                     &job.lww,
                     &job.conflict_log.0,
                     progress.as_mut(),
+                    None,
                 )
                 .await?;
+                q.push(conn, strict::WARNINGS_CHECK, "warning check")
+                    .await?;
                 let (meta, link) = &job.conflict_log;
                 for r in &records {
                     q.push(
@@ -324,10 +329,71 @@ impl Applier {
             Ok(records)
         }
         .await;
-        if result.is_err() {
-            let _ = conn.query_drop("ROLLBACK").await;
+        match result {
+            Err(e) if !job.lww.is_empty() && strict::names_a_row(&e) => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                Err(self.diagnose_lww(job, e).await)
+            }
+            Err(e) => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                Err(e)
+            }
+            ok => ok,
         }
-        result
+    }
+
+    /// The error of a last-writer-wins share whose batched query the target refused or warned
+    /// about (it is rolled back): the share is decided again with each write sent alone and
+    /// checked, in a transaction that is rolled back, to name the row ([`strict`]). When that
+    /// run stores everything exactly (the target changed meanwhile), `first` is described as
+    /// it is.
+    async fn diagnose_lww(&mut self, job: &Job<'_>, first: LinkError) -> LinkError {
+        let mut q = Joiner::new(self.max_allowed_packet, QUERY_BYTES);
+        let conn = match self.session().await {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        let mut progress = job.progress.clone();
+        let run = async {
+            conn.query_drop("START TRANSACTION")
+                .await
+                .map_err(|e| LinkError::target("diagnosing a refused share", e))?;
+            run_levels(
+                conn,
+                &mut q,
+                &job.lww,
+                &job.conflict_log.0,
+                progress.as_mut(),
+                Some(&job.at),
+            )
+            .await
+        }
+        .await;
+        let _ = conn.query_drop("ROLLBACK").await;
+        match run {
+            Err(e @ LinkError::Rejected(_)) => e,
+            _ if matches!(&first, LinkError::Target { source: mysql_async::Error::Server(s), .. } if s.code == strict::CHECK_FAILED) =>
+            {
+                let tables: std::collections::BTreeSet<String> = job
+                    .lww
+                    .iter()
+                    .flatten()
+                    .map(|c| c.change.table.qualified_name())
+                    .collect();
+                LinkError::Rejected(Box::new(strict::Rejection {
+                    table: tables.into_iter().collect::<Vec<_>>().join(", "),
+                    key: "?".into(),
+                    column: "-".into(),
+                    value: "-".into(),
+                    message:
+                        "a last-writer-wins write left a warning (the target changed a value), \
+                              and writing the share again row by row did not show which"
+                            .into(),
+                    at: job.at.clone(),
+                }))
+            }
+            _ => first,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use drc_apply::conflict::LwwChange;
 use drc_apply::sql;
 use drc_apply::worker::{Applier, Job, Tag};
 use drc_apply::{meta, LinkError};
@@ -94,6 +95,34 @@ impl Target {
             statements,
             at: "after 0-1-1 up to 0-1-2".into(),
             checkpoint: cp,
+            ..Job::default()
+        };
+        self.applier.apply_job(&job).await.map(|_| ())
+    }
+
+    /// Applies `changes` as last-writer-wins changes (version column ordinal `version`), one
+    /// level.
+    async fn apply_lww(&mut self, changes: &[&RowChange], version: usize) -> Result<(), LinkError> {
+        let cp = meta::checkpoint_statement(
+            &self.meta,
+            "a->b",
+            &meta::Checkpoint {
+                worker: 0,
+                batch: 1,
+                workers: 1,
+                start: "0-1-1".parse().expect("position"),
+                end: "0-1-2".parse().expect("position"),
+            },
+        );
+        let level: Vec<LwwChange<'_>> = changes
+            .iter()
+            .map(|c| LwwChange { change: c, version })
+            .collect();
+        let job = Job {
+            lww: vec![level],
+            at: "after 0-1-1 up to 0-1-2".into(),
+            checkpoint: cp,
+            conflict_log: (self.meta.clone(), "a->b".into()),
             ..Job::default()
         };
         self.applier.apply_job(&job).await.map(|_| ())
@@ -261,4 +290,105 @@ async fn a_value_rounded_with_a_warning_stops() {
     let e = t.apply(&[&d]).await.expect_err("rounded");
     assert_rejected(e, &t.db, "(id=4)", "v", "1.25");
     assert!(t.rows().await.is_empty());
+}
+
+/// The source's view of a last-writer-wins table: `id INT PRIMARY KEY, v <v_type>, ver BIGINT`.
+fn versioned(db: &str, v_type: SqlType) -> Arc<TableSchema> {
+    let col = |n: &str, t: SqlType| ColumnSchema {
+        name: n.into(),
+        sql_type: t,
+        unsigned: false,
+        collation: None,
+    };
+    Arc::new(TableSchema {
+        database: db.into(),
+        table: "t".into(),
+        columns: vec![
+            col("id", SqlType::Int),
+            col("v", v_type),
+            col("ver", SqlType::BigInt),
+        ],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        unique_keys_known: true,
+    })
+}
+
+fn versioned_row(id: i64, v: Value, ver: i64) -> Image {
+    Image(vec![Some(Value::Int(id)), Some(v), Some(Value::Int(ver))])
+}
+
+/// Last-writer-wins writes are batched, many per query: a refused one is still named by table,
+/// key, column and value, and the share commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_writer_wins_write_the_target_refuses_is_named() {
+    let mut t = target(
+        "strict_lww_len",
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10), ver BIGINT NOT NULL)",
+    )
+    .await;
+    let s = versioned(&t.db, SqlType::String);
+    let ins = |id, v: &str| RowChange {
+        table: s.clone(),
+        kind: ChangeKind::Insert,
+        before: None,
+        after: Some(versioned_row(id, Value::Text(Text::utf8(v)), 5)),
+    };
+    let ok = ins(1, "short");
+    let long = ins(2, "abcdefghijklmnopqrstuvwxyz");
+    let e = t.apply_lww(&[&ok, &long], 2).await.expect_err("too long");
+    assert_rejected(e, &t.db, "(id=2)", "v", "abcdefghijklmnopqrstuvwxyz");
+    assert!(t.rows().await.is_empty(), "the share committed nothing");
+    assert_eq!(t.checkpoints().await, 0, "the position did not move");
+    t.apply_lww(&[&ok], 2).await.expect("fits");
+    assert_eq!(t.rows().await, [(1, Some("short".into()))]);
+}
+
+/// A value the target stores changed with only a note (DECIMAL rounded to a narrower scale)
+/// stops a last-writer-wins share too, although the batched query itself succeeds but for the
+/// warning check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_writer_wins_write_rounded_with_a_note_stops() {
+    let mut t = target(
+        "strict_lww_warn",
+        "CREATE TABLE t (id INT PRIMARY KEY, v DECIMAL(4,1), ver BIGINT NOT NULL)",
+    )
+    .await;
+    let mut c = drc_testkit::connect(&t.url).await;
+    c.query_drop("INSERT INTO t VALUES (4, 1.5, 1), (5, 2.5, 1)")
+        .await
+        .expect("target rows");
+    let s = versioned(&t.db, SqlType::Decimal);
+    let upd = |id, before: &str, after: &str, ver| RowChange {
+        table: s.clone(),
+        kind: ChangeKind::Update,
+        before: Some(versioned_row(id, Value::Decimal(before.into()), 1)),
+        after: Some(versioned_row(id, Value::Decimal(after.into()), ver)),
+    };
+    // Row 4 stores exactly; row 5's new value would be rounded to 3.3.
+    let exact = upd(4, "1.5", "9.5", 2);
+    let rounded = upd(5, "2.5", "3.25", 2);
+    let e = t
+        .apply_lww(&[&exact, &rounded], 2)
+        .await
+        .expect_err("rounded");
+    assert_rejected(e, &t.db, "(id=5)", "v", "3.25");
+    let vals: Vec<(i64, String)> = c
+        .query("SELECT id, CAST(v AS CHAR) FROM t ORDER BY id")
+        .await
+        .expect("rows");
+    assert_eq!(
+        vals,
+        [(4, "1.5".to_string()), (5, "2.5".to_string())],
+        "nothing of the share was committed"
+    );
+    assert_eq!(t.checkpoints().await, 0, "the position did not move");
+    // The same share without the rounded row commits, with its checkpoint.
+    t.apply_lww(&[&exact], 2).await.expect("exact");
+    let vals: Vec<(i64, String)> = c
+        .query("SELECT id, CAST(v AS CHAR) FROM t ORDER BY id")
+        .await
+        .expect("rows");
+    assert_eq!(vals, [(4, "9.5".to_string()), (5, "2.5".to_string())]);
+    assert_eq!(t.checkpoints().await, 1);
 }

@@ -387,12 +387,19 @@ fn text(r: &mysql_async::Row, i: usize) -> Option<String> {
 /// sent for that check) and returns every lost write. Every query fits the target's
 /// `max_allowed_packet` ([`crate::size`]): reads and writes are split into several queries of
 /// the one transaction.
+///
+/// Each data write is followed by [`crate::strict::COUNT_WARNINGS`]; the caller resets the
+/// count before and checks it after ([`crate::strict`]). With `checked` (the share's positions,
+/// for the error), each write is instead sent alone and checked, and the first the target
+/// refuses or warns about ends the run with [`LinkError::Rejected`]: the diagnosis of a share
+/// whose batched run failed.
 pub async fn run_levels(
     conn: &mut Conn,
     pending: &mut Joiner,
     levels: &[Vec<LwwChange<'_>>],
     meta: &str,
     mut progress: Option<&mut Progress>,
+    checked: Option<&str>,
 ) -> Result<Vec<Record>, LinkError> {
     let mut records = Vec::new();
     let mut verify: Vec<Written> = Vec::new();
@@ -562,9 +569,27 @@ pub async fn run_levels(
                         bytes: sql.len(),
                     }));
                 }
-                pending
-                    .push(conn, &sql, "conflict resolution write")
-                    .await?;
+                let row = match w {
+                    Write::Insert(img)
+                    | Write::Update(img)
+                    | Write::Delete(img)
+                    | Write::Evict(img, _) => Some(*img),
+                    Write::Tombstone(..) => None,
+                };
+                match checked {
+                    // Diagnosis of a refused share: each write alone, checked.
+                    Some(at) => crate::strict::checked_write(conn, t, row, &sql, at).await?,
+                    None => {
+                        pending
+                            .push(conn, &sql, "conflict resolution write")
+                            .await?;
+                        if matches!(w, Write::Insert(_) | Write::Update(_)) {
+                            pending
+                                .push(conn, crate::strict::COUNT_WARNINGS, "warning count")
+                                .await?;
+                        }
+                    }
+                }
                 let (img, inserted) = match w {
                     Write::Insert(img) => (img, true),
                     Write::Update(img) => (img, false),
