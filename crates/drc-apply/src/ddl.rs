@@ -38,8 +38,8 @@ use tracing::{info, warn};
 
 use crate::batch::Batch;
 use crate::link::{checkpoint_statement, Runner};
-use crate::meta::{self, Checkpoint};
 use crate::LinkError;
+use drc_meta::{self as meta, Checkpoint};
 
 /// What a link does with one DDL statement.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The fence: at most one drc replica applies to a center at any time, enforced by the
 //! center's own database (design invariant 5).
 //!
-//! Tables in the target's meta database (local state: the link filter never replicates them):
+//! Tables in the target's meta database (local state: the link filter never replicates them;
+//! their definitions are `drc_meta::schema`'s):
 //! - `fence (center PK, term, replica, taken_at)`: the term allowed to apply;
 //! - `term_history (center, term PK, replica, started_at)`: every term that took the fence;
 //! - `apply_log (link, worker, slot PK, batch, term, replica, committed_at)`: one row per
@@ -49,45 +50,6 @@ pub struct Fence {
     pub term: u64,
     /// Ring size of `apply_log` per link worker.
     pub slots: u64,
-}
-
-/// The DDL of the fence tables (idempotent).
-pub fn schema_statements(meta: &str) -> Vec<String> {
-    let mut db = String::new();
-    ident(&mut db, meta);
-    vec![
-        format!("CREATE DATABASE IF NOT EXISTS {db}"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.`fence` (\
-             `center` VARCHAR(64) NOT NULL PRIMARY KEY, `term` BIGINT UNSIGNED NOT NULL, \
-             `replica` INT UNSIGNED NOT NULL, `taken_at` TIMESTAMP(6) NOT NULL) \
-             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.`term_history` (\
-             `center` VARCHAR(64) NOT NULL, `term` BIGINT UNSIGNED NOT NULL, \
-             `replica` INT UNSIGNED NOT NULL, `started_at` TIMESTAMP(6) NOT NULL, \
-             PRIMARY KEY (`center`, `term`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.`apply_log` (\
-             `link` VARCHAR(130) NOT NULL, `worker` INT UNSIGNED NOT NULL, \
-             `slot` BIGINT UNSIGNED NOT NULL, `batch` BIGINT UNSIGNED NOT NULL, \
-             `term` BIGINT UNSIGNED NOT NULL, `replica` INT UNSIGNED NOT NULL, \
-             `committed_at` TIMESTAMP(6) NOT NULL, PRIMARY KEY (`link`, `worker`, `slot`)) \
-             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-        ),
-    ]
-}
-
-/// Creates the fence tables when missing.
-pub async fn ensure_schema(conn: &mut Conn, meta: &str) -> Result<(), LinkError> {
-    for s in schema_statements(meta) {
-        conn.query_drop(&s)
-            .await
-            .map_err(|e| LinkError::target("creating drc's fence tables", e))?;
-    }
-    Ok(())
 }
 
 impl Fence {
@@ -176,7 +138,7 @@ async fn kill_blockers(url: &str, waiter: u32) -> Result<Vec<u64>, LinkError> {
 /// holds it. `url` is the target's (a second connection kills transactions of older terms
 /// that hold the fence row for more than a second, see [`kill_blockers`]).
 pub async fn take(conn: &mut Conn, url: &str, fence: &Fence) -> Result<(), LinkError> {
-    ensure_schema(conn, &fence.meta).await?;
+    drc_meta::ensure_schema(conn, &fence.meta).await?;
     let fence_table = fence.table("fence");
     let mut up =
         format!("INSERT INTO {fence_table} (`center`, `term`, `replica`, `taken_at`) VALUES (");

@@ -26,7 +26,7 @@ use drc_core::change::{DdlEvent, RowChange, SourceEvent};
 
 /// The `server_id`s under which a source center's own (local) writes appear in its binlog: the
 /// server's current id first, then every earlier id recorded for the reader
-/// (`<meta>.source_identity`, see [`crate::meta::record_identity`]).
+/// (`<meta>.source_identity`, see [`drc_meta::record_identity`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnIds(Vec<u32>);
 

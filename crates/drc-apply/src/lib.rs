@@ -26,7 +26,7 @@
 //! number and the batch's start and end positions. Batches run one after another. After a crash
 //! only the newest batch can be partly applied; it is re-read exactly (same start and end),
 //! re-planned (the plan depends only on the batch's content), and only the workers that had
-//! not committed it apply their share. See [`meta::recovery`].
+//! not committed it apply their share. See [`drc_meta::recovery`].
 
 pub mod batch;
 pub mod conflict;
@@ -34,7 +34,6 @@ pub mod ddl;
 pub mod fence;
 pub mod filter;
 pub mod link;
-pub mod meta;
 pub mod metrics;
 pub mod origin;
 pub mod plan;
@@ -63,6 +62,9 @@ pub enum LinkError {
     /// Connecting or a metadata query failed.
     #[error(transparent)]
     Mysql(#[from] MysqlError),
+    /// The meta database cannot be used as it is (e.g. a newer drc upgraded its schema).
+    #[error(transparent)]
+    Meta(drc_meta::MetaError),
     /// A statement on the target failed.
     #[error("target: {what}: {source}")]
     Target {
@@ -207,6 +209,19 @@ pub enum LinkError {
         /// The replica in the fence row.
         stored_replica: Option<u32>,
     },
+}
+
+/// A meta-database failure keeps the class it had when drc-apply owned those tables: a failed
+/// statement is a target error (transient when the driver's error is), a stored value that
+/// does not parse is a checkpoint error, and a newer schema stops the link.
+impl From<drc_meta::MetaError> for LinkError {
+    fn from(e: drc_meta::MetaError) -> Self {
+        match e {
+            drc_meta::MetaError::Query { what, source } => LinkError::Target { what, source },
+            drc_meta::MetaError::Corrupt(m) => LinkError::Checkpoint(m),
+            other => LinkError::Meta(other),
+        }
+    }
 }
 
 impl LinkError {

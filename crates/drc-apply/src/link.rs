@@ -20,8 +20,6 @@ use tracing::{info, warn};
 use crate::batch::{Batch, Batcher};
 use crate::conflict::LwwChange;
 use crate::filter::{LinkFilter, Origin, OriginIds};
-use crate::meta::IdentityRole;
-use crate::meta::{self, Checkpoint, Recovery};
 use crate::metrics::Metrics;
 use crate::origin::{filter_event, own_ids, OriginLookup};
 use crate::plan::plan;
@@ -29,6 +27,8 @@ use crate::sql;
 pub use crate::state::{LinkReport, LinkState, LinkStatus};
 use crate::worker::{Applier, Job, Tag};
 use crate::LinkError;
+use drc_meta::IdentityRole;
+use drc_meta::{self as meta, Checkpoint, Recovery};
 
 /// Everything a link needs to run.
 #[derive(Debug, Clone)]
@@ -172,11 +172,7 @@ async fn canary(spec: &LinkSpec, tag: &Tag, target: &ServerInfo) -> Result<(), L
     cfg.start = StartFrom::Position(start);
     cfg.fetch_unique_keys = false;
     let mut src = Source::connect(cfg).await?;
-    let mut stmt = String::from("INSERT INTO ");
-    sql::ident(&mut stmt, meta_db);
-    stmt.push_str(".`canary` (`link`, `seq`) VALUES (");
-    sql::quoted(&mut stmt, &spec.name);
-    stmt.push_str(", 1) ON DUPLICATE KEY UPDATE `seq` = `seq` + 1");
+    let stmt = meta::canary::statement(meta_db, &spec.name);
     let mut a = Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT);
     a.apply(&[], &stmt).await?;
     // The filter a reader of the target's binlog (a link out of the target) would use.
@@ -195,9 +191,9 @@ async fn canary(spec: &LinkSpec, tag: &Tag, target: &ServerInfo) -> Result<(), L
         loop {
             let ev = src.next().await?;
             if let SourceEvent::Rows(rows) = &ev {
-                seen_canary |= rows
-                    .iter()
-                    .any(|r| &*r.table.database == meta_db.as_str() && &*r.table.table == "canary");
+                seen_canary |= rows.iter().any(|r| {
+                    &*r.table.database == meta_db.as_str() && &*r.table.table == meta::canary::TABLE
+                });
             }
             let is_commit = matches!(ev, SourceEvent::Commit(_));
             let at = src.position().clone();
@@ -588,11 +584,11 @@ async fn run(
                 .with_limits(qt, Some(shutdown.clone()))
         })
         .collect();
-    let rows = bounded(
-        qt,
-        "loading checkpoints",
-        meta::load_checkpoints(&mut tconn, &meta_db, &spec.name),
-    )
+    let rows = bounded(qt, "loading checkpoints", async {
+        meta::load_checkpoints(&mut tconn, &meta_db, &spec.name)
+            .await
+            .map_err(LinkError::from)
+    })
     .await?;
     let rec = meta::recovery(&rows);
     let (resume, mut seq, partial) = match rec {

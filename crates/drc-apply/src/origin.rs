@@ -31,8 +31,8 @@ use tracing::{info, warn};
 
 use crate::filter::{LinkFilter, OriginIds, OwnIds};
 use crate::link::CONNECT_TIMEOUT;
-use crate::meta::{self, IdentityRole};
 use crate::LinkError;
+use drc_meta::{self as meta, IdentityRole};
 
 /// The source's own `server_id`s for reader `name`, after recording the server's current
 /// identity in `conn`'s meta database: the current id and every id recorded earlier.

@@ -63,17 +63,7 @@ pub enum RewriteError {
     },
 }
 
-/// Quotes an identifier with backticks.
-pub fn ident(out: &mut String, name: &str) {
-    out.push('`');
-    for c in name.chars() {
-        if c == '`' {
-            out.push('`');
-        }
-        out.push(c);
-    }
-    out.push('`');
-}
+pub use drc_core::sqltext::{ident, quoted};
 
 /// Appends `` `db`.`table` ``.
 pub(crate) fn table_name(out: &mut String, t: &TableSchema) {
@@ -86,24 +76,6 @@ fn hex(out: &mut String, bytes: &[u8]) {
     out.push_str("X'");
     for b in bytes {
         let _ = write!(out, "{b:02X}");
-    }
-    out.push('\'');
-}
-
-/// Appends a string literal, escaped for the default sql_mode (backslash escapes on).
-pub fn quoted(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("\\'"),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\u{1a}' => out.push_str("\\Z"),
-            c => out.push(c),
-        }
     }
     out.push('\'');
 }

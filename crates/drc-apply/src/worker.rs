@@ -79,8 +79,8 @@ pub enum Tag {
         /// The origin server's `gtid_domain_id`.
         domain: u32,
     },
-    /// Start every transaction with this applier's marker row ([`crate::meta::Marker`]).
-    Marker(crate::meta::Marker),
+    /// Start every transaction with this applier's marker row ([`drc_meta::Marker`]).
+    Marker(drc_meta::Marker),
 }
 
 impl Tag {

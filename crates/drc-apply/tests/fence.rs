@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use drc_apply::fence::{self, Fence};
 use drc_apply::worker::{Applier, Tag};
-use drc_apply::{meta, LinkError};
+use drc_apply::LinkError;
+use drc_meta as meta;
 use mysql_async::prelude::Queryable;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use drc_apply::meta::{self, Marker};
 use drc_apply::worker::{Applier, Tag};
+use drc_meta::{self as meta, Marker};
 use mysql_async::prelude::Queryable;
 
 /// How long the second applier may take to commit while the first holds its transaction open

@@ -9,10 +9,11 @@ use std::time::Duration;
 use drc_apply::conflict::LwwChange;
 use drc_apply::sql;
 use drc_apply::worker::{Applier, Job, Tag};
-use drc_apply::{meta, LinkError};
+use drc_apply::LinkError;
 use drc_core::change::{ChangeKind, Image, RowChange};
 use drc_core::schema::{ColumnSchema, SqlType, TableSchema, UniqueKey};
 use drc_core::value::{Text, Value};
+use drc_meta as meta;
 use mysql_async::prelude::Queryable;
 
 /// The source's view of `db.t`: `id INT PRIMARY KEY, v <string>`, unique key on `v` when asked.

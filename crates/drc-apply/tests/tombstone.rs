@@ -5,7 +5,7 @@
 use drc_apply::conflict::canon::Canon;
 use drc_apply::conflict::decide::Tomb;
 use drc_apply::conflict::tombstone::{self, Store};
-use drc_apply::meta;
+use drc_meta as meta;
 use mysql_async::prelude::Queryable;
 
 fn tomb(version: Canon, h: u8) -> Tomb {

@@ -11,4 +11,5 @@ pub mod collation;
 pub mod ddl;
 pub mod position;
 pub mod schema;
+pub mod sqltext;
 pub mod value;

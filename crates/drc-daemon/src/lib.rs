@@ -153,6 +153,15 @@ pub fn local_deletes_spec(config: &Config, center: &Center) -> LocalDeletesSpec 
     }
 }
 
+/// Why the heartbeat could not prepare its connection.
+#[derive(Debug, thiserror::Error)]
+enum HeartbeatError {
+    #[error(transparent)]
+    Meta(drc_meta::MetaError),
+    #[error(transparent)]
+    Mysql(#[from] drc_mysql::MysqlError),
+}
+
 async fn heartbeat(config: Config, center: Center, shutdown: watch::Receiver<bool>) {
     let meta = config.replication.meta_database.clone();
     let mut conn: Option<mysql_async::Conn> = None;
@@ -166,34 +175,25 @@ async fn heartbeat(config: Config, center: Center, shutdown: watch::Receiver<boo
         if conn.is_none() {
             match drc_mysql::connect(center.url(), Duration::from_secs(5)).await {
                 Ok(mut c) => {
-                    let mut ok = true;
-                    for s in drc_apply::meta::schema_statements(&meta) {
-                        let create =
-                            tokio::time::timeout(config.applier.query_timeout, c.query_drop(&s));
-                        if let Err(e) = create.await.unwrap_or_else(|_| {
-                            Err(mysql_async::Error::Driver(
-                                mysql_async::DriverError::ConnectionClosed,
-                            ))
-                        }) {
-                            warn!(error = %e, "heartbeat: cannot create drc's meta tables");
-                            ok = false;
-                            break;
-                        }
-                    }
-                    if ok {
-                        conn = Some(c);
+                    let ensure = drc_mysql::bounded(
+                        config.applier.query_timeout,
+                        "creating drc's meta tables",
+                        async {
+                            drc_meta::ensure_schema(&mut c, &meta)
+                                .await
+                                .map_err(HeartbeatError::Meta)
+                        },
+                    );
+                    match ensure.await {
+                        Ok(()) => conn = Some(c),
+                        Err(e) => warn!(error = %e, "heartbeat: cannot create drc's meta tables"),
                     }
                 }
                 Err(e) => warn!(error = %e, "heartbeat: cannot connect to the local center"),
             }
         }
         if let Some(c) = conn.as_mut() {
-            let q = format!(
-                "INSERT INTO `{}`.`heartbeat` (`center`, `ts`, `seq`) VALUES ('{}', NOW(6), 1) \
-                 ON DUPLICATE KEY UPDATE `ts` = NOW(6), `seq` = `seq` + 1",
-                meta.replace('`', "``"),
-                center.name
-            );
+            let q = drc_meta::heartbeat::statement(&meta, &center.name);
             let write = drc_mysql::bounded(
                 config.applier.query_timeout,
                 "writing the heartbeat",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use drc_config::Config;
-use mysql_async::prelude::Queryable;
+use drc_meta::conflict::{ConflictRow, Since};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -29,15 +29,6 @@ pub struct ConflictsArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A parsed `--since`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Since {
-    /// A UTC time, `YYYY-MM-DD HH:MM:SS[.ffffff]`.
-    At(String),
-    /// An age.
-    Ago(Duration),
 }
 
 /// Parses `--since`; the error says what is accepted.
@@ -78,17 +69,6 @@ pub fn parse_since(s: &str) -> Result<Since, String> {
     }
 }
 
-type ConflictRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-);
-
 /// Runs `drc conflicts`.
 pub async fn run(args: ConflictsArgs) -> Result<ExitCode, BoxError> {
     let config = Config::load(&args.config)?;
@@ -104,20 +84,6 @@ pub async fn run(args: ConflictsArgs) -> Result<ExitCode, BoxError> {
         None => config.centers.iter().collect(),
     };
     let meta = &config.replication.meta_database;
-    let mut q = format!(
-        "SELECT CAST(`at` AS CHAR), `link`, `db_table`, `row_key`, `rule`, `resolution`, `loser`, `winner` \
-         FROM `{}`.`conflict`",
-        meta.replace('`', "``")
-    );
-    match &since {
-        Some(Since::At(t)) => q.push_str(&format!(" WHERE `at` >= '{t}'")),
-        Some(Since::Ago(d)) => q.push_str(&format!(
-            " WHERE `at` >= NOW(6) - INTERVAL {} SECOND",
-            d.as_secs()
-        )),
-        None => {}
-    }
-    q.push_str(&format!(" ORDER BY `at`, `id` LIMIT {}", args.limit));
     let mut failed = false;
     let mut total = 0usize;
     for c in centers {
@@ -125,23 +91,25 @@ pub async fn run(args: ConflictsArgs) -> Result<ExitCode, BoxError> {
             let mut conn = drc_mysql::connect(c.url(), Duration::from_secs(5))
                 .await
                 .map_err(|e| e.to_string())?;
-            conn.query_drop("SET SESSION time_zone = '+00:00'")
+            drc_meta::conflict::list(&mut conn, meta, since.as_ref(), args.limit)
                 .await
-                .map_err(|e| e.to_string())?;
-            match conn.query(&q).await {
-                Ok(r) => Ok(r),
-                // No conflict table yet: drc never applied anything in this center.
-                Err(mysql_async::Error::Server(s)) if s.code == 1146 || s.code == 1049 => {
-                    Ok(Vec::new())
-                }
-                Err(e) => Err(e.to_string()),
-            }
+                .map_err(|e| e.to_string())
         }
         .await;
         match rows {
             Ok(rows) => {
                 total += rows.len();
-                for (at, link, table, key, rule, resolution, loser, winner) in rows {
+                for r in rows {
+                    let ConflictRow {
+                        at,
+                        link,
+                        table,
+                        key,
+                        rule,
+                        resolution,
+                        loser,
+                        winner,
+                    } = r;
                     if args.json {
                         let parse = |s: &str| {
                             serde_json::from_str::<serde_json::Value>(s)

@@ -75,10 +75,8 @@ pub async fn run(args: DdlArgs) -> Result<ExitCode, BoxError> {
     let link = format!("{}->{}", source.name, target.name);
     let meta = &config.replication.meta_database;
     let mut conn = drc_mysql::connect(target.url(), Duration::from_secs(10)).await?;
-    for s in drc_apply::meta::ddl_schema_statements(meta) {
-        conn.query_drop(s).await?;
-    }
-    conn.query_drop(drc_apply::meta::ddl_skip_statement(meta, &link, position))
+    drc_meta::ensure_schema(&mut conn, meta).await?;
+    conn.query_drop(drc_meta::ddl_skip_statement(meta, &link, position))
         .await?;
     println!(
         "link {link}: the DDL statement at source position {position} is acknowledged in center {}; the link passes it when the daemon next restarts it (within 60 s)",

@@ -83,11 +83,11 @@ use std::time::{Duration, Instant};
 
 use drc_apply::batch::Batcher;
 use drc_apply::filter::{LinkFilter, Origin};
-use drc_apply::meta::{self, Checkpoint};
 use drc_apply::worker::{Applier, Tag};
 use drc_apply::{plan, run_link, sql, LinkSpec, LinkState, LinkStatus, Metrics};
 use drc_core::change::{ChangeKind, RowChange};
 use drc_core::position::Position;
+use drc_meta::{self as meta, Checkpoint};
 use drc_source::{Source, SourceConfig, StartFrom};
 use drc_testkit::{MariaDb, ServerOptions};
 use futures_util::future::join_all;

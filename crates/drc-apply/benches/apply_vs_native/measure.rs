@@ -209,7 +209,7 @@ pub(crate) fn drc_config(
 /// Writes the link's first checkpoint in the target: the link resumes at the backlog's start.
 pub(crate) async fn write_initial_checkpoint(t: &MariaDb, workers: u32, start: &Position) {
     let mut conn = drc_testkit::connect(&t.url()).await;
-    for s in meta::schema_statements(META_DB) {
+    for s in meta::schema::create_statements(META_DB) {
         q(&mut conn, &s).await;
     }
     let cp = meta::checkpoint_statement(

@@ -103,7 +103,7 @@ pub(crate) async fn run_phases(
 ) -> (f64, CpuMark, PhaseTimes) {
     let cfg = drc_config(a, t, workers, false, o);
     let mut conn = drc_testkit::connect(&t.url()).await;
-    for s in meta::schema_statements(META_DB) {
+    for s in meta::schema::create_statements(META_DB) {
         q(&mut conn, &s).await;
     }
     let _ = conn.disconnect().await;

@@ -34,11 +34,11 @@ use super::decide::{claim_hash, Row, Tomb};
 use super::tombstone;
 use crate::filter::LinkFilter;
 use crate::link::{origin_rule, CONNECT_TIMEOUT};
-use crate::meta::IdentityRole;
-use crate::meta::{self, Checkpoint};
 use crate::origin::{filter_event, gtid_hint, own_ids, OriginLookup};
 use crate::size::Joiner;
 use crate::LinkError;
+use drc_meta::IdentityRole;
+use drc_meta::{self as meta, Checkpoint};
 
 /// What the reader needs.
 #[derive(Debug, Clone)]

@@ -36,7 +36,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::size::Joiner;
-use crate::sql::{ident, literal, quoted, table_name};
+use crate::sql::{ident, literal, table_name};
 use crate::LinkError;
 use canon::{select_expr, Canon};
 use decide::{
@@ -266,32 +266,22 @@ fn write_sql(meta: &str, t: &TableSchema, w: &Write<'_>) -> String {
     q
 }
 
-/// The statement that records one lost write in `<meta>.conflict`.
+/// The statement that records one lost write in `<meta>.conflict`
+/// ([`drc_meta::conflict`]).
 pub fn record_sql(meta: &str, link: &str, r: &Record) -> String {
-    let mut q = String::from("INSERT INTO ");
-    ident(&mut q, meta);
-    q.push_str(
-        ".`conflict` (`link`, `db_table`, `row_key`, `rule`, `resolution`, `loser`, `winner`) VALUES (",
-    );
-    for (n, s) in [
-        link.to_string(),
-        r.table.clone(),
-        r.key.to_string(),
-        r.rule.as_str().to_string(),
-        r.resolution.as_str().to_string(),
-        r.loser.to_string(),
-        r.winner.to_string(),
-    ]
-    .iter()
-    .enumerate()
-    {
-        if n > 0 {
-            q.push_str(", ");
-        }
-        quoted(&mut q, s);
-    }
-    q.push(')');
-    q
+    drc_meta::conflict::insert_statement(
+        meta,
+        &drc_meta::conflict::ConflictRow {
+            link: link.to_string(),
+            table: r.table.clone(),
+            key: r.key.to_string(),
+            rule: r.rule.as_str().to_string(),
+            resolution: r.resolution.as_str().to_string(),
+            loser: r.loser.to_string(),
+            winner: r.winner.to_string(),
+            at: String::new(),
+        },
+    )
 }
 
 /// Reads one lookup's result rows in canonical form.

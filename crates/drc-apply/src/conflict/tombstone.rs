@@ -43,47 +43,6 @@ impl Store {
     }
 }
 
-/// The DDL of both tombstone tables.
-pub fn schema_statements(meta: &str) -> Vec<String> {
-    [Store::Applied, Store::Local]
-        .into_iter()
-        .map(|s| schema_statement(meta, s))
-        .collect()
-}
-
-fn schema_statement(meta: &str, store: Store) -> String {
-    let mut db = String::new();
-    ident(&mut db, meta);
-    let table = store.table();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {db}.`{table}` (\
-         `db_table` VARCHAR(130) NOT NULL, `pk_hash` BINARY(32) NOT NULL, \
-         `version` VARCHAR(255) NOT NULL, `row_hash` BINARY(32) NOT NULL, \
-         `at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
-         `rank_key` VARBINARY(700) NOT NULL DEFAULT '', \
-         PRIMARY KEY (`db_table`, `pk_hash`), KEY `at` (`at`)) \
-         ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-    )
-}
-
-/// Adds `rank_key` to a tombstone table created before it existed (its old rows keep an empty
-/// rank, which any new tombstone of their key replaces).
-pub fn upgrade_statements(meta: &str) -> (String, String) {
-    let mut db = String::new();
-    ident(&mut db, meta);
-    let mut name = String::new();
-    quoted(&mut name, meta);
-    (
-        format!(
-            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {name} \
-             AND TABLE_NAME = 'tombstone' AND COLUMN_NAME = 'rank_key'"
-        ),
-        format!(
-            "ALTER TABLE {db}.`tombstone` ADD COLUMN `rank_key` VARBINARY(700) NOT NULL DEFAULT ''"
-        ),
-    )
-}
-
 /// The rank of a tombstone as bytes whose order (`memcmp`, as the server compares VARBINARY)
 /// is the rank order of [`super::decide::beats_rank`]: the version, encoded order-preserving
 /// and prefix-free per type (types in [`Canon::cmp_version`]'s order), then the row hash.
