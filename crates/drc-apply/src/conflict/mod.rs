@@ -25,24 +25,25 @@ pub mod canon;
 pub mod decide;
 pub mod keylock;
 pub mod local;
+mod sql;
 pub mod tombstone;
 
 use std::collections::HashMap;
 
 use drc_core::change::{Image, RowChange};
 use drc_core::schema::{SqlType, TableSchema};
-use drc_core::value::Value;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::size::Joiner;
-use crate::sql::{ident, literal, quoted, table_name};
+use crate::sql::{ident, quoted};
 use crate::LinkError;
-use canon::{select_expr, Canon};
+use canon::Canon;
 use decide::{
     claim_hash, claim_lookups, decide, lookups, tomb_lookups, Lookup, Overlay, Record, Row, Tomb,
     Write,
 };
+use sql::{in_lookup_sqls, integer_key, lookup_sql, write_sql};
 use tombstone::Progress;
 
 /// A change of a last-writer-wins table, with the ordinal of its version column.
@@ -89,181 +90,6 @@ pub fn version_column(
             t.qualified_name()
         ))),
     }
-}
-
-fn value(img: &Image, i: usize) -> &Value {
-    img.get(i).unwrap_or(&Value::Null)
-}
-
-/// `c1 = v1 AND c2 = v2` over `cols` of `img`.
-fn equal_cols(out: &mut String, t: &TableSchema, cols: &[usize], img: &Image) {
-    for (n, &i) in cols.iter().enumerate() {
-        if n > 0 {
-            out.push_str(" AND ");
-        }
-        ident(out, &t.columns[i].name);
-        out.push_str(" = ");
-        literal(out, value(img, i));
-    }
-}
-
-/// True when the primary key is made of integer columns only: the canonical values then equal
-/// exactly what the server's `=` matches, so a batched read can be mapped back by value.
-fn integer_key(t: &TableSchema) -> bool {
-    t.primary_key.iter().all(|&i| {
-        t.columns.get(i).is_some_and(|c| {
-            matches!(
-                c.sql_type,
-                SqlType::TinyInt
-                    | SqlType::SmallInt
-                    | SqlType::MediumInt
-                    | SqlType::Int
-                    | SqlType::BigInt
-            )
-        })
-    })
-}
-
-/// `SELECT <every column, canonically> FROM <table> WHERE `: the head of a lookup.
-fn select_where(t: &TableSchema) -> String {
-    let mut q = String::from("SELECT ");
-    for (n, c) in t.columns.iter().enumerate() {
-        if n > 0 {
-            q.push_str(", ");
-        }
-        select_expr(&mut q, &c.name, c.sql_type);
-    }
-    q.push_str(" FROM ");
-    table_name(&mut q, t);
-    q.push_str(" WHERE ");
-    q
-}
-
-/// The locking reads of the rows with the primary keys of `imgs`: `IN` lists of at most
-/// `limit` bytes each (one key per read at least).
-fn in_lookup_sqls(t: &TableSchema, imgs: &[&Image], limit: usize) -> Vec<String> {
-    let mut head = select_where(t);
-    head.push('(');
-    for (n, &k) in t.primary_key.iter().enumerate() {
-        if n > 0 {
-            head.push_str(", ");
-        }
-        ident(&mut head, &t.columns[k].name);
-    }
-    head.push_str(") IN (");
-    const TAIL: &str = ") FOR UPDATE";
-    let mut out = Vec::new();
-    let mut q = String::new();
-    let mut tuple = String::new();
-    for img in imgs {
-        tuple.clear();
-        tuple.push('(');
-        for (m, &k) in t.primary_key.iter().enumerate() {
-            if m > 0 {
-                tuple.push_str(", ");
-            }
-            literal(&mut tuple, value(img, k));
-        }
-        tuple.push(')');
-        if !q.is_empty() && q.len() + 2 + tuple.len() + TAIL.len() > limit {
-            q.push_str(TAIL);
-            out.push(std::mem::take(&mut q));
-        }
-        if q.is_empty() {
-            q.push_str(&head);
-        } else {
-            q.push_str(", ");
-        }
-        q.push_str(&tuple);
-    }
-    if !q.is_empty() {
-        q.push_str(TAIL);
-        out.push(q);
-    }
-    out
-}
-
-/// The locking read of one lookup.
-fn lookup_sql(t: &TableSchema, l: &Lookup<'_>) -> String {
-    let mut q = select_where(t);
-    match l {
-        Lookup::Pk(img) => equal_cols(&mut q, t, &t.primary_key, img),
-        Lookup::Unique(img, n) => equal_cols(&mut q, t, &t.unique_keys[*n].columns, img),
-    }
-    q.push_str(" FOR UPDATE");
-    q
-}
-
-fn write_sql(meta: &str, t: &TableSchema, w: &Write<'_>) -> String {
-    let mut q = String::with_capacity(256);
-    match w {
-        Write::Insert(img) => {
-            q.push_str("INSERT INTO ");
-            table_name(&mut q, t);
-            q.push_str(" (");
-            let cols: Vec<usize> = (0..t.columns.len())
-                .filter(|&i| img.get(i).is_some())
-                .collect();
-            for (n, &i) in cols.iter().enumerate() {
-                if n > 0 {
-                    q.push_str(", ");
-                }
-                ident(&mut q, &t.columns[i].name);
-            }
-            q.push_str(") VALUES (");
-            for (n, &i) in cols.iter().enumerate() {
-                if n > 0 {
-                    q.push_str(", ");
-                }
-                literal(&mut q, value(img, i));
-            }
-            q.push(')');
-        }
-        Write::Update(img) => {
-            q.push_str("UPDATE ");
-            table_name(&mut q, t);
-            q.push_str(" SET ");
-            let mut first = true;
-            for (i, c) in t.columns.iter().enumerate() {
-                if let Some(v) = img.get(i) {
-                    if !first {
-                        q.push_str(", ");
-                    }
-                    first = false;
-                    ident(&mut q, &c.name);
-                    q.push_str(" = ");
-                    literal(&mut q, v);
-                }
-            }
-            q.push_str(" WHERE ");
-            equal_cols(&mut q, t, &t.primary_key, img);
-        }
-        Write::Delete(img) => {
-            q.push_str("DELETE FROM ");
-            table_name(&mut q, t);
-            q.push_str(" WHERE ");
-            equal_cols(&mut q, t, &t.primary_key, img);
-        }
-        Write::Evict(img, n) => {
-            q.push_str("DELETE FROM ");
-            table_name(&mut q, t);
-            q.push_str(" WHERE ");
-            equal_cols(&mut q, t, &t.unique_keys[*n].columns, img);
-            q.push_str(" AND NOT (");
-            equal_cols(&mut q, t, &t.primary_key, img);
-            q.push(')');
-        }
-        Write::Tombstone(pk_hash, tomb) => {
-            return tombstone::write_sql(
-                meta,
-                tombstone::Store::Applied,
-                &t.qualified_name(),
-                pk_hash,
-                tomb,
-            );
-        }
-    }
-    q
 }
 
 /// The statement that records one lost write in `<meta>.conflict`.
