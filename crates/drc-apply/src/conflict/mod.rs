@@ -31,6 +31,7 @@ pub mod tombstone;
 use std::collections::HashMap;
 
 use drc_core::change::{Image, RowChange};
+use drc_core::position::Position;
 use drc_core::schema::{SqlType, TableSchema};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -229,7 +230,7 @@ pub async fn run_levels(
 ) -> Result<Vec<Record>, LinkError> {
     let mut records = Vec::new();
     let mut verify: Vec<Written> = Vec::new();
-    let mut level_position = String::new();
+    let mut level_position: Option<Position> = None;
     for level in levels {
         // Primary-key lookups of integer keys are batched into one `IN` read per table; the
         // others (unique keys, other key types, where the server's collation decides) are
@@ -280,7 +281,7 @@ pub async fn run_levels(
         // at or before this position.
         let position = match progress.as_deref() {
             Some(p) => read_position(conn, p).await?,
-            None => String::new(),
+            None => None,
         };
         level_position.clone_from(&position);
         if sets.len() != read_group.len() {
@@ -354,7 +355,7 @@ pub async fn run_levels(
         let any_claims = claim_keys.iter().any(|k| !k.is_empty());
         if any_missing || any_claims || !verify.is_empty() {
             if let Some(p) = progress.as_deref_mut() {
-                wait_for_reader(p, &position).await?;
+                wait_for_reader(p, position.as_ref()).await?;
             }
             let mut keys: Vec<(String, [u8; 32])> =
                 verify.iter().map(|v| (v.table.clone(), v.key)).collect();
@@ -451,17 +452,12 @@ pub async fn run_levels(
         // — unless no local transaction committed since the level's lookups.
         pending.flush(conn).await?;
         let after = read_position(conn, p).await?;
-        let quiet = match (
-            level_position
-                .trim()
-                .parse::<drc_core::position::Position>(),
-            after.trim().parse::<drc_core::position::Position>(),
-        ) {
-            (Ok(a), Ok(b)) => p.no_local_commit_between(&a, &b),
+        let quiet = match (&level_position, &after) {
+            (Some(a), Some(b)) => p.no_local_commit_between(a, b),
             _ => false,
         };
         if !quiet {
-            wait_for_reader(p, &after).await?;
+            wait_for_reader(p, after.as_ref()).await?;
             let keys: Vec<(String, [u8; 32])> =
                 verify.iter().map(|v| (v.table.clone(), v.key)).collect();
             let found = read_tombstones(conn, meta, &keys, pending.limit()).await?;
@@ -514,27 +510,40 @@ fn check_written(
     Ok(())
 }
 
-/// Waits until the local-delete reader has passed `position` (the target's, as read). An empty
+/// Waits until the local-delete reader has passed `position` (the target's, as read). No
 /// position means nothing was ever written there, so no local write either.
-async fn wait_for_reader(p: &mut Progress, position: &str) -> Result<(), LinkError> {
-    let pos = position.trim();
-    if pos.is_empty() {
-        return Ok(());
+async fn wait_for_reader(p: &mut Progress, position: Option<&Position>) -> Result<(), LinkError> {
+    match position {
+        Some(target) => p.wait_covers(target).await,
+        None => Ok(()),
     }
-    let target: drc_core::position::Position = pos.parse().map_err(|e| {
-        LinkError::Checkpoint(format!("target position {pos:?} does not parse: {e}"))
-    })?;
-    p.wait_covers(&target).await
 }
 
-/// The target's position (the local-delete reader's position query).
-async fn read_position(conn: &mut Conn, p: &Progress) -> Result<String, LinkError> {
-    Ok(conn
+/// The target's position (the local-delete reader's position query), parsed once here:
+/// `None` when the server has none (NULL or empty: nothing was ever written there), and
+/// [`LinkError::TargetPosition`] when its text does not parse.
+async fn read_position(conn: &mut Conn, p: &Progress) -> Result<Option<Position>, LinkError> {
+    let text = conn
         .query_first::<Option<String>, _>(p.position_query)
         .await
         .map_err(|e| LinkError::target("reading the target's position", e))?
         .flatten()
-        .unwrap_or_default())
+        .unwrap_or_default();
+    parse_position(p.position_query, &text)
+}
+
+/// The position in a position query's answer `text` (see [`read_position`]).
+fn parse_position(query: &'static str, text: &str) -> Result<Option<Position>, LinkError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|source| LinkError::TargetPosition {
+            query,
+            text: text.to_string(),
+            source,
+        })
 }
 
 /// The tombstones at `keys`, in reads of at most `limit` bytes.
@@ -574,4 +583,32 @@ async fn read_tombstones(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_positions_parse_once_and_empty_means_none() {
+        let q = "SELECT @@gtid_binlog_pos";
+        assert_eq!(parse_position(q, "").expect("empty"), None);
+        assert_eq!(parse_position(q, " \n").expect("blank"), None);
+        assert_eq!(
+            parse_position(q, "0-1-5,1-2-7").expect("maria"),
+            Some("0-1-5,1-2-7".parse().expect("position"))
+        );
+        let mysql = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n\
+                     4e11fa47-71ca-11e1-9e33-c80aa9429562:1-3";
+        assert!(matches!(
+            parse_position(q, mysql),
+            Ok(Some(Position::MysqlGtid(_)))
+        ));
+        match parse_position(q, "not a position") {
+            Err(LinkError::TargetPosition { query, text, .. }) => {
+                assert_eq!((query, text.as_str()), (q, "not a position"));
+            }
+            other => panic!("expected a TargetPosition error, got {other:?}"),
+        }
+    }
 }
