@@ -9,9 +9,9 @@
 //!
 //! 1. **read** (`read.rs`): the target rows each change touches — by primary key and by every
 //!    unique key of the incoming row — with `SELECT .. FOR UPDATE` (integer primary keys in
-//!    one `IN` read per table, the other lookups one statement each, sent together in as few
-//!    queries as `max_allowed_packet` allows, after the previous level's writes were sent on
-//!    their own); then the target's binlog position, and, once the local-delete reader
+//!    one `IN` read per table, the other lookups one statement each, joined into queries that
+//!    fit `max_allowed_packet` ([`crate::size`]), sent after the previous level's writes were
+//!    sent on their own); then the target's binlog position, and, once the local-delete reader
 //!    ([`local`]) has passed that position, the tombstones of keys found missing and the
 //!    claims of the incoming unique values ([`tombstone`]);
 //! 2. **decide** ([`decide`], pure): which image wins, what to write, and what was lost;
