@@ -196,6 +196,18 @@ pub enum LinkError {
     /// The target answered conflict resolution's reads unexpectedly (retried).
     #[error("conflict resolution: {0}")]
     ConflictRead(String),
+    /// The target's binlog position, read for conflict resolution, does not parse. Not
+    /// retried: the server answers the same text again.
+    #[error("conflict resolution: the target's position {text:?} (from `{query}`) does not parse: {source}")]
+    TargetPosition {
+        /// The position query.
+        query: &'static str,
+        /// What the server answered.
+        text: String,
+        /// Why it does not parse.
+        #[source]
+        source: drc_core::position::PositionError,
+    },
     /// The center's fence holds another term: another replica took over (or this one is a
     /// standalone daemon of a center that now runs replicas). Not retried.
     #[error("fenced: this replica applies to center {center} under term {term}, but the center's fence is at {} (replica {}); another drc replica took over, so this one stops applying", stored_term.map_or("no term (fence row missing)".to_string(), |t| format!("term {t}")), stored_replica.map_or("-".to_string(), |r| r.to_string()))]

@@ -1,0 +1,273 @@
+//! [`run_levels`]: the last-writer-wins changes of a share, one dependency level after another,
+//! each in the four steps of the protocol in [`super`]: [`super::read`], [`decide_level`],
+//! [`write_level`], and [`super::verify`] (of the level's writes, done with the next level's
+//! read or, after the last level, before the commit).
+
+use drc_core::schema::TableSchema;
+use mysql_async::Conn;
+
+use super::decide::{decide, Outcome, Overlay, Record, Write};
+use super::read::{read_level, Found, Marks};
+use super::sql::write_sql;
+use super::tombstone::Progress;
+use super::verify::{rechecks, Unverified, Written};
+use super::LwwChange;
+use crate::size::Joiner;
+use crate::LinkError;
+
+/// Runs what `pending` holds (statements already part of the open transaction, possibly
+/// none) followed by each level of `levels` in four steps:
+///
+/// 1. **read** (`read_level`): after the previous level's writes were flushed on their own,
+///    the locking lookups, the target position after them, and — once the local-delete
+///    reader (`progress`) has passed that position — the tombstones of the keys found missing,
+///    the claims of the incoming unique values, and the keys of the previous level's writes;
+/// 2. **verify** the previous level's writes against what that read found
+///    (`Unverified::check`);
+/// 3. **decide** (`decide_level`, pure);
+/// 4. **write** (`write_level`): the decided writes into `pending`, noting which of them
+///    must be verified.
+///
+/// The last level's writes are verified before returning (`Unverified::finish`), unless no
+/// local transaction committed since its lookups.
+///
+/// Leaves in `pending` the statements still to run (the last level's writes, unless they were
+/// sent for that check) and returns every lost write. Every query fits the target's
+/// `max_allowed_packet` ([`crate::size`]): reads and writes are split into several queries of
+/// the one transaction.
+///
+/// Each data write is followed by [`crate::strict::COUNT_WARNINGS`]; the caller resets the
+/// count before and checks it after ([`crate::strict`]). With `checked` (the share's positions,
+/// for the error), each write is instead sent alone and checked, and the first the target
+/// refuses or warns about ends the run with [`LinkError::Rejected`]: the diagnosis of a share
+/// whose batched run failed.
+pub async fn run_levels(
+    conn: &mut Conn,
+    pending: &mut Joiner,
+    levels: &[Vec<LwwChange<'_>>],
+    meta: &str,
+    mut progress: Option<&mut Progress>,
+    checked: Option<&str>,
+) -> Result<Vec<Record>, LinkError> {
+    let mut records = Vec::new();
+    let mut unverified = Unverified::default();
+    for level in levels {
+        // The previous level's writes first, on their own: the reads then return only
+        // `SELECT` result sets, one per statement.
+        pending.flush(conn).await?;
+        let read = read_level(
+            conn,
+            meta,
+            pending.limit(),
+            pending.max_allowed_packet(),
+            level,
+            progress.as_deref_mut(),
+            &unverified.keys(),
+        )
+        .await?;
+        unverified.check(&read.marks)?;
+        let decided = decide_level(level, read.found, &read.marks);
+        let written = write_level(
+            conn,
+            pending,
+            meta,
+            level,
+            &decided,
+            checked,
+            progress.is_some(),
+        )
+        .await?;
+        unverified = Unverified {
+            written,
+            before: read.position,
+        };
+        records.extend(decided.into_iter().flat_map(|d| d.outcome.records));
+    }
+    unverified.finish(conn, pending, meta, progress).await?;
+    Ok(records)
+}
+
+/// The decision of one change, with the keys its lookups found missing.
+#[derive(Debug)]
+struct Decided<'a> {
+    outcome: Outcome<'a>,
+    /// [`Found::missing`] of the change.
+    missing: Vec<Option<[u8; 32]>>,
+}
+
+/// The decide step, pure: [`decide`] for each change of `level` in order, with the rows its
+/// lookups found, the tombstones at its keys found missing and the claims at its unique
+/// values (from `marks`; `None` where nothing was read or found), and an [`Overlay`] of the
+/// level's earlier changes.
+fn decide_level<'a>(level: &[LwwChange<'a>], found: Vec<Found>, marks: &Marks) -> Vec<Decided<'a>> {
+    let mut overlay = Overlay::default();
+    let mut out = Vec::with_capacity(level.len());
+    for (lc, f) in level.iter().zip(found) {
+        let table = lc.change.table.qualified_name();
+        let mark = |h: &[u8; 32]| marks.get(&(table.clone(), *h)).cloned();
+        let tombs = f
+            .missing
+            .iter()
+            .map(|h| h.as_ref().and_then(mark))
+            .collect();
+        let claims = f.claims.iter().map(mark).collect();
+        let outcome = decide(lc.change, lc.version, f.rows, tombs, claims, &mut overlay);
+        out.push(Decided {
+            outcome,
+            missing: f.missing,
+        });
+    }
+    out
+}
+
+/// The write step: each decided write of `level` as a statement into `pending`, followed by
+/// [`crate::strict::COUNT_WARNINGS`] for an insert or update — or, with `checked`, sent alone
+/// and checked ([`crate::strict::checked_write`]). A write longer than the target accepts is
+/// [`crate::sql::RewriteError::RowTooLarge`]. With `track` (a local-delete reader runs),
+/// returns the checks the writes need ([`rechecks`]).
+async fn write_level(
+    conn: &mut Conn,
+    pending: &mut Joiner,
+    meta: &str,
+    level: &[LwwChange<'_>],
+    decided: &[Decided<'_>],
+    checked: Option<&str>,
+    track: bool,
+) -> Result<Vec<Written>, LinkError> {
+    let budget = crate::size::budget(pending.max_allowed_packet());
+    let mut written = Vec::new();
+    for (lc, d) in level.iter().zip(decided) {
+        let t = &*lc.change.table;
+        for w in &d.outcome.writes {
+            let sql = write_sql(meta, t, w);
+            if sql.len() > budget {
+                return Err(too_large(lc, t, sql.len()));
+            }
+            let row = match w {
+                Write::Insert(img)
+                | Write::Update(img)
+                | Write::Delete(img)
+                | Write::Evict(img, _) => Some(*img),
+                Write::Tombstone(..) => None,
+            };
+            match checked {
+                // Diagnosis of a refused share: each write alone, checked.
+                Some(at) => crate::strict::checked_write(conn, t, row, &sql, at).await?,
+                None => {
+                    pending
+                        .push(conn, &sql, "conflict resolution write")
+                        .await?;
+                    if matches!(w, Write::Insert(_) | Write::Update(_)) {
+                        pending
+                            .push(conn, crate::strict::COUNT_WARNINGS, "warning count")
+                            .await?;
+                    }
+                }
+            }
+            if track {
+                written.extend(rechecks(t, lc.version, w, &d.missing));
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// The error of a write of `lc` (in `t`) whose statement is `bytes` long, more than the
+/// target accepts.
+fn too_large(lc: &LwwChange<'_>, t: &TableSchema, bytes: usize) -> LinkError {
+    let img = lc.change.after.as_ref().or(lc.change.before.as_ref());
+    LinkError::Rewrite(crate::sql::RewriteError::RowTooLarge {
+        table: t.qualified_name(),
+        key: img.map(|i| crate::sql::key_text(t, i)).unwrap_or_default(),
+        bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use drc_core::change::{ChangeKind, Image, RowChange};
+    use drc_core::schema::{ColumnSchema, SqlType};
+    use drc_core::value::Value;
+
+    use super::*;
+    use crate::conflict::canon::Canon;
+    use crate::conflict::decide::{Row, Tomb};
+
+    /// `shop.t (id INT PRIMARY KEY, version BIGINT)`.
+    fn table() -> Arc<TableSchema> {
+        let col = |n: &str, t| ColumnSchema {
+            name: n.into(),
+            sql_type: t,
+            unsigned: false,
+            collation: None,
+        };
+        Arc::new(TableSchema {
+            database: "shop".into(),
+            table: "t".into(),
+            columns: vec![col("id", SqlType::Int), col("version", SqlType::BigInt)],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            unique_keys_known: true,
+        })
+    }
+
+    fn insert(t: &Arc<TableSchema>, id: i64, version: i64) -> RowChange {
+        RowChange {
+            table: t.clone(),
+            kind: ChangeKind::Insert,
+            before: None,
+            after: Some(Image(vec![Some(Value::Int(id)), Some(Value::Int(version))])),
+        }
+    }
+
+    /// Nothing found at the change's key.
+    fn missing(c: &RowChange) -> Found {
+        let key = c
+            .after
+            .as_ref()
+            .map(|a| Row::from_image(&c.table, a).pk_hash(&c.table));
+        Found {
+            rows: vec![Vec::new()],
+            missing: vec![key],
+            claims: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_change_is_decided_with_the_tombstone_at_its_own_key() {
+        let t = table();
+        let (a, b) = (insert(&t, 1, 5), insert(&t, 2, 5));
+        let level = [
+            LwwChange {
+                change: &a,
+                version: 1,
+            },
+            LwwChange {
+                change: &b,
+                version: 1,
+            },
+        ];
+        let found = vec![missing(&a), missing(&b)];
+        let a_key = found[0].missing[0].expect("a's key");
+        // A newer tombstone at a's key only.
+        let marks = Marks::from([(
+            ("shop.t".to_string(), a_key),
+            Tomb {
+                version: Canon::Int(9),
+                hash: [0; 32],
+            },
+        )]);
+        let decided = decide_level(&level, found, &marks);
+        assert_eq!(decided.len(), 2);
+        assert!(decided[0].outcome.writes.is_empty());
+        assert_eq!(decided[0].outcome.records.len(), 1);
+        assert_eq!(decided[0].missing, [Some(a_key)]);
+        assert!(matches!(
+            decided[1].outcome.writes.as_slice(),
+            [Write::Insert(_)]
+        ));
+        assert!(decided[1].outcome.records.is_empty());
+    }
+}

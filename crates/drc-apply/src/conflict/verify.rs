@@ -1,0 +1,276 @@
+//! The **verify** step of conflict resolution (protocol in [`super`]): rows a level wrote are
+//! checked once more against the tombstones and claims read *after* the write.
+//!
+//! A missing row is not locked by the lookup, so a local writer can create and remove the key
+//! between the lookup and the insert; its delete's tombstone may then outrank the row
+//! inserted. Likewise a local writer can hold a unique value meanwhile and leave a claim that
+//! outranks the written row. So every insert at a key found missing, and every insert or
+//! update that holds unique values, is checked after it is sent: with the next level's
+//! tombstone read ([`super::read`]), or, for the last level, before the commit
+//! ([`Unverified::finish`]). The tombstones are read once the local-delete reader has passed
+//! the target's position after the write, and a tombstone or claim that now outranks the row
+//! fails the share with [`LinkError::ConflictRead`] (transient), which decides it again from
+//! fresh reads. From the write on, the row exists and is locked, so no local write can slip in
+//! any more.
+//!
+//! Only with a local-delete reader ([`Progress`]): without one there are no local tombstones
+//! to wait for.
+
+use drc_core::position::Position;
+use drc_core::schema::TableSchema;
+use mysql_async::Conn;
+
+use super::canon::Canon;
+use super::decide::{self, claim_hash, Row, Write};
+use super::read::{read_position, read_tombstones, wait_for_reader, Marks};
+use super::tombstone::{self, Progress};
+use crate::size::Joiner;
+use crate::LinkError;
+
+/// A row written at a key that was missing, or holding unique values, to be checked against
+/// the key's tombstone or the values' claims once more after the write.
+#[derive(Debug)]
+pub(super) struct Written {
+    /// A claim (the row's own rank is fine) rather than a primary-key tombstone (the row
+    /// must outrank it).
+    claim: bool,
+    table: String,
+    /// A primary-key hash (tombstone) or a claim hash.
+    key: [u8; 32],
+    version: Canon,
+    hash: [u8; 32],
+}
+
+/// The checks one write of table `t` (version column `version`) needs: an insert at a key of
+/// `missing` (the keys its change found missing) against the key's tombstone, and an insert
+/// or update against the claims of each of its unique values. Other writes need none.
+pub(super) fn rechecks(
+    t: &TableSchema,
+    version: usize,
+    w: &Write<'_>,
+    missing: &[Option<[u8; 32]>],
+) -> Vec<Written> {
+    let (img, inserted) = match w {
+        Write::Insert(img) => (img, true),
+        Write::Update(img) => (img, false),
+        _ => return Vec::new(),
+    };
+    let row = Row::from_image(t, img);
+    let check = |key, claim| Written {
+        claim,
+        table: t.qualified_name(),
+        key,
+        version: row.vals.get(version).cloned().unwrap_or(Canon::Null),
+        hash: row.hash,
+    };
+    let mut out = Vec::new();
+    let pk_hash = row.pk_hash(t);
+    if inserted && missing.contains(&Some(pk_hash)) {
+        out.push(check(pk_hash, false));
+    }
+    for n in 0..t.unique_keys.len() {
+        if let Some(h) = claim_hash(t, n, img) {
+            out.push(check(h, true));
+        }
+    }
+    out
+}
+
+/// The writes of the last level run, still to be checked.
+#[derive(Debug, Default)]
+pub(super) struct Unverified {
+    /// The checks ([`rechecks`]).
+    pub(super) written: Vec<Written>,
+    /// The target's position read after that level's lookups, before its writes.
+    pub(super) before: Option<Position>,
+}
+
+impl Unverified {
+    /// The keys to read again: `(db.table, key hash)` per check.
+    pub(super) fn keys(&self) -> Vec<(String, [u8; 32])> {
+        self.written
+            .iter()
+            .map(|v| (v.table.clone(), v.key))
+            .collect()
+    }
+
+    /// Checks the writes against `marks`, read after them ([`check_written`]).
+    pub(super) fn check(&self, marks: &Marks) -> Result<(), LinkError> {
+        check_written(&self.written, marks)
+    }
+
+    /// The check of the last level's writes: sends them (`pending` is flushed), reads the
+    /// target's position after them and — unless no local transaction committed since
+    /// `before` ([`Progress::no_local_commit_between`]) — waits for the local-delete reader
+    /// to pass it and reads the tombstones and claims again.
+    pub(super) async fn finish(
+        self,
+        conn: &mut Conn,
+        pending: &mut Joiner,
+        meta: &str,
+        progress: Option<&mut Progress>,
+    ) -> Result<(), LinkError> {
+        let Some(p) = progress else {
+            return Ok(());
+        };
+        if self.written.is_empty() {
+            return Ok(());
+        }
+        pending.flush(conn).await?;
+        let after = read_position(conn, p).await?;
+        let quiet = match (&self.before, &after) {
+            (Some(a), Some(b)) => p.no_local_commit_between(a, b),
+            _ => false,
+        };
+        if !quiet {
+            wait_for_reader(p, after.as_ref()).await?;
+            let marks = read_tombstones(conn, meta, &self.keys(), pending.limit()).await?;
+            self.check(&marks)?;
+        }
+        Ok(())
+    }
+}
+
+/// Fails (transiently: the share is decided again) when a tombstone read after the inserts
+/// outranks a row this share inserted, or a claim outranks a row that holds its value: a local
+/// writer created and removed the key, or held the value, between the row lookup and the
+/// write, and its tombstone or claim was not there at the first read.
+fn check_written(verify: &[Written], found: &Marks) -> Result<(), LinkError> {
+    for v in verify {
+        if let Some(t) = found.get(&(v.table.clone(), v.key)) {
+            let lost = if v.claim {
+                decide::beats_rank(&t.version, &t.hash, &v.version, &v.hash).is_some()
+            } else {
+                decide::beats_rank(&v.version, &v.hash, &t.version, &t.hash).is_none()
+            };
+            if lost {
+                return Err(LinkError::ConflictRead(format!(
+                    "a local write in {} deleted the key or held the unique value while a \
+                     write of it was being decided (written version {}, now outranked by {}); \
+                     deciding the share again",
+                    v.table,
+                    tombstone::version_text(&v.version),
+                    tombstone::version_text(&t.version)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use drc_core::change::Image;
+    use drc_core::schema::{ColumnSchema, SqlType, UniqueKey};
+    use drc_core::value::{Text, Value};
+
+    use super::*;
+    use crate::conflict::decide::Tomb;
+
+    /// `shop.users (id INT PRIMARY KEY, email VARCHAR UNIQUE, version BIGINT)`.
+    fn users() -> TableSchema {
+        let col = |n: &str, t| ColumnSchema {
+            name: n.into(),
+            sql_type: t,
+            unsigned: false,
+            collation: None,
+        };
+        TableSchema {
+            database: "shop".into(),
+            table: "users".into(),
+            columns: vec![
+                col("id", SqlType::Int),
+                col("email", SqlType::String),
+                col("version", SqlType::BigInt),
+            ],
+            primary_key: vec![0],
+            unique_keys: vec![UniqueKey {
+                name: "email".into(),
+                columns: vec![1],
+            }],
+            unique_keys_known: true,
+        }
+    }
+
+    fn img(id: i64, email: Option<&str>, version: i64) -> Image {
+        Image(vec![
+            Some(Value::Int(id)),
+            Some(email.map_or(Value::Null, |e| Value::Text(Text::utf8(e)))),
+            Some(Value::Int(version)),
+        ])
+    }
+
+    fn pk(t: &TableSchema, i: &Image) -> [u8; 32] {
+        Row::from_image(t, i).pk_hash(t)
+    }
+
+    fn kinds(checks: &[Written]) -> Vec<bool> {
+        checks.iter().map(|c| c.claim).collect()
+    }
+
+    #[test]
+    fn an_insert_at_a_missing_key_checks_its_tombstone_and_its_claims() {
+        let t = users();
+        let i = img(1, Some("a@x"), 5);
+        let checks = rechecks(&t, 2, &Write::Insert(&i), &[Some(pk(&t, &i))]);
+        assert_eq!(kinds(&checks), [false, true]);
+        assert_eq!(checks[0].key, pk(&t, &i));
+        assert_eq!(checks[0].version, Canon::Int(5));
+        assert_eq!(checks[0].table, "shop.users");
+        assert_eq!(Some(checks[1].key), claim_hash(&t, 0, &i));
+    }
+
+    #[test]
+    fn only_inserts_at_missing_keys_check_tombstones() {
+        let t = users();
+        let i = img(1, Some("a@x"), 5);
+        // The key existed (its lookup found a row): only the claim.
+        assert_eq!(kinds(&rechecks(&t, 2, &Write::Insert(&i), &[None])), [true]);
+        // An update writes a locked row: only the claim.
+        let missing = [Some(pk(&t, &i))];
+        assert_eq!(
+            kinds(&rechecks(&t, 2, &Write::Update(&i), &missing)),
+            [true]
+        );
+        // A NULL unique value claims nothing; deletes and evictions need no check.
+        let n = img(2, None, 5);
+        assert!(rechecks(&t, 2, &Write::Update(&n), &[]).is_empty());
+        assert!(rechecks(&t, 2, &Write::Delete(&i), &missing).is_empty());
+        assert!(rechecks(&t, 2, &Write::Evict(&i, 0), &missing).is_empty());
+    }
+
+    #[test]
+    fn a_write_is_lost_when_a_later_tombstone_or_claim_outranks_it() {
+        let t = users();
+        let i = img(1, Some("a@x"), 5);
+        let checks = rechecks(&t, 2, &Write::Insert(&i), &[Some(pk(&t, &i))]);
+        let (tomb_key, claim_key) = (checks[0].key, checks[1].key);
+        let row = Row::from_image(&t, &i);
+        let at = |key, version: i128, hash| {
+            Marks::from([(
+                ("shop.users".to_string(), key),
+                Tomb {
+                    version: Canon::Int(version),
+                    hash,
+                },
+            )])
+        };
+        assert!(check_written(&checks, &Marks::new()).is_ok());
+        // Lower ranks than the row written: it stays.
+        assert!(check_written(&checks, &at(tomb_key, 4, [0xff; 32])).is_ok());
+        assert!(check_written(&checks, &at(claim_key, 4, [0xff; 32])).is_ok());
+        // Its own claim (same rank) is fine; a tombstone at its own rank is not outranked.
+        assert!(check_written(&checks, &at(claim_key, 5, row.hash)).is_ok());
+        assert!(matches!(
+            check_written(&checks, &at(tomb_key, 5, row.hash)),
+            Err(LinkError::ConflictRead(_))
+        ));
+        // Higher ranks: the share is decided again.
+        for key in [tomb_key, claim_key] {
+            assert!(matches!(
+                check_written(&checks, &at(key, 6, [0; 32])),
+                Err(LinkError::ConflictRead(_))
+            ));
+        }
+    }
+}
