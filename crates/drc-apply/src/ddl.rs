@@ -213,17 +213,12 @@ pub fn decide(ev: &DdlEvent, replication: &Replication, policy: &drc_config::Ddl
 }
 
 /// Server errors that a DDL statement returns when its effect is already present: table or
-/// database exists (1050, 1007), unknown table or database (1051, 1008, 1146), duplicate
-/// column or key name (1060, 1061), cannot drop a missing column or key (1091).
+/// database exists, unknown table or database, duplicate column or key name, cannot drop a
+/// missing column or key ([`drc_mysql::codes::DDL_ALREADY_APPLIED`]).
 pub fn already_applied(e: &crate::LinkError) -> bool {
     match e {
-        crate::LinkError::Target {
-            source: mysql_async::Error::Server(s),
-            ..
-        } => matches!(
-            s.code,
-            1050 | 1007 | 1051 | 1008 | 1146 | 1060 | 1061 | 1091
-        ),
+        crate::LinkError::Target { source, .. } => drc_mysql::codes::server_code(source)
+            .is_some_and(drc_mysql::codes::is_ddl_already_applied),
         _ => false,
     }
 }

@@ -3,8 +3,9 @@
 //! Each run is a tokio task of its own, so that a panic inside it ends only that run: the
 //! supervisor sees it as a failure (`JoinError::is_panic`, with the panic's message), marks the
 //! link failed, counts it in `drc_link_errors_total`, and starts it again after the normal
-//! backoff (1 s doubling to 60 s, back to 1 s after a run that lasted over a minute). A failure
-//! that ends in `LinkError::Fenced` is not restarted (another replica took over).
+//! backoff ([`RESTART`]: 1 s doubling to 60 s, less up to 20 % jitter, back to 1 s after a run
+//! that lasted over a minute). A failure that ends in `LinkError::Fenced` is not restarted
+//! (another replica took over).
 //!
 //! The run's task is aborted when the supervisor is dropped (its own task aborted by the
 //! election, see [`crate::leader`]), so a run never outlives its supervisor. Every wait wakes on
@@ -16,37 +17,17 @@ use std::time::{Duration, Instant};
 
 use drc_apply::conflict::local::{run_local_deletes, LocalDeletesSpec};
 use drc_apply::{run_link, LinkError, LinkSpec, LinkState, LinkStatus, Metrics};
+use drc_mysql::retry::{sleep_unless_shutdown, Policy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::error;
 
-/// Restart delays of supervised tasks: 1 s doubling to 60 s, back to 1 s after a run that
-/// lasted over a minute.
-pub(crate) struct Backoff {
-    pub(crate) delay: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Backoff {
-            delay: Duration::from_secs(1),
-        }
-    }
-
-    /// Waits before the next restart of a run that began at `began`; false on shutdown.
-    async fn wait(&mut self, began: Instant, shutdown: &watch::Receiver<bool>) -> bool {
-        if began.elapsed() > Duration::from_secs(60) {
-            self.delay = Duration::from_secs(1);
-        }
-        let mut sd = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(self.delay) => {}
-            _ = sd.changed() => return false,
-        }
-        self.delay = (self.delay * 2).min(Duration::from_secs(60));
-        true
-    }
-}
+/// Restart delays of supervised tasks: 1 s doubling to 60 s, less up to 20 % jitter (the links
+/// of a restarted server do not all come back in step), back to 1 s after a run that lasted
+/// over a minute.
+pub(crate) const RESTART: Policy = Policy::new(Duration::from_secs(1), Duration::from_secs(60))
+    .with_jitter(20)
+    .with_reset_after(Duration::from_secs(60));
 
 /// A task handle that aborts the task when dropped.
 struct Owned<T>(JoinHandle<T>);
@@ -109,7 +90,7 @@ pub(crate) async fn supervise<F, Fut>(
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), LinkError>> + Send + 'static,
 {
-    let mut backoff = Backoff::new();
+    let mut backoff = RESTART.start();
     loop {
         let began = Instant::now();
         let result = run_caught(run()).await;
@@ -130,11 +111,13 @@ pub(crate) async fn supervise<F, Fut>(
                 if let Some(s) = state {
                     s.set_status(LinkStatus::Failed(f.to_string()));
                 }
-                error!(link = %name, error = %f, retry_in_s = backoff.delay.as_secs(), "stopped; restarting after the backoff");
+                backoff.ran_for(began.elapsed());
+                let delay = backoff.next_delay();
+                error!(link = %name, error = %f, retry_in_ms = delay.as_millis() as u64, "stopped; restarting after the backoff");
+                if !sleep_unless_shutdown(delay, Some(&shutdown)).await {
+                    return;
+                }
             }
-        }
-        if !backoff.wait(began, &shutdown).await {
-            return;
         }
     }
 }
