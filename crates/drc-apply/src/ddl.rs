@@ -249,7 +249,7 @@ impl Runner {
             return Err(LinkError::Checkpoint("the link has no applier".into()));
         };
         if meta::ddl_acknowledged(&mut self.meta_conn, &meta_db, &link, &id).await? {
-            warn!(link = %link, position = %id, statement = %short_statement(&ev.statement),
+            warn!(position = %id, statement = %short_statement(&ev.statement),
                 "DDL passed: an operator acknowledged it (drc ddl skip)");
             let note = meta::ddl_passed_statement(&meta_db, &link, &id, &ev.statement);
             applier.apply(&[note], &checkpoint).await?;
@@ -282,10 +282,10 @@ impl Runner {
                     .map_err(|e| LinkError::target("recording the pending DDL", e))?;
                 match applier.run_ddl(&ev.database, &ev.statement).await {
                     Ok(()) => {
-                        info!(link = %link, position = %id, statement = %short_statement(&ev.statement), "DDL replicated")
+                        info!(position = %id, statement = %short_statement(&ev.statement), "DDL replicated")
                     }
                     Err(e) if retry && already_applied(&e) => {
-                        warn!(link = %link, position = %id, error = %e,
+                        warn!(position = %id, error = %e,
                             "DDL already applied before a restart (its checkpoint was not written); passing it")
                     }
                     Err(e @ LinkError::Fenced { .. }) => return Err(e),

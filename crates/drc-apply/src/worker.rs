@@ -33,7 +33,7 @@ use drc_mysql::retry::Policy;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info_span, warn, Instrument};
 
 use crate::conflict::decide::Record;
 use crate::conflict::keylock::{keys_of, KeyLocks};
@@ -114,6 +114,8 @@ pub struct Applier {
     shutdown: Option<watch::Receiver<bool>>,
     /// The session's `max_allowed_packet`, read once per connection ([`crate::size`]).
     max_allowed_packet: u64,
+    /// This applier's index among the link's workers, named by its `worker` span.
+    worker: Option<u32>,
 }
 
 /// The query timeout of an applier built without [`Applier::with_limits`].
@@ -135,6 +137,22 @@ impl Applier {
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             shutdown: None,
             max_allowed_packet: 0,
+            worker: None,
+        }
+    }
+
+    /// Makes this applier worker `index` of its link: its jobs and DDL statements run inside a
+    /// `worker` span with that index, so every log line names the worker.
+    pub fn with_worker(mut self, index: u32) -> Self {
+        self.worker = Some(index);
+        self
+    }
+
+    /// The `worker` span of this applier (none when it is not one of a link's workers).
+    fn span(&self) -> tracing::Span {
+        match self.worker {
+            Some(worker) => info_span!("worker", worker),
+            None => tracing::Span::none(),
         }
     }
 
@@ -217,6 +235,11 @@ impl Applier {
     /// last-writer-wins changes are decided again from fresh reads, so a retry after an
     /// unknown commit outcome (connection lost during COMMIT) is harmless.
     pub async fn apply_job(&mut self, job: &Job<'_>) -> Result<Vec<Record>, LinkError> {
+        let span = self.span();
+        self.apply_with_retries(job).instrument(span).await
+    }
+
+    async fn apply_with_retries(&mut self, job: &Job<'_>) -> Result<Vec<Record>, LinkError> {
         let mut backoff = APPLY_RETRY.start();
         let mut duplicates = 0u32;
         let mut keys = Vec::new();
@@ -408,6 +431,13 @@ impl Applier {
     /// `USE database` when the source session had one, and after a fence check. The connection
     /// is closed afterwards, so the default database never leaks into later transactions.
     pub async fn run_ddl(&mut self, database: &str, statement: &str) -> Result<(), LinkError> {
+        let span = self.span();
+        self.run_ddl_once(database, statement)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_ddl_once(&mut self, database: &str, statement: &str) -> Result<(), LinkError> {
         let fence = self.fence.clone();
         let conn = self.session().await?;
         if let Some(f) = fence {
