@@ -213,17 +213,12 @@ pub fn decide(ev: &DdlEvent, replication: &Replication, policy: &drc_config::Ddl
 }
 
 /// Server errors that a DDL statement returns when its effect is already present: table or
-/// database exists (1050, 1007), unknown table or database (1051, 1008, 1146), duplicate
-/// column or key name (1060, 1061), cannot drop a missing column or key (1091).
+/// database exists, unknown table or database, duplicate column or key name, cannot drop a
+/// missing column or key ([`drc_mysql::codes::DDL_ALREADY_APPLIED`]).
 pub fn already_applied(e: &crate::LinkError) -> bool {
     match e {
-        crate::LinkError::Target {
-            source: mysql_async::Error::Server(s),
-            ..
-        } => matches!(
-            s.code,
-            1050 | 1007 | 1051 | 1008 | 1146 | 1060 | 1061 | 1091
-        ),
+        crate::LinkError::Target { source, .. } => drc_mysql::codes::server_code(source)
+            .is_some_and(drc_mysql::codes::is_ddl_already_applied),
         _ => false,
     }
 }
@@ -254,7 +249,7 @@ impl Runner {
             return Err(LinkError::Checkpoint("the link has no applier".into()));
         };
         if meta::ddl_acknowledged(&mut self.meta_conn, &meta_db, &link, &id).await? {
-            warn!(link = %link, position = %id, statement = %short_statement(&ev.statement),
+            warn!(position = %id, statement = %short_statement(&ev.statement),
                 "DDL passed: an operator acknowledged it (drc ddl skip)");
             let note = meta::ddl_passed_statement(&meta_db, &link, &id, &ev.statement);
             applier.apply(&[note], &checkpoint).await?;
@@ -287,10 +282,10 @@ impl Runner {
                     .map_err(|e| LinkError::target("recording the pending DDL", e))?;
                 match applier.run_ddl(&ev.database, &ev.statement).await {
                     Ok(()) => {
-                        info!(link = %link, position = %id, statement = %short_statement(&ev.statement), "DDL replicated")
+                        info!(position = %id, statement = %short_statement(&ev.statement), "DDL replicated")
                     }
                     Err(e) if retry && already_applied(&e) => {
-                        warn!(link = %link, position = %id, error = %e,
+                        warn!(position = %id, error = %e,
                             "DDL already applied before a restart (its checkpoint was not written); passing it")
                     }
                     Err(e @ LinkError::Fenced { .. }) => return Err(e),

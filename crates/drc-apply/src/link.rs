@@ -15,7 +15,7 @@ use futures_util::future::try_join_all;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::batch::{Batch, Batcher};
 use crate::conflict::LwwChange;
@@ -580,6 +580,7 @@ async fn run(
     let mut appliers: Vec<Applier> = (0..workers)
         .map(|w| {
             Applier::new(spec.target_url.clone(), tag.for_worker(w), CONNECT_TIMEOUT)
+                .with_worker(w)
                 .with_fence(spec.fence.clone())
                 .with_limits(qt, Some(shutdown.clone()))
         })
@@ -650,16 +651,19 @@ async fn run(
     let mut src = Source::connect(cfg).await?;
     state.set_source(Some(src.liveness()));
     let (tx, rx) = mpsc::channel(256);
-    let _reader = AbortOnDrop(tokio::spawn(async move {
-        loop {
-            let ev = src.next().await;
-            let failed = ev.is_err();
-            if tx.send(ev).await.is_err() || failed {
-                break;
+    let _reader = AbortOnDrop(tokio::spawn(
+        async move {
+            loop {
+                let ev = src.next().await;
+                let failed = ev.is_err();
+                if tx.send(ev).await.is_err() || failed {
+                    break;
+                }
             }
+            src.close().await;
         }
-        src.close().await;
-    }));
+        .in_current_span(),
+    ));
     let filter = LinkFilter::new(
         origin_rule(spec.replication.loopback, ids),
         spec.replication.clone(),

@@ -33,6 +33,7 @@ use mysql_async::{Conn, Row};
 
 use drc_core::change::Image;
 use drc_core::schema::TableSchema;
+use drc_mysql::codes;
 
 use crate::sql::{self, Statement};
 use crate::LinkError;
@@ -60,7 +61,7 @@ pub(crate) const WARNINGS_CHECK: &str =
 
 /// The error [`WARNINGS_CHECK`] fails with (ER_SUBQUERY_NO_1_ROW). drc's last-writer-wins
 /// writes have no subqueries, so in their query it means the check.
-pub(crate) const CHECK_FAILED: u16 = 1242;
+pub(crate) const CHECK_FAILED: u16 = codes::ER_SUBQUERY_NO_1_ROW;
 
 /// A change the target refused, with what the operator needs to find and fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,34 +132,9 @@ pub(crate) async fn run(
 
 /// True for a server error that says the target refused the data itself (as opposed to a
 /// transient condition or drc's own mistake): strict-mode conversions, NULLs, lengths,
-/// partitions, charset, and the rewrite's guard.
+/// partitions, charset, constraints, unique keys of other rows ([`codes::DATA_ERRORS`]).
 pub fn is_data_error(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Server(s) if is_data_error_code(s.code))
-}
-
-fn is_data_error_code(code: u16) -> bool {
-    matches!(
-        code,
-        // ER_BAD_NULL_ERROR, ER_DATA_TOO_LONG, ER_TRUNCATED_WRONG_VALUE(_FOR_FIELD),
-        // ER_WARN_DATA_OUT_OF_RANGE, WARN_DATA_TRUNCATED, ER_NO_PARTITION_FOR_GIVEN_VALUE,
-        // ER_ROW_IS_REFERENCED.., ER_WRONG_VALUE_COUNT_ON_ROW, ER_BAD_FIELD_ERROR,
-        // ER_INVALID_CHARACTER_STRING, ER_CANNOT_CONVERT_STRING, ER_DUP_ENTRY (a unique
-        // key of another row), ER_CHECK_CONSTRAINT_FAILED.
-        1048 | 1406
-            | 1292
-            | 1366
-            | 1264
-            | 1265
-            | 1526
-            | 1136
-            | 1054
-            | 1300
-            | 3854
-            | 1062
-            | 1586
-            | 4025
-            | 3819
-    )
+    codes::server_code(e).is_some_and(codes::is_data_error)
 }
 
 /// The value of `column` in `img`, as an SQL literal cut to 64 characters.
@@ -290,7 +266,10 @@ pub(crate) fn names_a_row(e: &LinkError) -> bool {
         LinkError::Target {
             source: mysql_async::Error::Server(s),
             ..
-        } => s.code == CHECK_FAILED || (s.code != 1062 && is_data_error_code(s.code)),
+        } => {
+            s.code == CHECK_FAILED
+                || (s.code != codes::ER_DUP_ENTRY && codes::is_data_error(s.code))
+        }
         _ => false,
     }
 }
@@ -306,7 +285,9 @@ pub(crate) async fn checked_write(
     at: &str,
 ) -> Result<(), LinkError> {
     let refused = match conn.query_drop(sql).await {
-        Err(mysql_async::Error::Server(e)) if e.code != 1062 && is_data_error_code(e.code) => {
+        Err(mysql_async::Error::Server(e))
+            if e.code != codes::ER_DUP_ENTRY && codes::is_data_error(e.code) =>
+        {
             Some(format!("{} (error {})", e.message, e.code))
         }
         Err(e) => return Err(LinkError::target("applying changes", e)),

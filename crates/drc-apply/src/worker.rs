@@ -23,15 +23,17 @@
 //! Bounds: one attempt (connecting, the fence check, every round trip, COMMIT) must finish
 //! within the query timeout (`[applier] query_timeout_ms`); a timed-out attempt (a half-open
 //! connection, a stalled server) drops its connection — its state is unknown, it is never
-//! reused — releases its key locks and is retried like a lost connection. Retry sleeps wake on
-//! the link's shutdown signal and end the job with [`LinkError::Shutdown`].
+//! reused — releases its key locks and is retried like a lost connection. Retries wait under
+//! [`APPLY_RETRY`] ([`drc_mysql::retry`]); the waits wake on the link's shutdown signal and end
+//! the job with [`LinkError::Shutdown`].
 
 use std::time::Duration;
 
+use drc_mysql::retry::Policy;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info_span, warn, Instrument};
 
 use crate::conflict::decide::Record;
 use crate::conflict::keylock::{keys_of, KeyLocks};
@@ -41,6 +43,13 @@ use crate::size::Joiner;
 use crate::sql::Statement;
 use crate::strict::{self, Failure};
 use crate::LinkError;
+
+/// Retries of a share: 50 ms doubling to 5 s, less up to 20 % jitter (parallel appliers that
+/// deadlocked on each other do not retry in step), at most 1000 attempts for transient errors.
+/// Duplicate-key retries ([`DUPLICATE_RETRIES`]) wait the same way.
+pub const APPLY_RETRY: Policy = Policy::new(Duration::from_millis(50), Duration::from_secs(5))
+    .with_jitter(20)
+    .with_max_attempts(Some(1000));
 
 /// How often a share with last-writer-wins changes is retried after duplicate-key errors
 /// before the link stops.
@@ -105,6 +114,8 @@ pub struct Applier {
     shutdown: Option<watch::Receiver<bool>>,
     /// The session's `max_allowed_packet`, read once per connection ([`crate::size`]).
     max_allowed_packet: u64,
+    /// This applier's index among the link's workers, named by its `worker` span.
+    worker: Option<u32>,
 }
 
 /// The query timeout of an applier built without [`Applier::with_limits`].
@@ -126,6 +137,22 @@ impl Applier {
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             shutdown: None,
             max_allowed_packet: 0,
+            worker: None,
+        }
+    }
+
+    /// Makes this applier worker `index` of its link: its jobs and DDL statements run inside a
+    /// `worker` span with that index, so every log line names the worker.
+    pub fn with_worker(mut self, index: u32) -> Self {
+        self.worker = Some(index);
+        self
+    }
+
+    /// The `worker` span of this applier (none when it is not one of a link's workers).
+    fn span(&self) -> tracing::Span {
+        match self.worker {
+            Some(worker) => info_span!("worker", worker),
+            None => tracing::Span::none(),
         }
     }
 
@@ -208,8 +235,12 @@ impl Applier {
     /// last-writer-wins changes are decided again from fresh reads, so a retry after an
     /// unknown commit outcome (connection lost during COMMIT) is harmless.
     pub async fn apply_job(&mut self, job: &Job<'_>) -> Result<Vec<Record>, LinkError> {
-        let mut delay = Duration::from_millis(50);
-        let mut attempts = 0u32;
+        let span = self.span();
+        self.apply_with_retries(job).instrument(span).await
+    }
+
+    async fn apply_with_retries(&mut self, job: &Job<'_>) -> Result<Vec<Record>, LinkError> {
+        let mut backoff = APPLY_RETRY.start();
         let mut duplicates = 0u32;
         let mut keys = Vec::new();
         if job.key_locks.is_some() {
@@ -218,7 +249,6 @@ impl Applier {
             }
         }
         loop {
-            attempts += 1;
             // Taken before the transaction opens, released after it ends (and during backoff).
             let guard = match &job.key_locks {
                 Some(l) if !keys.is_empty() => Some(l.lock(keys.clone()).await),
@@ -227,30 +257,29 @@ impl Applier {
             let timeout = self.query_timeout;
             let result = drc_mysql::bounded(timeout, "applying a share", self.try_apply(job)).await;
             drop(guard);
-            match result {
+            let e = match result {
                 Ok(records) => return Ok(records),
-                Err(e) if e.is_transient() && attempts < 1000 => {
-                    warn!(error = %e, attempt = attempts, "apply failed; retrying");
+                Err(e) => e,
+            };
+            let more = backoff.failed();
+            match e {
+                e if e.is_transient() && more => {
+                    warn!(error = %e, attempt = backoff.failures(), "apply failed; retrying");
                 }
-                Err(e)
-                    if !job.lww.is_empty()
-                        && is_duplicate(&e)
-                        && duplicates < DUPLICATE_RETRIES =>
-                {
+                e if !job.lww.is_empty() && is_duplicate(&e) && duplicates < DUPLICATE_RETRIES => {
                     duplicates += 1;
                     warn!(error = %e, attempt = duplicates, "a local write raced conflict resolution; deciding the share again");
                 }
-                Err(e) => {
+                e => {
                     self.conn = None;
                     return Err(e);
                 }
             }
             // Never reuse a connection whose transaction state is unknown.
             self.conn = None;
-            if !sleep_unless_shutdown(delay, self.shutdown.clone()).await {
+            if !backoff.wait(self.shutdown.as_ref()).await {
                 return Err(LinkError::Shutdown);
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -402,6 +431,13 @@ impl Applier {
     /// `USE database` when the source session had one, and after a fence check. The connection
     /// is closed afterwards, so the default database never leaks into later transactions.
     pub async fn run_ddl(&mut self, database: &str, statement: &str) -> Result<(), LinkError> {
+        let span = self.span();
+        self.run_ddl_once(database, statement)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_ddl_once(&mut self, database: &str, statement: &str) -> Result<(), LinkError> {
         let fence = self.fence.clone();
         let conn = self.session().await?;
         if let Some(f) = fence {
@@ -453,25 +489,12 @@ impl Applier {
     }
 }
 
-/// Sleeps `delay`; false when `shutdown` turned (or was) true first.
-async fn sleep_unless_shutdown(delay: Duration, shutdown: Option<watch::Receiver<bool>>) -> bool {
-    let Some(mut sd) = shutdown else {
-        tokio::time::sleep(delay).await;
-        return true;
-    };
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => true,
-        Ok(_) = sd.wait_for(|stop| *stop) => false,
-    }
-}
-
-/// True for a duplicate-key error (ER_DUP_ENTRY, ER_DUP_ENTRY_WITH_KEY_NAME).
+/// True for a duplicate-key error of the target ([`drc_mysql::codes::DUPLICATE_KEY`]).
 fn is_duplicate(e: &LinkError) -> bool {
     match e {
-        LinkError::Target {
-            source: mysql_async::Error::Server(s),
-            ..
-        } => matches!(s.code, 1062 | 1586),
+        LinkError::Target { source, .. } => {
+            drc_mysql::codes::server_code(source).is_some_and(drc_mysql::codes::is_duplicate_key)
+        }
         _ => false,
     }
 }

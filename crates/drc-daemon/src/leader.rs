@@ -20,6 +20,7 @@ use std::time::Duration;
 use drc_apply::fence::{self, Fence};
 use drc_apply::{LinkError, LinkSpec, LinkStatus, Metrics};
 use drc_election::{leader_term, Election};
+use drc_mysql::retry::Policy;
 use prometheus::{IntCounter, IntGauge, Opts};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -127,6 +128,11 @@ impl Links {
     }
 }
 
+/// Retries of taking the fence: 100 ms doubling to 5 s, less up to 20 % jitter, until it is
+/// taken, refused (`Fenced`), or the term ends.
+const FENCE_RETRY: Policy =
+    Policy::new(Duration::from_millis(100), Duration::from_secs(5)).with_jitter(20);
+
 async fn take_fence(url: &str, f: &Fence) -> Result<(), LinkError> {
     let mut c = drc_mysql::connect(url, Duration::from_secs(10)).await?;
     fence::take(&mut c, url, f).await
@@ -135,7 +141,7 @@ async fn take_fence(url: &str, f: &Fence) -> Result<(), LinkError> {
 /// Takes the fence for `f` (retrying transient failures), then runs every link under it
 /// until `stop` turns true. Returns early when the fence belongs to another term.
 async fn lead(links: Links, f: Fence, stop: watch::Receiver<bool>) {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = FENCE_RETRY.start();
     loop {
         match take_fence(&links.target_url, &f).await {
             Ok(()) => break,
@@ -149,12 +155,9 @@ async fn lead(links: Links, f: Fence, stop: watch::Receiver<bool>) {
                 links.set_all(LinkStatus::Failed(format!("taking the fence: {e}")));
             }
         }
-        let mut sd = stop.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = sd.changed() => return,
+        if !backoff.wait(Some(&stop)).await {
+            return;
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
     info!(
         term = f.term,

@@ -3,12 +3,16 @@
 //! Each run is a tokio task of its own, so that a panic inside it ends only that run: the
 //! supervisor sees it as a failure (`JoinError::is_panic`, with the panic's message), marks the
 //! link failed, counts it in `drc_link_errors_total`, and starts it again after the normal
-//! backoff (1 s doubling to 60 s, back to 1 s after a run that lasted over a minute). A failure
-//! that ends in `LinkError::Fenced` is not restarted (another replica took over).
+//! backoff ([`RESTART`]: 1 s doubling to 60 s, less up to 20 % jitter, back to 1 s after a run
+//! that lasted over a minute). A failure that ends in `LinkError::Fenced` is not restarted
+//! (another replica took over).
 //!
 //! The run's task is aborted when the supervisor is dropped (its own task aborted by the
 //! election, see [`crate::leader`]), so a run never outlives its supervisor. Every wait wakes on
 //! the shutdown signal.
+//!
+//! Spans: a link is supervised inside a `link` span (field `link`, e.g. `a->b`), the local-delete
+//! reader inside a `local_deletes` span; the run's task keeps it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,37 +20,17 @@ use std::time::{Duration, Instant};
 
 use drc_apply::conflict::local::{run_local_deletes, LocalDeletesSpec};
 use drc_apply::{run_link, LinkError, LinkSpec, LinkState, LinkStatus, Metrics};
+use drc_mysql::retry::{sleep_unless_shutdown, Policy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::error;
+use tracing::{error, info_span, Instrument};
 
-/// Restart delays of supervised tasks: 1 s doubling to 60 s, back to 1 s after a run that
-/// lasted over a minute.
-pub(crate) struct Backoff {
-    pub(crate) delay: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Backoff {
-            delay: Duration::from_secs(1),
-        }
-    }
-
-    /// Waits before the next restart of a run that began at `began`; false on shutdown.
-    async fn wait(&mut self, began: Instant, shutdown: &watch::Receiver<bool>) -> bool {
-        if began.elapsed() > Duration::from_secs(60) {
-            self.delay = Duration::from_secs(1);
-        }
-        let mut sd = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(self.delay) => {}
-            _ = sd.changed() => return false,
-        }
-        self.delay = (self.delay * 2).min(Duration::from_secs(60));
-        true
-    }
-}
+/// Restart delays of supervised tasks: 1 s doubling to 60 s, less up to 20 % jitter (the links
+/// of a restarted server do not all come back in step), back to 1 s after a run that lasted
+/// over a minute.
+pub(crate) const RESTART: Policy = Policy::new(Duration::from_secs(1), Duration::from_secs(60))
+    .with_jitter(20)
+    .with_reset_after(Duration::from_secs(60));
 
 /// A task handle that aborts the task when dropped.
 struct Owned<T>(JoinHandle<T>);
@@ -81,7 +65,8 @@ async fn run_caught<F>(fut: F) -> Result<(), Failure>
 where
     F: Future<Output = Result<(), LinkError>> + Send + 'static,
 {
-    let mut task = Owned(tokio::spawn(fut));
+    // The run's own task keeps the supervisor's span (a link's `link` span).
+    let mut task = Owned(tokio::spawn(fut.in_current_span()));
     match (&mut task.0).await {
         Ok(r) => r.map_err(Failure::Error),
         Err(e) if e.is_panic() => {
@@ -99,6 +84,7 @@ where
 
 /// Runs `run()` again and again until it returns `Ok`, fails with `Fenced`, or `shutdown`
 /// turns true. `name` labels `drc_link_errors_total`; `state` (a link's) shows the failure.
+/// Logs carry no name: the caller's span gives it.
 pub(crate) async fn supervise<F, Fut>(
     name: &str,
     mut run: F,
@@ -109,7 +95,7 @@ pub(crate) async fn supervise<F, Fut>(
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), LinkError>> + Send + 'static,
 {
-    let mut backoff = Backoff::new();
+    let mut backoff = RESTART.start();
     loop {
         let began = Instant::now();
         let result = run_caught(run()).await;
@@ -122,7 +108,7 @@ pub(crate) async fn supervise<F, Fut>(
                 if let Some(s) = state {
                     s.set_status(LinkStatus::Failed(e.to_string()));
                 }
-                error!(link = %name, error = %e, "link fenced; not restarting it");
+                error!(error = %e, "link fenced; not restarting it");
                 return;
             }
             Err(f) => {
@@ -130,16 +116,19 @@ pub(crate) async fn supervise<F, Fut>(
                 if let Some(s) = state {
                     s.set_status(LinkStatus::Failed(f.to_string()));
                 }
-                error!(link = %name, error = %f, retry_in_s = backoff.delay.as_secs(), "stopped; restarting after the backoff");
+                backoff.ran_for(began.elapsed());
+                let delay = backoff.next_delay();
+                error!(error = %f, retry_in_ms = delay.as_millis() as u64, "stopped; restarting after the backoff");
+                if !sleep_unless_shutdown(delay, Some(&shutdown)).await {
+                    return;
+                }
             }
-        }
-        if !backoff.wait(began, &shutdown).await {
-            return;
         }
     }
 }
 
-/// Supervises one link.
+/// Supervises one link, inside a `link` span named by the link (`a->b`): every log line of
+/// the link, its source reader and its appliers (each in its `worker` span) names it.
 pub(crate) async fn link(
     spec: LinkSpec,
     metrics: Metrics,
@@ -155,7 +144,9 @@ pub(crate) async fn link(
             shutdown.clone(),
         )
     };
-    supervise(&name, run, &metrics, Some(&state), shutdown.clone()).await;
+    supervise(&name, run, &metrics, Some(&state), shutdown.clone())
+        .instrument(info_span!("link", link = %name))
+        .await;
 }
 
 /// Supervises the local-delete reader; its failures count under
@@ -169,7 +160,9 @@ pub(crate) async fn local_deletes(
 ) {
     let name = spec.checkpoint_name();
     let run = || run_local_deletes(spec.clone(), tx.clone(), shutdown.clone());
-    supervise(&name, run, &metrics, None, shutdown.clone()).await;
+    supervise(&name, run, &metrics, None, shutdown.clone())
+        .instrument(info_span!("local_deletes", reader = %name))
+        .await;
 }
 
 #[cfg(test)]

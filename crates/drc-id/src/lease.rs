@@ -34,6 +34,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use drc_mysql::retry::{sleep_unless_shutdown, Policy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -342,12 +343,13 @@ impl<S: LeaseStore> Drop for LeasedGenerator<S> {
     }
 }
 
-/// Renews every `every`; sooner (a quarter of it, at least 50 ms) after a transient failure;
-/// stops when told to or when the lease is lost.
+/// Renews every `every`; sooner (a quarter of it, at least 50 ms, no doubling: a
+/// [`drc_mysql::retry::Policy`] whose first wait is its cap) after a transient failure; stops
+/// when told to or when the lease is lost.
 fn spawn_renewer<S: LeaseStore>(
     shared: Arc<Shared<S>>,
     every: Duration,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let span = tracing::info_span!(
         "id_lease_renewer",
@@ -357,22 +359,28 @@ fn spawn_renewer<S: LeaseStore>(
     );
     let every = every.max(Duration::from_millis(10));
     let retry = (every / 4).max(Duration::from_millis(50)).min(every);
+    let mut backoff = Policy::new(retry, retry).start();
     tokio::spawn(
         async move {
-            let mut delay = every;
+            let mut failing = false;
             loop {
-                tokio::select! {
-                    _ = stopped.changed() => return,
-                    _ = tokio::time::sleep(delay) => {}
+                let go_on = if failing {
+                    backoff.wait(Some(&stopped)).await
+                } else {
+                    backoff.reset();
+                    sleep_unless_shutdown(every, Some(&stopped)).await
+                };
+                if !go_on {
+                    return;
                 }
                 match tokio::time::timeout(every, shared.renew()).await {
                     Ok(Ok(until)) => {
                         tracing::debug!(reserved_until = until, "worker lease renewed");
-                        delay = every;
+                        failing = false;
                     }
                     Ok(Err(e)) if e.is_transient() => {
                         tracing::warn!(error = %e, "worker lease renewal failed; retrying");
-                        delay = retry;
+                        failing = true;
                     }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "worker lease lost; minting stopped");
@@ -380,7 +388,7 @@ fn spawn_renewer<S: LeaseStore>(
                     }
                     Err(_) => {
                         tracing::warn!(after = ?every, "worker lease renewal timed out; retrying");
-                        delay = retry;
+                        failing = true;
                     }
                 }
             }

@@ -75,10 +75,11 @@ pub(crate) fn table(out: &mut String, meta: &str, table: &str) {
     ident(out, table);
 }
 
-/// True for a server error saying the meta database or table does not exist yet
-/// (ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR): nothing of drc ran in that center.
+/// True for a server error saying the meta database or table does not exist yet: nothing of
+/// drc ran in that center.
 pub fn is_missing(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Server(s) if matches!(s.code, 1146 | 1049))
+    use drc_mysql::codes::{server_code, ER_BAD_DB_ERROR, ER_NO_SUCH_TABLE};
+    matches!(server_code(e), Some(ER_NO_SUCH_TABLE | ER_BAD_DB_ERROR))
 }
 
 pub use checkpoint::{checkpoint_statement, load_checkpoints, recovery, Checkpoint, Recovery};

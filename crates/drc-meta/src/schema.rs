@@ -18,6 +18,7 @@
 //! worker)`, so that parallel appliers never wait on one marker row.
 
 use drc_core::sqltext::{ident, quoted};
+use drc_mysql::codes::{ER_DUP_FIELDNAME, ER_DUP_KEYNAME, ER_MULTIPLE_PRI_KEY};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
@@ -211,9 +212,12 @@ pub async fn ensure(conn: &mut Conn, meta: &str) -> Result<(), MetaError> {
         if present == Some(0) {
             match conn.query_drop(change).await {
                 Ok(()) => {}
-                // Another daemon ran the step first: ER_DUP_FIELDNAME, ER_DUP_KEYNAME,
-                // ER_MULTIPLE_PRI_KEY.
-                Err(mysql_async::Error::Server(e)) if matches!(e.code, 1060 | 1061 | 1068) => {}
+                // Another daemon ran the step first.
+                Err(mysql_async::Error::Server(e))
+                    if matches!(
+                        e.code,
+                        ER_DUP_FIELDNAME | ER_DUP_KEYNAME | ER_MULTIPLE_PRI_KEY
+                    ) => {}
                 Err(source) => {
                     return Err(MetaError::Query {
                         what: step.what,

@@ -81,46 +81,9 @@ impl MysqlError {
             MysqlError::BadUrl { .. } | MysqlError::Unexpected { .. } => false,
             MysqlError::ConnectTimeout { .. } | MysqlError::Timeout { .. } => true,
             MysqlError::Connect { source, .. } | MysqlError::Query { source, .. } => {
-                is_transient_driver_error(source)
+                crate::codes::is_transient_driver_error(source)
             }
         }
-    }
-}
-
-/// Classifies a driver error: I/O and connection-level errors are transient, server errors that
-/// mean "change something" (access denied, unknown database, syntax) are not.
-///
-/// A packet over `max_allowed_packet` (refused by the client before it is sent, or by the
-/// server, [`is_packet_too_large`]) is permanent: the same query fails the same way every time.
-pub fn is_transient_driver_error(e: &mysql_async::Error) -> bool {
-    if is_packet_too_large(e) {
-        return false;
-    }
-    match e {
-        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
-        mysql_async::Error::Server(s) => matches!(
-            s.code,
-            // ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN, ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK,
-            // ER_QUERY_INTERRUPTED, ER_CONNECTION_KILLED
-            1040 | 1053 | 1205 | 1213 | 1317 | 1927
-        ),
-        mysql_async::Error::Url(_) | mysql_async::Error::Other(_) => false,
-    }
-}
-
-/// True when `e` says a packet was larger than `max_allowed_packet`: the driver refused to send
-/// it (it knows the server's limit), or the server refused it (ER_NET_PACKET_TOO_LARGE 1153,
-/// ER_WARN_ALLOWED_PACKET_OVERFLOWED 1301).
-pub fn is_packet_too_large(e: &mysql_async::Error) -> bool {
-    use mysql_common::proto::codec::error::PacketCodecError;
-    match e {
-        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<PacketCodecError>())
-            .is_some_and(|c| matches!(c, PacketCodecError::PacketTooLarge)),
-        mysql_async::Error::Driver(mysql_async::DriverError::PacketTooLarge) => true,
-        mysql_async::Error::Server(s) => matches!(s.code, 1153 | 1301),
-        _ => false,
     }
 }
 
@@ -244,21 +207,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn packet_too_large_is_permanent() {
-        use mysql_common::proto::codec::error::PacketCodecError;
-        let e = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other(
-            PacketCodecError::PacketTooLarge,
-        )));
-        assert!(is_packet_too_large(&e));
-        assert!(!is_transient_driver_error(&e));
-        let lost = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
-            std::io::ErrorKind::ConnectionReset,
-        )));
-        assert!(!is_packet_too_large(&lost));
-        assert!(is_transient_driver_error(&lost));
-    }
 
     #[test]
     fn passwords_never_shown() {

@@ -4,18 +4,22 @@
 //!
 //! Nothing here streams a binlog (that is `drc-source`) and nothing here writes user data.
 //! Errors are [`MysqlError`]; each variant says whether retrying can help
-//! ([`MysqlError::is_transient`]).
+//! ([`MysqlError::is_transient`]). Server error codes are named and classified in [`codes`];
+//! how drc waits between attempts is [`retry`].
 
 mod checks;
 pub mod clock;
+pub mod codes;
 mod conn;
 mod meta;
+pub mod retry;
 mod server;
 
 pub use checks::{preflight_source, Problem, ProblemList};
+pub use codes::{is_packet_too_large, is_transient_driver_error};
 pub use conn::{
-    bounded, connect, connect_stream, is_packet_too_large, is_transient_driver_error, redact_url,
-    url_with_password, MysqlError, PasswordSlot, TCP_KEEPALIVE,
+    bounded, connect, connect_stream, redact_url, url_with_password, MysqlError, PasswordSlot,
+    TCP_KEEPALIVE,
 };
 pub use meta::{load_unique_keys, IndexColumns};
 pub use server::{current_file_pos, current_position, server_info, Flavor, ServerInfo};

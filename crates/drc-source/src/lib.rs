@@ -119,11 +119,11 @@ impl SourceError {
     pub fn is_transient(&self) -> bool {
         match self {
             SourceError::Mysql(e) => e.is_transient(),
+            // Purged or invalid position, unknown GTID, access denied, unknown command.
             SourceError::Stream { source, .. } => match source {
-                // ER_MASTER_FATAL_ERROR_READING_BINLOG: purged or invalid position, unknown GTID.
-                mysql_async::Error::Server(s) if s.code == 1236 => false,
-                // Access denied, unknown command.
-                mysql_async::Error::Server(s) if matches!(s.code, 1045 | 1227 | 1047) => false,
+                mysql_async::Error::Server(s) if drc_mysql::codes::is_source_refusal(s.code) => {
+                    false
+                }
                 e => drc_mysql::is_transient_driver_error(e),
             },
             SourceError::Idle { .. } => true,

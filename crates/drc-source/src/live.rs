@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use drc_core::change::{SourceEvent, TxnGtid};
 use drc_core::position::{FilePos, Position};
+use drc_mysql::retry::Policy;
 use drc_mysql::{
     bounded, connect, connect_stream, current_position, load_unique_keys, preflight_source,
     redact_url, server_info, Flavor, MysqlError, ProblemList, ServerInfo,
@@ -62,7 +63,7 @@ pub struct SourceConfig {
     /// Timeout of one metadata query (server facts, preflight, unique keys, opening the
     /// stream); the connection is dropped and the source reconnects after it.
     pub query_timeout: Duration,
-    /// First reconnect delay; doubles up to `backoff_max`.
+    /// First reconnect delay; doubles up to `backoff_max` ([`SourceConfig::reconnect_policy`]).
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
@@ -89,6 +90,15 @@ impl SourceConfig {
             max_reconnects: None,
             fetch_unique_keys: true,
         }
+    }
+
+    /// The reconnect policy: `backoff_min` doubling to `backoff_max`, less up to 20 % jitter
+    /// (the sources of many links reconnecting to one restarted server do not stay in step),
+    /// at most `max_reconnects` attempts per outage. The first attempt waits too.
+    pub fn reconnect_policy(&self) -> Policy {
+        Policy::new(self.backoff_min, self.backoff_max)
+            .with_jitter(20)
+            .with_max_attempts(self.max_reconnects)
     }
 }
 
@@ -263,10 +273,9 @@ impl Source {
                 seen: 0,
             });
         }
-        let mut delay = self.cfg.backoff_min;
-        let mut failures = 0u32;
+        let mut backoff = self.cfg.reconnect_policy().start();
         loop {
-            tokio::time::sleep(delay).await;
+            backoff.wait(None).await;
             let attempt = async {
                 let (meta, info) = open_meta(&self.cfg, &self.server).await?;
                 self.check_identity(&info)?;
@@ -284,12 +293,10 @@ impl Source {
                 }
                 Err(e) if e.is_transient() => {
                     self.live.failed(&e);
-                    failures += 1;
-                    if self.cfg.max_reconnects.is_some_and(|m| failures >= m) {
+                    if !backoff.failed() {
                         return Err(e);
                     }
-                    warn!(server = %self.server, error = %e, retry_in_ms = delay.as_millis() as u64, "reconnect failed");
-                    delay = (delay * 2).min(self.cfg.backoff_max);
+                    warn!(server = %self.server, error = %e, retry_in_ms = backoff.delay().as_millis() as u64, "reconnect failed");
                 }
                 Err(e) => return Err(e),
             }
