@@ -21,7 +21,7 @@
 //! DDL passes [`LinkFilter::filter`] unchanged; [`LinkFilter::is_loopback_ddl`] tells the
 //! batcher which DDL drc itself applied (same origin rule as transactions).
 
-use drc_config::Replication;
+use drc_config::{Loopback, Replication};
 use drc_core::change::{DdlEvent, RowChange, SourceEvent};
 
 /// The `server_id`s under which a source center's own (local) writes appear in its binlog: the
@@ -274,6 +274,16 @@ impl LinkFilter {
     /// The replication rules this filter applies.
     pub fn replication(&self) -> &Replication {
         &self.replication
+    }
+}
+
+/// The origin rule of a link with loopback strategy `loopback`, for a source whose drc-applied
+/// transactions carry `ids`.
+pub fn origin_rule(loopback: Loopback, ids: OriginIds) -> Origin {
+    match loopback {
+        Loopback::ServerId => Origin::ServerId(ids),
+        Loopback::Marker => Origin::Marker,
+        Loopback::Auto => Origin::Both(ids),
     }
 }
 

@@ -43,6 +43,9 @@ pub mod state;
 pub mod strict;
 pub mod worker;
 
+/// How long drc waits for a connection to a center's server (links, readers, appliers).
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub use link::{run_link, LinkSpec};
 pub use metrics::Metrics;
 pub use state::{LinkReport, LinkState, LinkStatus};

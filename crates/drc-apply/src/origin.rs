@@ -30,8 +30,8 @@ use mysql_async::Conn;
 use tracing::{info, warn};
 
 use crate::filter::{LinkFilter, OriginIds, OwnIds};
-use crate::link::CONNECT_TIMEOUT;
 use crate::LinkError;
+use crate::CONNECT_TIMEOUT;
 use drc_meta::{self as meta, IdentityRole};
 
 /// The source's own `server_id`s for reader `name`, after recording the server's current
@@ -52,7 +52,10 @@ pub async fn own_ids(
         &source.server_uuid,
     )
     .await?;
-    let own = OwnIds::new(source.server_id, earlier);
+    if earlier.new {
+        warn!(reader = %name, server_id = source.server_id, earlier = ?earlier.ids, "the server behind the source's address changed identity since this reader last ran (failover or restart with a new server_id); its transactions under every one of these ids are kept as its own");
+    }
+    let own = OwnIds::new(source.server_id, earlier.ids);
     if own.all().len() > 1 {
         info!(reader = %name, ids = ?own.all(), "the source's own writes carry any of these server_ids");
     }

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drc_apply::conflict::local::LocalDeletesSpec;
-use drc_apply::conflict::tombstone::Progress;
 use drc_apply::{LinkSpec, LinkState, Metrics};
 use drc_config::{Center, Config};
 use mysql_async::prelude::Queryable;
@@ -344,8 +343,7 @@ pub async fn run(
         let key_locks = drc_apply::conflict::keylock::KeyLocks::new();
         for s in &mut specs {
             s.key_locks = Some(key_locks.clone());
-            // The query is fixed by the link once it knows the target's flavor.
-            s.local_deletes = Some(Progress::new(rx.clone(), "SELECT @@gtid_binlog_pos"));
+            s.local_deletes = Some(rx.clone());
         }
         let mut spec = local_deletes_spec(&config, &center);
         spec.replica = replica;

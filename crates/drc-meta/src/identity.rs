@@ -32,7 +32,19 @@ pub async fn record_identity(
     role: IdentityRole,
     server_id: u32,
     server_uuid: &str,
-) -> Result<Vec<u32>, MetaError> {
+) -> Result<Identities, MetaError> {
+    let mut q = String::from("SELECT `server_id` FROM ");
+    table(&mut q, meta, "source_identity");
+    q.push_str(" WHERE `link` = ");
+    quoted(&mut q, name);
+    q.push_str(" ORDER BY `first_seen`");
+    let mut ids: Vec<u32> = conn
+        .query(q)
+        .await
+        .map_err(MetaError::query("reading the source's identities"))?;
+    if ids.contains(&server_id) {
+        return Ok(Identities { ids, new: false });
+    }
     let mut q = String::from("INSERT INTO ");
     table(&mut q, meta, "source_identity");
     q.push_str(" (`link`, `server_id`, `server_uuid`, `role`) VALUES (");
@@ -47,14 +59,19 @@ pub async fn record_identity(
     conn.query_drop(q)
         .await
         .map_err(MetaError::query("recording the source's identity"))?;
-    let mut q = String::from("SELECT `server_id` FROM ");
-    table(&mut q, meta, "source_identity");
-    q.push_str(" WHERE `link` = ");
-    quoted(&mut q, name);
-    q.push_str(" ORDER BY `first_seen`");
-    conn.query(q)
-        .await
-        .map_err(MetaError::query("reading the source's identities"))
+    let new = !ids.is_empty();
+    ids.push(server_id);
+    Ok(Identities { ids, new })
+}
+
+/// Every `server_id` recorded for a reader, oldest first, the current one included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identities {
+    /// The ids.
+    pub ids: Vec<u32>,
+    /// The current id was recorded just now, after other ids: the server behind the reader's
+    /// address changed identity since the reader last ran.
+    pub new: bool,
 }
 
 /// The `server_id`s drc's appliers write under in the center of `conn` (every id recorded by a

@@ -87,6 +87,6 @@ pub use ddl::{
     ddl_acknowledged, ddl_done_statement, ddl_passed_statement, ddl_pending, ddl_skip_statement,
     ddl_start_statement,
 };
-pub use identity::{record_identity, tag_ids, IdentityRole};
+pub use identity::{record_identity, tag_ids, Identities, IdentityRole};
 pub use marker::Marker;
 pub use schema::ensure as ensure_schema;

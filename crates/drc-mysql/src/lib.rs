@@ -22,4 +22,6 @@ pub use conn::{
     TCP_KEEPALIVE,
 };
 pub use meta::{load_unique_keys, IndexColumns};
-pub use server::{current_file_pos, current_position, server_info, Flavor, ServerInfo};
+pub use server::{
+    current_file_pos, current_position, gtid_position_query, server_info, Flavor, ServerInfo,
+};

@@ -88,6 +88,16 @@ pub async fn server_info(conn: &mut Conn) -> Result<ServerInfo, MysqlError> {
     })
 }
 
+/// The `SELECT` of the server's current GTID position (`@@gtid_binlog_pos` on MariaDB,
+/// `@@GLOBAL.gtid_executed` on MySQL with GTIDs), or `None` when the server has no GTIDs.
+pub fn gtid_position_query(info: &ServerInfo) -> Option<&'static str> {
+    match info.flavor {
+        Flavor::MariaDb => Some("SELECT @@gtid_binlog_pos"),
+        Flavor::MySql if info.gtid_enabled => Some("SELECT @@GLOBAL.gtid_executed"),
+        Flavor::MySql => None,
+    }
+}
+
 /// The server's current end of binlog: the GTID state when the server uses GTIDs, else the
 /// file and offset of `SHOW MASTER STATUS`.
 pub async fn current_position(conn: &mut Conn, info: &ServerInfo) -> Result<Position, MysqlError> {

@@ -364,7 +364,18 @@ impl Source {
                 Err(e) => return Err(e),
             };
             if ev.header().event_type_raw() == 0x13 {
-                self.table_map(&ev).await?;
+                match self.table_map(&ev).await {
+                    Ok(()) => {}
+                    // The metadata connection failed (the server restarting, a network cut):
+                    // like a broken stream, reconnect and re-read from the last commit.
+                    Err(e) if e.is_transient() => {
+                        warn!(server = %self.server, error = %e, "reading table metadata failed; reconnecting");
+                        self.live.failed(&e);
+                        self.stream = None;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             let Some(se) = self.asm.handle(&ev, true)? else {
                 continue;

@@ -154,6 +154,49 @@ async fn killed_connection_mid_transaction_loses_and_repeats_nothing() {
     srv.stop().expect("stop");
 }
 
+/// The source's metadata connection (unique keys of each new table) killed under it: the source
+/// reconnects like after a broken stream, and the rows arrive exactly once; the link never
+/// sees the failure.
+#[tokio::test]
+async fn killed_metadata_connection_loses_and_repeats_nothing() {
+    let mut srv = MariaDb::start(ServerOptions::default()).expect("server");
+    let (db, mut conn) = fresh_db(&srv, "killmeta").await;
+    conn.query_drop("CREATE TABLE t1 (id INT PRIMARY KEY); CREATE TABLE t2 (id INT PRIMARY KEY)")
+        .await
+        .expect("create");
+    let start = position_now(&srv).await;
+    conn.query_drop("INSERT INTO t1 VALUES (1)")
+        .await
+        .expect("insert t1");
+    let mut src = source(&srv, start).await;
+    let first = read_rows(&mut src, &db, 1).await;
+    assert_eq!(ids(&first), [1]);
+    // Every idle connection but this test's: the source's metadata connection among them.
+    let mine: u64 = conn
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .expect("id")
+        .expect("row");
+    let idle: Vec<u64> = conn
+        .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Sleep'")
+        .await
+        .expect("processlist");
+    let mut killed = 0;
+    for id in idle.into_iter().filter(|&id| id != mine) {
+        if conn.query_drop(format!("KILL {id}")).await.is_ok() {
+            killed += 1;
+        }
+    }
+    assert!(killed >= 1, "the metadata connection was idle and killed");
+    conn.query_drop("INSERT INTO t2 VALUES (2), (3); INSERT INTO t2 VALUES (4)")
+        .await
+        .expect("insert t2");
+    let rest = read_rows(&mut src, &db, 3).await;
+    assert_eq!(ids(&rest), [2, 3, 4], "every row of t2 exactly once");
+    assert!(src.reconnects() >= 1, "the source reconnected");
+    srv.stop().expect("stop");
+}
+
 #[tokio::test]
 async fn server_restart_and_crash_lose_and_repeat_nothing() {
     let mut srv = MariaDb::start(ServerOptions::default()).expect("server");

@@ -262,10 +262,7 @@ pub(crate) async fn run_drc(
     let reader = if lww {
         let (ptx, prx) = watch::channel(None);
         spec.key_locks = Some(drc_apply::conflict::keylock::KeyLocks::new());
-        spec.local_deletes = Some(drc_apply::conflict::tombstone::Progress::new(
-            prx,
-            "SELECT @@gtid_binlog_pos",
-        ));
+        spec.local_deletes = Some(prx);
         let rspec = drc_apply::conflict::local::LocalDeletesSpec {
             center: "b".into(),
             replica: None,

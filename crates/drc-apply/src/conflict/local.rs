@@ -24,7 +24,7 @@ use drc_config::{Conflict, Replication, SourceSettings};
 use drc_core::change::{ChangeKind, SourceEvent};
 use drc_core::position::Position;
 use drc_core::schema::TableSchema;
-use drc_mysql::{connect, current_position, server_info, Flavor};
+use drc_mysql::{connect, current_position, server_info};
 use drc_source::{Source, SourceConfig, StartFrom};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
@@ -32,11 +32,12 @@ use tracing::info;
 
 use super::decide::{claim_hash, Row, Tomb};
 use super::tombstone;
+use crate::filter::origin_rule;
 use crate::filter::LinkFilter;
-use crate::link::{origin_rule, CONNECT_TIMEOUT};
 use crate::origin::{filter_event, gtid_hint, own_ids, OriginLookup};
 use crate::size::Joiner;
 use crate::LinkError;
+use crate::CONNECT_TIMEOUT;
 use drc_meta::IdentityRole;
 use drc_meta::{self as meta, Checkpoint};
 
@@ -66,16 +67,6 @@ impl LocalDeletesSpec {
             None => format!("{}~local-deletes", self.center),
             Some(i) => format!("{}~local-deletes~{i}", self.center),
         }
-    }
-}
-
-/// The `SELECT` of a server's current position that [`super::tombstone::Progress`] compares
-/// with, or `None` when the server has no GTIDs (the reader then cannot prove progress).
-pub fn position_query(flavor: Flavor, gtid_enabled: bool) -> Option<&'static str> {
-    match flavor {
-        Flavor::MariaDb => Some("SELECT @@gtid_binlog_pos"),
-        Flavor::MySql if gtid_enabled => Some("SELECT @@GLOBAL.gtid_executed"),
-        Flavor::MySql => None,
     }
 }
 

@@ -314,6 +314,21 @@ impl Progress {
         }
     }
 
+    /// A progress handle on `rx` for the target `server`: its position query and, on MariaDB,
+    /// its local domain. `None` when the server has no GTIDs (the reader cannot prove progress
+    /// there, so local deletes leave no tombstones).
+    pub fn for_target(
+        rx: watch::Receiver<Option<Position>>,
+        server: &drc_mysql::ServerInfo,
+    ) -> Option<Self> {
+        let query = drc_mysql::gtid_position_query(server)?;
+        let mut p = Progress::new(rx, query);
+        if server.flavor == drc_mysql::Flavor::MariaDb {
+            p.local_domain = Some(server.gtid_domain_id);
+        }
+        Some(p)
+    }
+
     /// True when `reader` has read every local transaction up to `p`.
     fn passed(&self, reader: &Position, p: &Position) -> bool {
         match (self.local_domain, reader, p) {

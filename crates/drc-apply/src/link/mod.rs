@@ -1,0 +1,212 @@
+//! A link: start-up ([`startup`]: meta schema, identities, origin tag, canary, recovery), then
+//! the running link ([`runner`]) fed by the source's reader task, batch after batch, until an
+//! error or shutdown.
+
+mod runner;
+mod startup;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use drc_config::Replication;
+use drc_core::position::Position;
+use drc_meta::{self as meta, Checkpoint};
+use drc_source::{Source, SourceConfig, StartFrom};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use crate::batch::Batcher;
+use crate::filter::{origin_rule, LinkFilter};
+use crate::metrics::Metrics;
+pub use crate::state::{LinkReport, LinkState, LinkStatus};
+use crate::LinkError;
+use runner::ColumnCheck;
+pub(crate) use runner::Runner;
+use startup::Started;
+
+/// Everything a link needs to run.
+#[derive(Debug, Clone)]
+pub struct LinkSpec {
+    /// `source->target`, e.g. `a->b`.
+    pub name: String,
+    /// Source center name.
+    pub source_name: String,
+    /// Source URL (password included).
+    pub source_url: String,
+    /// Target URL (password included).
+    pub target_url: String,
+    /// What to replicate.
+    pub replication: Replication,
+    /// Applier settings.
+    pub applier: drc_config::Applier,
+    /// Source settings.
+    pub source: drc_config::SourceSettings,
+    /// The replica server_id the source registers with on the source server.
+    pub replica_server_id: u32,
+    /// How conflicting writes are resolved.
+    pub conflict: drc_config::Conflict,
+    /// How far the target center's local-delete reader has read (tombstones of local
+    /// deletes), when it runs; start-up turns it into a [`crate::conflict::tombstone::Progress`]
+    /// for the target's server.
+    pub local_deletes: Option<watch::Receiver<Option<Position>>>,
+    /// The key locks shared by every link into the target center
+    /// ([`crate::conflict::keylock`]); `None` when the link is the target's only applier.
+    pub key_locks: Option<crate::conflict::keylock::KeyLocks>,
+    /// The term fence every apply transaction checks ([`crate::fence`]); `None` applies
+    /// unfenced (benchmarks, tools).
+    pub fence: Option<crate::fence::Fence>,
+    /// What to do with DDL read from the source ([`crate::ddl`]).
+    pub ddl: drc_config::Ddl,
+}
+
+/// Aborts a spawned task when dropped (the link's reader must not outlive the link, however
+/// the link ends: an error, shutdown, or its own task being aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs `fut` unless `shutdown` turns true first ([`LinkError::Shutdown`]). Dropping an apply
+/// in flight is safe: its connection closes and the server rolls the transaction back (or it
+/// committed together with its checkpoint).
+async fn until_shutdown<T>(
+    shutdown: &mut watch::Receiver<bool>,
+    fut: impl std::future::Future<Output = Result<T, LinkError>>,
+) -> Result<T, LinkError> {
+    tokio::select! {
+        r = fut => r,
+        Ok(_) = shutdown.wait_for(|stop| *stop) => Err(LinkError::Shutdown),
+    }
+}
+
+/// The checkpoint statement of `c`, followed by the fence's records when the link is fenced.
+pub(crate) fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
+    let mut q = meta::checkpoint_statement(&spec.replication.meta_database, &spec.name, c);
+    if let Some(f) = &spec.fence {
+        q.push_str(";\n");
+        q.push_str(&f.record_statements(&spec.name, c.worker, c.batch));
+    }
+    q
+}
+
+/// Runs a link until it fails or `shutdown` turns true. Shutdown ends it promptly wherever it
+/// is (starting, waiting for the source, applying or retrying an apply).
+pub async fn run_link(
+    spec: LinkSpec,
+    metrics: Metrics,
+    state: Arc<LinkState>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let name = spec.name.clone();
+    let mut sd = shutdown.clone();
+    let result = until_shutdown(&mut sd, run(spec, metrics.clone(), state, shutdown)).await;
+    metrics.up.with_label_values(&[name.as_str()]).set(0);
+    match result {
+        Err(LinkError::Shutdown) => Ok(()),
+        r => r,
+    }
+}
+
+async fn run(
+    spec: LinkSpec,
+    metrics: Metrics,
+    state: Arc<LinkState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    state.set_status(LinkStatus::Starting);
+    state.set_source(None);
+    let Started {
+        tconn,
+        max_allowed_packet,
+        progress,
+        appliers,
+        workers,
+        resume,
+        mut seq,
+        unfinished,
+        ids,
+        lookup,
+    } = startup::start(&spec, &shutdown).await?;
+    let mut cfg = SourceConfig::new(spec.source_url.clone(), spec.replica_server_id);
+    cfg.start = StartFrom::Position(resume.clone());
+    cfg.heartbeat = spec.source.heartbeat;
+    cfg.idle_timeout = spec.source.idle_timeout;
+    cfg.query_timeout = spec.applier.query_timeout;
+    let mut src = Source::connect(cfg).await?;
+    state.set_source(Some(src.liveness()));
+    let (tx, rx) = mpsc::channel(256);
+    let _reader = AbortOnDrop(tokio::spawn(
+        async move {
+            loop {
+                let ev = src.next().await;
+                let failed = ev.is_err();
+                if tx.send(ev).await.is_err() || failed {
+                    break;
+                }
+            }
+            src.close().await;
+        }
+        .in_current_span(),
+    ));
+    let filter = LinkFilter::new(
+        origin_rule(spec.replication.loopback, ids),
+        spec.replication.clone(),
+    );
+    let mut batcher = Batcher::new(
+        rx,
+        filter,
+        spec.applier.batch_rows,
+        spec.applier.batch_delay,
+    )
+    .with_lookup(lookup)
+    .with_ddl(spec.ddl.clone())
+    .with_max_transaction_rows(&spec.name, spec.applier.max_transaction_rows);
+    let mut runner = Runner {
+        appliers,
+        metrics: metrics.clone(),
+        state: state.clone(),
+        columns: ColumnCheck::default(),
+        meta_conn: tconn,
+        spec,
+        versions: HashMap::new(),
+        max_allowed_packet,
+        progress,
+    };
+    let result = async {
+        let mut position = resume;
+        if let Some(u) = unfinished {
+            let batch = batcher.next(u.start, Some(&u.end)).await?;
+            if u.workers as usize > runner.appliers.len() {
+                return Err(LinkError::Checkpoint(format!(
+                    "the unfinished batch {seq} was planned for {} workers; set applier.parallelism to at least {}",
+                    u.workers, u.workers
+                )));
+            }
+            runner.apply(seq, &batch, u.workers, &u.done).await?;
+            position = batch.end;
+        }
+        state.set_status(LinkStatus::Running);
+        runner.metrics.up.with_label_values(&[runner.spec.name.as_str()]).set(1);
+        loop {
+            let batch = tokio::select! {
+                b = batcher.next(position.clone(), None) => b?,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            seq += 1;
+            match &batch.ddl {
+                Some((ev, decision)) => runner.ddl(seq, &batch, ev, decision).await?,
+                None => runner.apply(seq, &batch, workers, &[]).await?,
+            }
+            position = batch.end;
+        }
+    }
+    .await;
+    metrics
+        .up
+        .with_label_values(&[runner.spec.name.as_str()])
+        .set(0);
+    result
+}
