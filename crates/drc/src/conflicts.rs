@@ -100,16 +100,6 @@ pub async fn run(args: ConflictsArgs) -> Result<ExitCode, BoxError> {
             Ok(rows) => {
                 total += rows.len();
                 for r in rows {
-                    let ConflictRow {
-                        at,
-                        link,
-                        table,
-                        key,
-                        rule,
-                        resolution,
-                        loser,
-                        winner,
-                    } = r;
                     if args.json {
                         let parse = |s: &str| {
                             serde_json::from_str::<serde_json::Value>(s)
@@ -118,16 +108,24 @@ pub async fn run(args: ConflictsArgs) -> Result<ExitCode, BoxError> {
                         println!(
                             "{}",
                             serde_json::json!({
-                                "center": c.name, "at": format!("{at}Z"), "link": link,
-                                "table": table, "key": parse(&key), "rule": rule,
-                                "resolution": resolution, "loser": parse(&loser),
-                                "winner": parse(&winner),
+                                "center": c.name, "at": format!("{}Z", r.at), "link": r.link,
+                                "table": r.table, "key": parse(&r.key), "rule": r.rule,
+                                "resolution": r.resolution, "loser": parse(&r.loser),
+                                "winner": parse(&r.winner),
                             })
                         );
                     } else {
                         println!(
-                            "{at}Z  center {}  link {link}  {table} {key}  {resolution} ({rule})\n  lost: {loser}\n  kept: {winner}",
-                            c.name
+                            "{}Z  center {}  link {}  {} {}  {} ({})\n  lost: {}\n  kept: {}",
+                            r.at,
+                            c.name,
+                            r.link,
+                            r.table,
+                            r.key,
+                            r.resolution,
+                            r.rule,
+                            r.loser,
+                            r.winner
                         );
                     }
                 }

@@ -87,7 +87,7 @@ pub(crate) async fn start(
         Some(rx) => {
             let p = Progress::for_target(rx, &target);
             if p.is_none() {
-                warn!(link = %spec.name, "the target has no GTIDs: deletes made by local writers leave no tombstones (docs/conflicts.md)");
+                warn!("the target has no GTIDs: deletes made by local writers leave no tombstones (docs/conflicts.md)");
             }
             p
         }
@@ -115,7 +115,7 @@ pub(crate) async fn start(
         )));
     }
     canary(spec, &tag, &target).await?;
-    info!(link = %spec.name, tag = ?tag, "origin tagging proven by the canary");
+    info!(tag = ?tag, "origin tagging proven by the canary");
 
     let workers = spec.applier.parallelism as u32;
     let mut appliers: Vec<Applier> = (0..workers)
@@ -154,7 +154,7 @@ pub(crate) async fn start(
             if let Some(a) = appliers.first_mut() {
                 a.apply(&[], &cp).await?;
             }
-            info!(link = %spec.name, position = %pos, "new link: starting at the source's current position");
+            info!(position = %pos, "new link: starting at the source's current position");
             (pos, 0, None)
         }
         Recovery::Clean { batch, position } => (position, batch, None),
@@ -165,7 +165,11 @@ pub(crate) async fn start(
             workers,
             done,
         } => {
-            warn!(link = %spec.name, batch, ?done, "the last batch was applied by some workers only; completing it");
+            warn!(
+                batch,
+                ?done,
+                "the last batch was applied by some workers only; completing it"
+            );
             (
                 start.clone(),
                 batch,
@@ -242,7 +246,7 @@ async fn resolve_tag(
             match a.probe().await {
                 Ok(()) => Ok(by_id),
                 Err(e) if !e.is_transient() => {
-                    info!(link = %spec.name, error = %e, "cannot set server_id; using the marker strategy");
+                    info!(error = %e, "cannot set server_id; using the marker strategy");
                     Ok(marker)
                 }
                 Err(e) => Err(e),
