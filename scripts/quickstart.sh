@@ -62,7 +62,7 @@ done
 echo "quickstart: three centers up (a=3311, b=3312, c=3313)"
 
 for i in 0 1 2; do
-  "$DRC" run --config config/minimal.toml --center "${names[$i]}" --log info \
+  "$DRC" run --config config/minimal.toml --center "${names[$i]}" --log info --start now \
     2>"$WORK/drc-${names[$i]}.log" &
   PIDS+=($!)
 done

@@ -46,7 +46,7 @@ pub mod worker;
 /// How long drc waits for a connection to a center's server (links, readers, appliers).
 pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub use link::{run_link, LinkSpec};
+pub use link::{run_link, FirstStart, LinkSpec};
 pub use metrics::Metrics;
 pub use state::{LinkReport, LinkState, LinkStatus};
 
@@ -65,6 +65,14 @@ pub enum LinkError {
     /// Connecting or a metadata query failed.
     #[error(transparent)]
     Mysql(#[from] MysqlError),
+    /// The link has no checkpoint and was not told where to start.
+    #[error("link {link} has no checkpoint in the target's meta database {meta}: starting at the source's current position would skip everything the source wrote before. For the first run of a new, empty cluster run `drc run --start now`; to bring a center in with its data, or to rebuild a center whose meta database was lost, run `drc bootstrap` (docs/operations.md, \"Adding a center\")")]
+    NoCheckpoint {
+        /// The link.
+        link: String,
+        /// The target's meta database.
+        meta: String,
+    },
     /// The meta database cannot be used as it is (e.g. a newer drc upgraded its schema).
     #[error(transparent)]
     Meta(drc_meta::MetaError),

@@ -59,6 +59,9 @@ pub enum DaemonError {
     /// `--replica` does not fit the center's `replicas`.
     #[error("{0}")]
     Replica(String),
+    /// `--start` is not valid.
+    #[error("{0}")]
+    Start(String),
     /// The Raft node could not start.
     #[error(transparent)]
     Election(#[from] drc_election::ElectionError),
@@ -77,6 +80,74 @@ pub struct RunOptions {
     pub data_dir: Option<std::path::PathBuf>,
     /// Accept Raft peers here instead of on `replicas[replica]` (e.g. `0.0.0.0:9501`).
     pub raft_listen: Option<std::net::SocketAddr>,
+    /// Where links without a checkpoint start (`--start`).
+    pub start: StartOption,
+}
+
+/// `drc run --start`: where links without a checkpoint start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StartOption {
+    /// Nowhere: such a link refuses to start.
+    #[default]
+    Refuse,
+    /// Every such link at its source's current end of binlog.
+    Now,
+    /// The link from each named source center at the given position; the others refuse.
+    At(Vec<(String, drc_core::position::Position)>),
+}
+
+impl StartOption {
+    /// Parses the `--start` values: `now`, or `SOURCE=POSITION` once per source center.
+    pub fn parse(values: &[String], config: &Config, center: &str) -> Result<Self, DaemonError> {
+        let bad = |m: String| DaemonError::Start(m);
+        if values.is_empty() {
+            return Ok(StartOption::Refuse);
+        }
+        if values.len() == 1 && values[0].trim() == "now" {
+            return Ok(StartOption::Now);
+        }
+        let mut at = Vec::new();
+        for v in values {
+            let Some((source, pos)) = v.split_once('=') else {
+                return Err(bad(format!(
+                    "--start {v:?}: give `now`, or SOURCE=POSITION (e.g. a=0-1-100) once per source center"
+                )));
+            };
+            let source = source.trim();
+            if source == center || config.center(source).is_none() {
+                return Err(bad(format!(
+                    "--start {v:?}: {source:?} is not a peer of {center} (centers: {})",
+                    config.center_names().join(", ")
+                )));
+            }
+            if at.iter().any(|(s, _): &(String, _)| s == source) {
+                return Err(bad(format!("--start names {source:?} twice")));
+            }
+            let p = pos
+                .trim()
+                .parse::<drc_core::position::Position>()
+                .map_err(|e| {
+                    bad(format!(
+                        "--start {v:?}: {pos:?} is not a binlog position: {e}"
+                    ))
+                })?;
+            at.push((source.to_string(), p));
+        }
+        Ok(StartOption::At(at))
+    }
+
+    /// The first start of the link from `source`.
+    pub fn for_source(&self, source: &str) -> drc_apply::FirstStart {
+        match self {
+            StartOption::Refuse => drc_apply::FirstStart::Refuse,
+            StartOption::Now => drc_apply::FirstStart::Now,
+            StartOption::At(list) => list
+                .iter()
+                .find(|(s, _)| s == source)
+                .map(|(_, p)| drc_apply::FirstStart::At(p.clone()))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A running link's name and shared state.
@@ -129,6 +200,7 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
             key_locks: None,
             fence: None,
             ddl: config.ddl.clone(),
+            first_start: drc_apply::FirstStart::Refuse,
         })
         .collect()
 }
@@ -325,6 +397,9 @@ pub async fn run(
     let election_metrics = leader::ElectionMetrics::register(&metrics, &center.name)?;
     let role = leader::SharedRole::default();
     let mut specs = links_into(&config, &center);
+    for s in &mut specs {
+        s.first_start = opts.start.for_source(&s.source_name);
+    }
     // Each replica registers on the peers under its own ids: MariaDB refuses a second binlog
     // reader with the same server_id (error 4052) while the first is still connected, and a
     // paused or cut-off old leader can stay connected for a long time.

@@ -99,6 +99,17 @@ pub enum SourceError {
         /// ` (server_uuid ..)` now, or empty.
         now_uuid: String,
     },
+    /// The server no longer has the binlog at the position asked for (purged, or never there):
+    /// nothing after it can be read from this server, so no retry can help.
+    #[error("the binlog of {server} at position {position} is gone: {message}. The changes after that position can no longer be read from this source; the center that reads it needs a bootstrap from a peer (drc bootstrap; docs/operations.md, \"Recovering from a purged binlog\")")]
+    BinlogGone {
+        /// Server URL without password.
+        server: String,
+        /// The position asked for.
+        position: String,
+        /// The server's error (with its code).
+        message: String,
+    },
     /// Reading a binlog file failed.
     #[error("reading binlog file {path}: {source}")]
     File {
@@ -113,6 +124,26 @@ pub enum SourceError {
 impl SourceError {
     pub(crate) fn event(e: std::io::Error) -> Self {
         SourceError::Event(e)
+    }
+
+    /// The error of the binlog stream from `server`, reading at `position`: a purged or
+    /// unknown position (ER_MASTER_FATAL_ERROR_READING_BINLOG) is [`SourceError::BinlogGone`].
+    pub(crate) fn stream(server: &str, position: &str, source: mysql_async::Error) -> Self {
+        match &source {
+            mysql_async::Error::Server(e)
+                if e.code == drc_mysql::codes::ER_MASTER_FATAL_ERROR_READING_BINLOG =>
+            {
+                SourceError::BinlogGone {
+                    server: server.to_string(),
+                    position: position.to_string(),
+                    message: format!("{} (error {})", e.message, e.code),
+                }
+            }
+            _ => SourceError::Stream {
+                server: server.to_string(),
+                source,
+            },
+        }
     }
 
     /// True when reconnecting later can succeed.

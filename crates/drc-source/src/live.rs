@@ -255,10 +255,7 @@ impl Source {
         }
         conn.get_binlog_stream(request)
             .await
-            .map_err(|source| SourceError::Stream {
-                server: self.server.clone(),
-                source,
-            })
+            .map_err(|source| SourceError::stream(&self.server, &self.resume.to_string(), source))
     }
 
     async fn reconnect(&mut self) -> Result<(), SourceError> {
@@ -344,10 +341,11 @@ impl Source {
                     server: self.server.clone(),
                     source: mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed),
                 }),
-                Ok(Some(Err(source))) => Err(SourceError::Stream {
-                    server: self.server.clone(),
+                Ok(Some(Err(source))) => Err(SourceError::stream(
+                    &self.server,
+                    &self.resume.to_string(),
                     source,
-                }),
+                )),
                 Ok(Some(Ok(ev))) => {
                     self.live.event();
                     Ok(ev)

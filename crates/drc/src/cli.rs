@@ -58,6 +58,12 @@ pub struct RunArgs {
     /// NAT or a proxy).
     #[arg(long)]
     pub raft_listen: Option<std::net::SocketAddr>,
+    /// Where a link that has no checkpoint yet starts: `now` (every such link at its source's
+    /// current end of binlog: the first run of a new, empty cluster), or SOURCE=POSITION
+    /// (repeatable, one per source center, e.g. `--start a=0-1-100`). Without it such a link
+    /// refuses to start. Links with a checkpoint always resume from it.
+    #[arg(long, value_name = "now|SOURCE=POSITION")]
+    pub start: Vec<String>,
 }
 
 /// `drc status`.

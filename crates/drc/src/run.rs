@@ -14,7 +14,9 @@ type BoxError = Box<dyn std::error::Error>;
 pub async fn run(args: RunArgs) -> Result<ExitCode, BoxError> {
     let config = Config::load(&args.config)?;
     let (tx, rx) = watch::channel(false);
+    let start = drc_daemon::StartOption::parse(&args.start, &config, &args.center)?;
     let opts = drc_daemon::RunOptions {
+        start,
         center: args.center,
         metrics_listen: args.metrics_listen,
         replica: args.replica,

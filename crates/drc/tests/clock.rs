@@ -130,7 +130,7 @@ async fn a_skewed_center_is_warned_about_and_measured() {
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_drc"))
         .args(["run", "--config"])
         .arg(&config)
-        .args(["--center", "a", "--log", "info"])
+        .args(["--center", "a", "--log", "info", "--start", "now"])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

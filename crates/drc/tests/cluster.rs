@@ -93,8 +93,14 @@ impl Cluster {
         }
     }
 
-    /// Starts the daemon of center `i`.
+    /// Starts the daemon of center `i`. The test clusters start empty: a link's first run
+    /// starts at its source's end (`--start now`).
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, &["--start", "now"]);
+    }
+
+    /// Starts the daemon of center `i` with `extra` arguments of `drc run`.
+    pub fn start_with(&mut self, i: usize, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -104,6 +110,7 @@ impl Cluster {
             .args(["run", "--config"])
             .arg(&self.config)
             .args(["--center", NAMES[i], "--log", "info"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

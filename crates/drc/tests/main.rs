@@ -14,5 +14,6 @@ mod proxy;
 mod replicas;
 mod replication;
 mod sizes;
+mod start;
 mod stuck;
 mod tail;

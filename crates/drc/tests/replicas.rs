@@ -195,6 +195,8 @@ impl Replicas {
             self.peer_metrics.to_string(),
             "--log".into(),
             "info".into(),
+            "--start".into(),
+            "now".into(),
         ];
         self.peer = Some(self.spawn(&args, "a.log"));
     }
@@ -219,6 +221,8 @@ impl Replicas {
             self.metrics[i].to_string(),
             "--log".into(),
             std::env::var("DRC_TEST_LOG_FILTER").unwrap_or_else(|_| "info,openraft=warn".into()),
+            "--start".into(),
+            "now".into(),
         ];
         self.procs[i] = Some(self.spawn(&args, &format!("b{i}.log")));
     }

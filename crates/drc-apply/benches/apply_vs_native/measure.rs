@@ -251,6 +251,8 @@ pub(crate) async fn run_drc(
         key_locks: None,
         fence: None,
         ddl: drc_config::Ddl::default(),
+        // The initial checkpoint is written below.
+        first_start: drc_apply::FirstStart::Refuse,
     };
     let mut spec = spec;
     write_initial_checkpoint(t, parallelism as u32, &b.start).await;

@@ -57,6 +57,22 @@ pub struct LinkSpec {
     pub fence: Option<crate::fence::Fence>,
     /// What to do with DDL read from the source ([`crate::ddl`]).
     pub ddl: drc_config::Ddl,
+    /// Where the link starts when the target holds no checkpoint of it.
+    pub first_start: FirstStart,
+}
+
+/// Where a link without a checkpoint starts. Never silently: a missing checkpoint in a running
+/// cluster means a lost meta database or a new center, and starting at the source's current
+/// position would skip everything written before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FirstStart {
+    /// Refuse to start ([`LinkError::NoCheckpoint`]).
+    #[default]
+    Refuse,
+    /// At the source's current end of binlog (`drc run --start now`: a new, empty cluster).
+    Now,
+    /// At this source position (`drc run --start SOURCE=POSITION`).
+    At(Position),
 }
 
 /// Aborts a spawned task when dropped (the link's reader must not outlive the link, however

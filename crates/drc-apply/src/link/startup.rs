@@ -18,7 +18,7 @@ use mysql_async::Conn;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{checkpoint_statement, LinkSpec};
+use super::{checkpoint_statement, FirstStart, LinkSpec};
 use crate::conflict::tombstone::Progress;
 use crate::filter::{origin_rule, LinkFilter, OriginIds};
 use crate::origin::{filter_event, own_ids, OriginLookup};
@@ -135,12 +135,23 @@ pub(crate) async fn start(
     let rec = meta::recovery(&rows);
     let (resume, seq, unfinished) = match rec {
         Recovery::Fresh => {
-            let pos = bounded(
-                qt,
-                "reading the source's position",
-                current_position(&mut sconn, &source),
-            )
-            .await?;
+            let pos = match &spec.first_start {
+                FirstStart::Refuse => {
+                    return Err(LinkError::NoCheckpoint {
+                        link: spec.name.clone(),
+                        meta: meta_db.clone(),
+                    })
+                }
+                FirstStart::At(p) => p.clone(),
+                FirstStart::Now => {
+                    bounded(
+                        qt,
+                        "reading the source's position",
+                        current_position(&mut sconn, &source),
+                    )
+                    .await?
+                }
+            };
             let cp = checkpoint_statement(
                 spec,
                 &Checkpoint {
@@ -154,7 +165,7 @@ pub(crate) async fn start(
             if let Some(a) = appliers.first_mut() {
                 a.apply(&[], &cp).await?;
             }
-            info!(position = %pos, "new link: starting at the source's current position");
+            info!(position = %pos, start = ?spec.first_start, "new link: starting where drc run --start said");
             (pos, 0, None)
         }
         Recovery::Clean { batch, position } => (position, batch, None),
