@@ -17,7 +17,17 @@
 //! max_transaction_rows` changes. The operator raises the bound (and gives the daemon the
 //! memory) to let such a transaction pass (docs/operations.md, "Oversized rows and
 //! transactions").
+//!
+//! Skips: a source transaction whose GTID an operator listed (`drc link skip`,
+//! [`Batcher::set_skips`]) is passed without applying it, whatever its size; its rows are kept
+//! (as JSON, the first [`SKIP_CONTENT_ROWS`]) in [`Batch::skipped`] for the record the link
+//! writes with its checkpoint.
+//!
+//! Idle: with no event at all for [`IDLE_RETURN`], [`Batcher::next`] returns an empty batch
+//! (no transaction), so that the link can look at its control (pause, skips) while the source
+//! is quiet; such a batch is not applied.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use drc_core::change::DdlEvent;
@@ -35,6 +45,27 @@ use crate::LinkError;
 /// How long a batch without changes may wait before it is closed to advance the checkpoint.
 pub const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
+/// How long [`Batcher::next`] waits for a first event before it returns an empty batch.
+pub const IDLE_RETURN: Duration = Duration::from_secs(1);
+
+/// Rows of a skipped transaction kept in its record (the row count is always exact).
+pub const SKIP_CONTENT_ROWS: usize = 1000;
+
+/// Bytes of JSON of a skipped transaction kept in its record (rows after it are left out).
+pub const SKIP_CONTENT_BYTES: usize = 1 << 20;
+
+/// A source transaction passed without applying it, on an operator's request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    /// Its GTID, as the operator named it.
+    pub gtid: String,
+    /// Its row changes (of the tables the link replicates).
+    pub rows: u64,
+    /// The first [`SKIP_CONTENT_ROWS`] of them (at most about [`SKIP_CONTENT_BYTES`]) as a
+    /// JSON array of `{table, kind, before, after}`.
+    pub content: String,
+}
+
 /// A batch of changes between two source positions.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -51,6 +82,15 @@ pub struct Batch {
     /// A DDL statement to stop at or replicate: then the batch holds only it (no changes,
     /// one transaction) and `end` is the position after it.
     pub ddl: Option<(DdlEvent, Decision)>,
+    /// Transactions passed on an operator's request ([`Batcher::set_skips`]).
+    pub skipped: Vec<Skipped>,
+}
+
+impl Batch {
+    /// True when the batch covers no transaction (an idle return): nothing to apply.
+    pub fn is_idle(&self) -> bool {
+        self.transactions == 0 && self.ddl.is_none()
+    }
 }
 
 /// Forms batches from a link's source events.
@@ -67,6 +107,8 @@ pub struct Batcher {
     link: String,
     /// At most this many row changes per source transaction.
     max_transaction_rows: usize,
+    /// GTIDs of transactions to pass without applying them.
+    skips: HashSet<String>,
 }
 
 impl Batcher {
@@ -87,7 +129,13 @@ impl Batcher {
             pending: None,
             link: String::new(),
             max_transaction_rows: usize::MAX,
+            skips: HashSet::new(),
         }
+    }
+
+    /// Passes, from now on, the source transactions with these GTIDs without applying them.
+    pub fn set_skips(&mut self, gtids: HashSet<String>) {
+        self.skips = gtids;
     }
 
     /// Stops at a source transaction of more than `rows` row changes (of the tables the link
@@ -158,6 +206,7 @@ impl Batcher {
             transactions: 0,
             loopback_dropped: 0,
             ddl: None,
+            skipped: Vec::new(),
         };
         if until.is_none() {
             if let Some((d, decision)) = self.pending.take() {
@@ -171,8 +220,18 @@ impl Batcher {
         let mut in_txn = false;
         // The current transaction: its GTID, the position before it, where its rows start.
         let mut txn: (Option<String>, Position, usize) = (None, b.end.clone(), 0);
+        // The current transaction when it is being skipped.
+        let mut skipping: Option<Skipped> = None;
+        let mut skip_rows: Vec<serde_json::Value> = Vec::new();
+        let mut skip_bytes = 0usize;
         loop {
-            let ev = if until.is_none() && !in_txn && b.transactions > 0 {
+            let ev = if until.is_none() && !in_txn && b.transactions == 0 {
+                // Cancel-safe: nothing of this batch was received yet.
+                match tokio::time::timeout(IDLE_RETURN, self.recv()).await {
+                    Ok(ev) => ev?,
+                    Err(_) => return Ok(b),
+                }
+            } else if until.is_none() && !in_txn && b.transactions > 0 {
                 let wait = if b.changes.is_empty() {
                     IDLE_CHECKPOINT.saturating_sub(began.elapsed())
                 } else {
@@ -194,6 +253,37 @@ impl Batcher {
                         b.end.clone(),
                         b.changes.len(),
                     );
+                    skipping =
+                        txn.0
+                            .as_ref()
+                            .filter(|g| self.skips.contains(*g))
+                            .map(|g| Skipped {
+                                gtid: g.clone(),
+                                rows: 0,
+                                content: String::new(),
+                            });
+                    skip_rows.clear();
+                    skip_bytes = 0;
+                    None
+                }
+                SourceEvent::Rows(rows) if skipping.is_some() => {
+                    if let Some(s) = skipping.as_mut() {
+                        s.rows += rows.len() as u64;
+                    }
+                    for r in rows.iter() {
+                        if skip_rows.len() >= SKIP_CONTENT_ROWS || skip_bytes >= SKIP_CONTENT_BYTES
+                        {
+                            break;
+                        }
+                        let row = serde_json::json!({
+                            "table": r.table.qualified_name(),
+                            "kind": format!("{:?}", r.kind).to_lowercase(),
+                            "before": r.before.as_ref().map(|i| i.to_json(&r.table)),
+                            "after": r.after.as_ref().map(|i| i.to_json(&r.table)),
+                        });
+                        skip_bytes += row.to_string().len();
+                        skip_rows.push(row);
+                    }
                     None
                 }
                 SourceEvent::Rows(rows) => {
@@ -211,6 +301,13 @@ impl Batcher {
                 SourceEvent::Commit(c) => {
                     in_txn = false;
                     b.transactions += 1;
+                    if let Some(mut s) = skipping.take() {
+                        s.content =
+                            serde_json::Value::Array(std::mem::take(&mut skip_rows)).to_string();
+                        info!(gtid = %s.gtid, rows = s.rows, "transaction skipped as the operator asked (drc link skip)");
+                        self.skips.remove(&s.gtid);
+                        b.skipped.push(s);
+                    }
                     if self.filter.dropped_current() {
                         b.loopback_dropped += 1;
                     }

@@ -65,6 +65,10 @@ pub enum LinkError {
     /// Connecting or a metadata query failed.
     #[error(transparent)]
     Mysql(#[from] MysqlError),
+    /// The operator resumed a paused link: the run ends so that the link starts again from
+    /// its checkpoints at once (not a failure).
+    #[error("resumed by the operator; starting again from the checkpoints")]
+    Resumed,
     /// The link has no checkpoint and was not told where to start.
     #[error("link {link} has no checkpoint in the target's meta database {meta}: starting at the source's current position would skip everything the source wrote before. For the first run of a new, empty cluster run `drc run --start now`; to bring a center in with its data, or to rebuild a center whose meta database was lost, run `drc bootstrap` (docs/operations.md, \"Adding a center\")")]
     NoCheckpoint {

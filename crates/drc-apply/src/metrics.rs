@@ -16,6 +16,8 @@ pub const LINK_LOOPBACK_DROPPED: &str = "drc_link_loopback_dropped_total";
 pub const LINK_ERRORS: &str = "drc_link_errors_total";
 /// 1 while the link is applying, 0 otherwise, by link.
 pub const LINK_UP: &str = "drc_link_up";
+/// 1 while the link is paused by the operator (`drc link pause`), by link.
+pub const LINK_PAUSED: &str = "drc_link_paused";
 /// 1 while the link runs but its binlog source lost its server and reconnects, by link.
 pub const LINK_RECONNECTING: &str = "drc_link_reconnecting";
 /// Seconds since the link's binlog source last received anything (an event or a heartbeat)
@@ -61,6 +63,8 @@ pub struct Metrics {
     pub lag: GaugeVec,
     /// [`LINK_RECONNECTING`].
     pub reconnecting: IntGaugeVec,
+    /// [`LINK_PAUSED`].
+    pub paused: IntGaugeVec,
     /// [`LINK_SOURCE_SILENCE`].
     pub source_silence: GaugeVec,
     /// [`APPLY_CONFLICTS`].
@@ -119,6 +123,11 @@ impl Metrics {
             ),
             &["link"],
         )?;
+        let paused = IntGaugeVec::new(
+            Opts::new(LINK_PAUSED, "1 while the link is paused by the operator"),
+            &["link"],
+        )?;
+        registry.register(Box::new(paused.clone()))?;
         registry.register(Box::new(reconnecting.clone()))?;
         registry.register(Box::new(source_silence.clone()))?;
         let conflicts = IntCounterVec::new(
@@ -170,6 +179,7 @@ impl Metrics {
             up,
             lag,
             reconnecting,
+            paused,
             source_silence,
             conflicts,
             clock_skew,

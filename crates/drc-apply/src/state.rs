@@ -19,6 +19,8 @@ pub enum LinkStatus {
     Failed(String),
     /// Not run by this replica: another replica of the center is the leader.
     Standby,
+    /// Paused by the operator (`drc link pause`): applies nothing until resumed.
+    Paused,
 }
 
 /// Shared state of a link, read by `/health` and `drc status`.
@@ -50,7 +52,7 @@ pub struct LinkReport {
 
 impl LinkReport {
     /// The state's name: `starting`, `running`, `reconnecting` (running, but the binlog source
-    /// lost its server and is reconnecting: nothing arrives), `failed` or `standby`.
+    /// lost its server and is reconnecting: nothing arrives), `failed`, `standby` or `paused`.
     pub fn state_name(&self) -> &'static str {
         match &self.status {
             LinkStatus::Starting => "starting",
@@ -58,6 +60,7 @@ impl LinkReport {
             LinkStatus::Running => "running",
             LinkStatus::Failed(_) => "failed",
             LinkStatus::Standby => "standby",
+            LinkStatus::Paused => "paused",
         }
     }
 

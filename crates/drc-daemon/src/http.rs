@@ -42,6 +42,9 @@ fn refresh(s: &AppState) -> Vec<(String, LinkReport)> {
             m.reconnecting
                 .with_label_values(&[name])
                 .set(i64::from(r.reconnecting()));
+            m.paused
+                .with_label_values(&[name])
+                .set(i64::from(r.state_name() == "paused"));
             if let Some(src) = &r.source {
                 m.source_silence
                     .with_label_values(&[name])

@@ -104,6 +104,11 @@ pub(crate) async fn supervise<F, Fut>(
         }
         match result {
             Ok(()) => return,
+            // A resumed link starts again at once: not a failure.
+            Err(Failure::Error(LinkError::Resumed)) => {
+                backoff.reset();
+                continue;
+            }
             Err(Failure::Error(e @ LinkError::Fenced { .. })) => {
                 if let Some(s) = state {
                     s.set_status(LinkStatus::Failed(e.to_string()));

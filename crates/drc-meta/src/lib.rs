@@ -15,6 +15,8 @@
 //! | `ddl_skip` | DDL positions an operator acknowledged (`drc ddl skip`): the link passes them, and records the statement when it does ([`ddl`]) | `drc ddl skip`, links | no |
 //! | `ddl_pending` | per link: the replicated DDL statement started and not yet checkpointed ([`ddl`]) | links | no |
 //! | `conflict` | every write lost to last-writer-wins, written in the apply transaction that decided it ([`conflict`]) | appliers; read by `drc conflicts` | no |
+//! | `link_control` | per link: paused by `drc link pause` ([`control`]) | `drc link` | no |
+//! | `link_skip` | source transactions an operator asked a link to pass, and their rows once passed ([`control`]) | `drc link skip`, links | no |
 //! | `fence` | per center: the term allowed to apply (the fence protocol is `drc_apply::fence`) | the leader | no |
 //! | `term_history` | every term that took a center's fence | the leader | no |
 //! | `apply_log` | one row per committed apply transaction, in a ring of slots per link worker | appliers | no |
@@ -26,6 +28,7 @@
 pub mod canary;
 pub mod checkpoint;
 pub mod conflict;
+pub mod control;
 pub mod ddl;
 pub mod heartbeat;
 pub mod identity;

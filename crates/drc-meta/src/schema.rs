@@ -13,7 +13,8 @@
 //!   drc knows is refused ([`MetaError::TooNew`]): an older drc must not write tables whose
 //!   meaning it does not know, e.g. after a rolling upgrade was rolled back.
 //!
-//! Versions: 1 — the tables as first released; 2 — `tombstone.rank_key` (the rank as
+//! A new table needs no version: `CREATE ... IF NOT EXISTS` adds it, and an older drc ignores
+//! it. Versions count changes to existing tables. Versions: 1 — the tables as first released; 2 — `tombstone.rank_key` (the rank as
 //! memcmp-ordered bytes, compared by the server); 3 — `origin` keyed by `(origin, link,
 //! worker)`, so that parallel appliers never wait on one marker row.
 
@@ -159,6 +160,14 @@ pub fn create_statements(meta: &str) -> Vec<String> {
            `started_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"),
         tombstone("tombstone"),
         tombstone("local_tombstone"),
+        t("`link_control` (\
+           `link` VARCHAR(130) NOT NULL PRIMARY KEY, `paused` TINYINT UNSIGNED NOT NULL DEFAULT 0, \
+           `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"),
+        t("`link_skip` (\
+           `link` VARCHAR(130) NOT NULL, `gtid` VARCHAR(255) NOT NULL, \
+           `requested_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+           `skipped_at` TIMESTAMP(6) NULL, `row_count` BIGINT UNSIGNED NULL, \
+           `content` MEDIUMTEXT NULL, PRIMARY KEY (`link`, `gtid`))"),
         t("`fence` (\
            `center` VARCHAR(64) NOT NULL PRIMARY KEY, `term` BIGINT UNSIGNED NOT NULL, \
            `replica` INT UNSIGNED NOT NULL, `taken_at` TIMESTAMP(6) NOT NULL)"),

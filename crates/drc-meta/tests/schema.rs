@@ -45,6 +45,8 @@ async fn a_fresh_meta_database_gets_every_table_at_the_current_version() {
             "ddl_skip",
             "fence",
             "heartbeat",
+            "link_control",
+            "link_skip",
             "local_tombstone",
             "origin",
             "schema_version",

@@ -32,6 +32,8 @@ pub enum Command {
     Conflicts(crate::conflicts::ConflictsArgs),
     /// Schema changes: let a link pass a DDL statement it stopped at.
     Ddl(crate::ddl::DdlArgs),
+    /// Control one link: pause, resume, skip a transaction, set its position.
+    Link(crate::link::LinkArgs),
 }
 
 /// `drc run`.
@@ -72,6 +74,10 @@ pub struct StatusArgs {
     /// The topology file.
     #[arg(long)]
     pub config: std::path::PathBuf,
+    /// Print one JSON object (`links`: link, state, position, lag_seconds; `clock_skew`;
+    /// `healthy`) instead of the table. The exit code is the same.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `drc tail`.

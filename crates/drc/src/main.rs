@@ -8,6 +8,7 @@ mod cli;
 mod conflicts;
 mod ddl;
 mod id;
+mod link;
 mod run;
 mod tail;
 
@@ -60,5 +61,6 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         cli::Command::Check(args) => rt.block_on(check::run(args)),
         cli::Command::Conflicts(args) => rt.block_on(conflicts::run(args)),
         cli::Command::Ddl(args) => rt.block_on(ddl::run(args)),
+        cli::Command::Link(args) => rt.block_on(link::run(args)),
     }
 }

@@ -41,6 +41,39 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, BoxError> {
 pub async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
     let config = Config::load(&args.config)?;
     let rows = drc_daemon::link_status_lines(&config).await;
+    if args.json {
+        let healthy = rows.iter().all(|r| r.state == "running");
+        let limit = config.conflict.max_clock_skew.as_secs_f64();
+        let skews: Vec<serde_json::Value> = drc_daemon::clock_skews(&config)
+            .await
+            .into_iter()
+            .map(|(center, s)| match s {
+                Some(s) => serde_json::json!({
+                    "center": center, "seconds": s.seconds, "error_seconds": s.error,
+                    "above_max_clock_skew": s.exceeds(limit),
+                }),
+                None => serde_json::json!({ "center": center, "seconds": null }),
+            })
+            .collect();
+        let links: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "link": r.link, "state": r.state, "position": r.position,
+                    "lag_seconds": r.lag,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "links": links, "clock_skew": skews, "healthy": healthy })
+        );
+        return Ok(if healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        });
+    }
     let width = rows.iter().map(|r| r.link.len()).max().unwrap_or(4).max(4);
     println!("{:width$}  {:10}  {:>9}  POSITION", "LINK", "STATE", "LAG");
     let mut healthy = true;

@@ -6,6 +6,7 @@ mod check;
 mod clock;
 mod cluster;
 mod conflicts;
+mod control;
 mod ddl;
 mod failover;
 mod id;

@@ -7,6 +7,7 @@ mod startup;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use drc_config::Replication;
 use drc_core::position::Position;
@@ -23,6 +24,9 @@ use crate::LinkError;
 use runner::ColumnCheck;
 pub(crate) use runner::Runner;
 use startup::Started;
+
+/// How often a running link reads its control (`drc link pause`, `skip`) from the target.
+pub const CONTROL_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything a link needs to run.
 #[derive(Debug, Clone)]
@@ -193,6 +197,14 @@ async fn run(
     };
     let result = async {
         let mut position = resume;
+        // The operator's control counts from the first batch on, the unfinished one included:
+        // a transaction to skip may be the one that stopped the link inside that batch.
+        let control = runner.control().await?;
+        if control.paused {
+            return runner.paused(&mut shutdown).await;
+        }
+        batcher.set_skips(control.skips);
+        let mut checked = Some(Instant::now());
         if let Some(u) = unfinished {
             let batch = batcher.next(u.start, Some(&u.end)).await?;
             if u.workers as usize > runner.appliers.len() {
@@ -207,10 +219,21 @@ async fn run(
         state.set_status(LinkStatus::Running);
         runner.metrics.up.with_label_values(&[runner.spec.name.as_str()]).set(1);
         loop {
+            if checked.is_none_or(|t| t.elapsed() >= CONTROL_EVERY) {
+                let control = runner.control().await?;
+                if control.paused {
+                    return runner.paused(&mut shutdown).await;
+                }
+                batcher.set_skips(control.skips);
+                checked = Some(Instant::now());
+            }
             let batch = tokio::select! {
                 b = batcher.next(position.clone(), None) => b?,
                 _ = shutdown.changed() => return Ok(()),
             };
+            if batch.is_idle() {
+                continue;
+            }
             seq += 1;
             match &batch.ddl {
                 Some((ev, decision)) => runner.ddl(seq, &batch, ev, decision).await?,

@@ -117,6 +117,47 @@ impl Runner {
         self.versions.clear();
     }
 
+    /// The operator's control of this link, read from the target's meta database.
+    pub(crate) async fn control(&mut self) -> Result<drc_meta::control::Control, LinkError> {
+        let meta = self.spec.replication.meta_database.clone();
+        let name = self.spec.name.clone();
+        bounded(
+            self.spec.applier.query_timeout,
+            "reading the link's control",
+            async {
+                drc_meta::control::read(&mut self.meta_conn, &meta, &name)
+                    .await
+                    .map_err(LinkError::from)
+            },
+        )
+        .await
+    }
+
+    /// Waits while the link is paused (status `paused`, nothing applied), then ends the run
+    /// with [`LinkError::Resumed`] so that it starts again from its checkpoints (which `drc
+    /// link set-position` may have changed meanwhile).
+    pub(crate) async fn paused(
+        &mut self,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), LinkError> {
+        tracing::info!("paused by the operator (drc link pause); applying nothing until resumed");
+        self.state.set_status(crate::state::LinkStatus::Paused);
+        self.metrics
+            .up
+            .with_label_values(&[self.spec.name.as_str()])
+            .set(0);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(super::CONTROL_EVERY) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+            if !self.control().await?.paused {
+                tracing::info!("resumed by the operator (drc link resume); starting again from the checkpoints");
+                return Err(LinkError::Resumed);
+            }
+        }
+    }
+
     /// Records the end of a batch that was applied (status and metrics).
     pub(crate) fn set_position(&self, p: &Position) {
         self.state.set_position(p);
@@ -253,6 +294,21 @@ impl Runner {
                     ..Job::default()
                 },
             ));
+        }
+        // Transactions passed on the operator's request are recorded with the first job's
+        // checkpoint: exactly when the position passes them.
+        if let Some((_, job)) = jobs.first_mut() {
+            for s in &batch.skipped {
+                job.checkpoint.push_str(";\n");
+                job.checkpoint
+                    .push_str(&drc_meta::control::skipped_statement(
+                        &meta_db,
+                        &self.spec.name,
+                        &s.gtid,
+                        s.rows,
+                        &s.content,
+                    ));
+            }
         }
         // Each applier runs its job concurrently; appliers beyond the plan's width stay idle.
         let mut by_worker: Vec<Option<Job<'_>>> = (0..self.appliers.len()).map(|_| None).collect();
