@@ -29,12 +29,9 @@
 //! stored term is 0 (or missing), so a daemon left running after the center moved to replicas
 //! (terms start at 1) is fenced out, and a standalone daemon never overrides replicas.
 
-use std::fmt::Write as _;
-
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use crate::sql::{ident, quoted};
 use crate::LinkError;
 
 /// The term and identity an applier writes under.
@@ -53,23 +50,9 @@ pub struct Fence {
 }
 
 impl Fence {
-    fn table(&self, name: &str) -> String {
-        let mut q = String::new();
-        ident(&mut q, &self.meta);
-        q.push('.');
-        ident(&mut q, name);
-        q
-    }
-
     /// The locking read that starts every apply transaction; returns `(term, replica)`.
     pub fn check_statement(&self) -> String {
-        let mut q = format!(
-            "SELECT `term`, `replica` FROM {} WHERE `center` = ",
-            self.table("fence")
-        );
-        quoted(&mut q, &self.center);
-        q.push_str(" LOCK IN SHARE MODE");
-        q
+        drc_meta::fence::check_statement(&self.meta, &self.center)
     }
 
     /// The error for a fence row that is not this replica's term.
@@ -85,23 +68,15 @@ impl Fence {
     /// Statements run in every apply transaction after the checkpoint: the checkpoint row's
     /// term, and this transaction's `apply_log` row.
     pub fn record_statements(&self, link: &str, worker: u32, batch: u64) -> String {
-        let mut q = format!(
-            "UPDATE {} SET `term` = {} WHERE `link` = ",
-            self.table("checkpoint"),
-            self.term
-        );
-        quoted(&mut q, link);
-        let _ = write!(q, " AND `worker` = {worker};\nINSERT INTO {} (`link`, `worker`, `slot`, `batch`, `term`, `replica`, `committed_at`) VALUES (", self.table("apply_log"));
-        quoted(&mut q, link);
-        let _ = write!(
-            q,
-            ", {worker}, {}, {batch}, {}, {}, NOW(6)) ON DUPLICATE KEY UPDATE `batch` = VALUES(`batch`), \
-             `term` = VALUES(`term`), `replica` = VALUES(`replica`), `committed_at` = VALUES(`committed_at`)",
-            batch % self.slots.max(1),
+        drc_meta::fence::record_statements(
+            &self.meta,
+            link,
+            worker,
+            batch,
             self.term,
-            self.replica
-        );
-        q
+            self.replica,
+            self.slots,
+        )
     }
 }
 
@@ -139,26 +114,8 @@ async fn kill_blockers(url: &str, waiter: u32) -> Result<Vec<u64>, LinkError> {
 /// that hold the fence row for more than a second, see [`kill_blockers`]).
 pub async fn take(conn: &mut Conn, url: &str, fence: &Fence) -> Result<(), LinkError> {
     drc_meta::ensure_schema(conn, &fence.meta).await?;
-    let fence_table = fence.table("fence");
-    let mut up =
-        format!("INSERT INTO {fence_table} (`center`, `term`, `replica`, `taken_at`) VALUES (");
-    quoted(&mut up, &fence.center);
     let t = fence.term;
-    let _ = write!(
-        up,
-        ", {t}, {r}, NOW(6)) ON DUPLICATE KEY UPDATE \
-         `replica` = IF(`term` < {t}, VALUES(`replica`), `replica`), \
-         `taken_at` = IF(`term` < {t}, VALUES(`taken_at`), `taken_at`), \
-         `term` = GREATEST(`term`, {t})",
-        r = fence.replica
-    );
-    if t == 0 {
-        // Standalone: never raise anything, only create the row.
-        up = up.replace("INSERT INTO", "INSERT IGNORE INTO");
-        if let Some(i) = up.find(" ON DUPLICATE KEY UPDATE") {
-            up.truncate(i);
-        }
-    }
+    let up = drc_meta::fence::take_statement(&fence.meta, &fence.center, t, fence.replica);
     let waiter = conn.id();
     let run = async {
         conn.query_drop("START TRANSACTION").await?;
@@ -195,12 +152,7 @@ pub async fn take(conn: &mut Conn, url: &str, fence: &Fence) -> Result<(), LinkE
         let _ = conn.query_drop("ROLLBACK").await;
         return Err(fence.fenced(stored));
     }
-    let mut hist = format!(
-        "INSERT IGNORE INTO {} (`center`, `term`, `replica`, `started_at`) VALUES (",
-        fence.table("term_history")
-    );
-    quoted(&mut hist, &fence.center);
-    let _ = write!(hist, ", {t}, {}, NOW(6))", fence.replica);
+    let hist = drc_meta::fence::history_statement(&fence.meta, &fence.center, t, fence.replica);
     let fin = async {
         conn.query_drop(&hist).await?;
         conn.query_drop("COMMIT").await

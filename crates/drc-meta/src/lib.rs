@@ -9,7 +9,7 @@
 //! | `heartbeat` | one row per center, written every second by that center's daemon ([`heartbeat`]) | the daemon | yes, on purpose: a peer's row shows how far behind the link is |
 //! | `origin` | marker strategy: one row per origin, link and applier worker, touched first in every transaction that worker applies ([`marker`]) | appliers | no (it marks drc's own writes) |
 //! | `canary` | start-up proof that origin tagging works ([`canary`]) | link start-up | no |
-//! | `tombstone` | rank of every row deleted by an applier, and claims on unique values, of a last-writer-wins table (docs/conflicts.md; the rank protocol is `drc_apply::conflict::tombstone`) | appliers | no |
+//! | `tombstone` | rank of every row deleted by an applier, and claims on unique values, of a last-writer-wins table (docs/conflicts.md; SQL in [`tombstone`], the rank encoding in `drc_apply::conflict::tombstone`) | appliers | no |
 //! | `local_tombstone` | the same, written by the local-delete reader for local writes | local-delete reader | no |
 //! | `source_identity` | per link into this center (role `link`) and per local-delete reader (role `local`): every `server_id` its source server has had ([`identity`]) | link and reader start-up | no |
 //! | `ddl_skip` | DDL positions an operator acknowledged (`drc ddl skip`): the link passes them, and records the statement when it does ([`ddl`]) | `drc ddl skip`, links | no |
@@ -17,7 +17,7 @@
 //! | `conflict` | every write lost to last-writer-wins, written in the apply transaction that decided it ([`conflict`]) | appliers; read by `drc conflicts` | no |
 //! | `link_control` | per link: paused by `drc link pause` ([`control`]) | `drc link` | no |
 //! | `link_skip` | source transactions an operator asked a link to pass, and their rows once passed ([`control`]) | `drc link skip`, links | no |
-//! | `fence` | per center: the term allowed to apply (the fence protocol is `drc_apply::fence`) | the leader | no |
+//! | `fence` | per center: the term allowed to apply (SQL in [`fence`], the protocol is `drc_apply::fence`) | the leader | no |
 //! | `term_history` | every term that took a center's fence | the leader | no |
 //! | `apply_log` | one row per committed apply transaction, in a ring of slots per link worker | appliers | no |
 //!
@@ -30,10 +30,12 @@ pub mod checkpoint;
 pub mod conflict;
 pub mod control;
 pub mod ddl;
+pub mod fence;
 pub mod heartbeat;
 pub mod identity;
 pub mod marker;
 pub mod schema;
+pub mod tombstone;
 
 use drc_core::sqltext::ident;
 

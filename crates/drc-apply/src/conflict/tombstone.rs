@@ -18,30 +18,9 @@ use tokio::sync::watch;
 
 use super::canon::Canon;
 use super::decide::Tomb;
-use crate::sql::{ident, quoted};
 use crate::LinkError;
 
-/// Which of the two tombstone tables a writer uses. Appliers and the local-delete reader write
-/// separate tables and readers take the higher rank of both: an applier waits for the reader
-/// while its transaction holds locks on the tombstones it wrote, so the reader must never need
-/// those locks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Store {
-    /// `<meta>.tombstone`: written by appliers.
-    Applied,
-    /// `<meta>.local_tombstone`: written by the local-delete reader.
-    Local,
-}
-
-impl Store {
-    /// The table's name.
-    pub fn table(self) -> &'static str {
-        match self {
-            Store::Applied => "tombstone",
-            Store::Local => "local_tombstone",
-        }
-    }
-}
+pub use drc_meta::tombstone::Store;
 
 /// The rank of a tombstone as bytes whose order (`memcmp`, as the server compares VARBINARY)
 /// is the rank order of [`super::decide::beats_rank`]: the version, encoded order-preserving
@@ -116,15 +95,6 @@ fn decimal_key(out: &mut Vec<u8>, d: &str) {
     }
 }
 
-fn hex(out: &mut String, bytes: &[u8]) {
-    use std::fmt::Write as _;
-    out.push_str("X'");
-    for b in bytes {
-        let _ = write!(out, "{b:02X}");
-    }
-    out.push('\'');
-}
-
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
@@ -177,77 +147,23 @@ pub fn version_from_text(s: &str) -> Canon {
 /// higher one is there: the server compares the ranks ([`rank_key`]), so concurrent writers
 /// of one key (appliers, the local-delete readers of several replicas) only ever raise it.
 pub fn write_sql(meta: &str, store: Store, db_table: &str, pk_hash: &[u8; 32], t: &Tomb) -> String {
-    let mut q = String::from("INSERT INTO ");
-    ident(&mut q, meta);
-    q.push_str(&format!(
-        ".`{}` (`db_table`, `pk_hash`, `version`, `row_hash`, `rank_key`) VALUES (",
-        store.table()
-    ));
-    quoted(&mut q, db_table);
-    q.push_str(", ");
-    hex(&mut q, pk_hash);
-    q.push_str(", ");
-    quoted(&mut q, &version_text(&t.version));
-    q.push_str(", ");
-    hex(&mut q, &t.hash);
-    q.push_str(", ");
-    hex(&mut q, &rank_key(&t.version, &t.hash));
-    // Assignments run in order and see the new values: `rank_key` goes last.
-    q.push_str(
-        ") ON DUPLICATE KEY UPDATE \
-         `version` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`version`), `version`), \
-         `row_hash` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`row_hash`), `row_hash`), \
-         `rank_key` = GREATEST(`rank_key`, VALUES(`rank_key`))",
-    );
-    q
+    drc_meta::tombstone::write_statement(
+        meta,
+        store,
+        &drc_meta::tombstone::Mark {
+            db_table,
+            pk_hash,
+            version: &version_text(&t.version),
+            row_hash: &t.hash,
+            rank_key: &rank_key(&t.version, &t.hash),
+        },
+    )
 }
 
-/// One read of the tombstones at `keys` (`(db_table, pk_hash)`) in both tables, grouped by
-/// table; columns: db_table, HEX(pk_hash), version, HEX(row_hash). A key can come back twice
-/// (once per table): the higher rank counts. `None` when `keys` is empty.
+/// One read of the tombstones at `keys` in both tables
+/// ([`drc_meta::tombstone::read_many_statement`]); rows parse with [`from_many_row`].
 pub fn read_many_sql(meta: &str, keys: &[(String, [u8; 32])]) -> Option<String> {
-    let w = where_keys(keys)?;
-    let mut q = String::new();
-    for (n, store) in [Store::Applied, Store::Local].into_iter().enumerate() {
-        if n > 0 {
-            q.push_str(" UNION ALL ");
-        }
-        q.push_str("SELECT `db_table`, HEX(`pk_hash`), `version`, HEX(`row_hash`) FROM ");
-        ident(&mut q, meta);
-        q.push_str(&format!(".`{}` WHERE ", store.table()));
-        q.push_str(&w);
-    }
-    Some(q)
-}
-
-fn where_keys(keys: &[(String, [u8; 32])]) -> Option<String> {
-    let mut by_table: Vec<(&str, Vec<&[u8; 32]>)> = Vec::new();
-    for (t, h) in keys {
-        match by_table.iter_mut().find(|(name, _)| name == t) {
-            Some((_, hs)) => hs.push(h),
-            None => by_table.push((t, vec![h])),
-        }
-    }
-    if by_table.is_empty() {
-        return None;
-    }
-    let mut q = String::new();
-    for (n, (t, hs)) in by_table.iter().enumerate() {
-        if n > 0 {
-            q.push_str(" OR ");
-        }
-        q.push_str("(`db_table` = ");
-        quoted(&mut q, t);
-        q.push_str(" AND `pk_hash` IN (");
-        for (m, h) in hs.iter().enumerate() {
-            if m > 0 {
-                q.push_str(", ");
-            }
-            hex(&mut q, &h[..]);
-        }
-        q.push_str("))");
-    }
-    Some(q)
+    drc_meta::tombstone::read_many_statement(meta, keys)
 }
 
 /// The key `(db_table, pk_hash)` and tombstone of a [`read_many_sql`] row.
@@ -272,19 +188,7 @@ pub fn from_row(version: &str, row_hash: &str) -> Option<Tomb> {
 
 /// The purges of tombstones older than `retention` (both tables).
 pub fn purge_sql(meta: &str, retention: Duration) -> Vec<String> {
-    [Store::Applied, Store::Local]
-        .into_iter()
-        .map(|store| {
-            let mut q = String::from("DELETE FROM ");
-            ident(&mut q, meta);
-            q.push_str(&format!(
-                ".`{}` WHERE `at` < NOW(6) - INTERVAL {} SECOND LIMIT 10000",
-                store.table(),
-                retention.as_secs()
-            ));
-            q
-        })
-        .collect()
+    drc_meta::tombstone::purge_statements(meta, retention)
 }
 
 /// How far the local-delete reader has read the center's binlog (every local delete up to there

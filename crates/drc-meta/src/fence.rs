@@ -1,0 +1,82 @@
+//! The SQL of the fence tables (`<meta>.fence`, `term_history`, `apply_log`) and of the term
+//! stamp on checkpoints. The fence protocol itself — who takes the fence when, killing the
+//! blockers of an older term, what a mismatch means — is `drc_apply::fence`'s.
+
+use std::fmt::Write as _;
+
+use drc_core::sqltext::quoted;
+
+use crate::table;
+
+/// The locking read of `center`'s fence row that starts every apply transaction; returns
+/// `(term, replica)`.
+pub fn check_statement(meta: &str, center: &str) -> String {
+    let mut q = String::from("SELECT `term`, `replica` FROM ");
+    table(&mut q, meta, "fence");
+    q.push_str(" WHERE `center` = ");
+    quoted(&mut q, center);
+    q.push_str(" LOCK IN SHARE MODE");
+    q
+}
+
+/// Statements run in every fenced apply transaction after the checkpoint: the checkpoint row's
+/// term, and this transaction's `apply_log` row (slot `batch mod slots`).
+pub fn record_statements(
+    meta: &str,
+    link: &str,
+    worker: u32,
+    batch: u64,
+    term: u64,
+    replica: u32,
+    slots: u64,
+) -> String {
+    let mut q = String::from("UPDATE ");
+    table(&mut q, meta, "checkpoint");
+    let _ = write!(q, " SET `term` = {term} WHERE `link` = ");
+    quoted(&mut q, link);
+    let _ = write!(q, " AND `worker` = {worker};\nINSERT INTO ");
+    table(&mut q, meta, "apply_log");
+    q.push_str(" (`link`, `worker`, `slot`, `batch`, `term`, `replica`, `committed_at`) VALUES (");
+    quoted(&mut q, link);
+    let _ = write!(
+        q,
+        ", {worker}, {}, {batch}, {term}, {replica}, NOW(6)) ON DUPLICATE KEY UPDATE `batch` = VALUES(`batch`), \
+         `term` = VALUES(`term`), `replica` = VALUES(`replica`), `committed_at` = VALUES(`committed_at`)",
+        batch % slots.max(1),
+    );
+    q
+}
+
+/// The statement that raises `center`'s fence to `term` for `replica` unless a higher term
+/// holds it; with term 0 (a standalone daemon) it only creates the row.
+pub fn take_statement(meta: &str, center: &str, term: u64, replica: u32) -> String {
+    let mut q = String::from(if term == 0 {
+        "INSERT IGNORE INTO "
+    } else {
+        "INSERT INTO "
+    });
+    table(&mut q, meta, "fence");
+    q.push_str(" (`center`, `term`, `replica`, `taken_at`) VALUES (");
+    quoted(&mut q, center);
+    let _ = write!(q, ", {term}, {replica}, NOW(6))");
+    if term > 0 {
+        let _ = write!(
+            q,
+            " ON DUPLICATE KEY UPDATE \
+             `replica` = IF(`term` < {term}, VALUES(`replica`), `replica`), \
+             `taken_at` = IF(`term` < {term}, VALUES(`taken_at`), `taken_at`), \
+             `term` = GREATEST(`term`, {term})"
+        );
+    }
+    q
+}
+
+/// The `term_history` row of a term that took `center`'s fence.
+pub fn history_statement(meta: &str, center: &str, term: u64, replica: u32) -> String {
+    let mut q = String::from("INSERT IGNORE INTO ");
+    table(&mut q, meta, "term_history");
+    q.push_str(" (`center`, `term`, `replica`, `started_at`) VALUES (");
+    quoted(&mut q, center);
+    let _ = write!(q, ", {term}, {replica}, NOW(6))");
+    q
+}
