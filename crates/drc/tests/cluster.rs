@@ -178,6 +178,19 @@ impl Cluster {
         self.daemons[i].as_ref().map(Child::id)
     }
 
+    /// `drc status` of the cluster: its exit code and what it printed.
+    pub fn status(&self) -> (Option<i32>, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_drc"))
+            .args(["status", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("drc status");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    }
+
     /// The log of center `i`'s daemon so far.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", NAMES[i])))

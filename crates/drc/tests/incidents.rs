@@ -129,19 +129,6 @@ async fn new_server_id_behind_the_same_address_loses_nothing() {
     assert_eq!(cluster.wait_converged("t").await, 73);
 }
 
-/// `drc status` for the cluster: (exit code, stdout).
-fn status(cluster: &Cluster) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
-        .args(["status", "--config"])
-        .arg(&cluster.config)
-        .output()
-        .expect("drc status");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-    )
-}
-
 /// A target column narrower than the source's: the row is not truncated into it; the link
 /// stops naming table, key, column and value, `drc status` exits non-zero, the other centers
 /// get the row, and once the operator widens the column the link resumes by itself.
@@ -197,7 +184,7 @@ async fn narrower_column(versioned: bool) {
     ] {
         assert!(error.contains(part), "{part:?} in {error}");
     }
-    let (code, text) = status(&cluster);
+    let (code, text) = cluster.status();
     assert_ne!(code, Some(0), "drc status must fail:\n{text}");
     assert!(text.contains("a->b") && text.contains("failed"), "{text}");
     // The refused row is not in b, truncated or otherwise (row 1 may be: another worker's

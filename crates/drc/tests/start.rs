@@ -9,18 +9,6 @@ use mysql_async::prelude::Queryable;
 
 use crate::cluster::{Cluster, CONVERGE};
 
-fn status(cluster: &Cluster) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
-        .args(["status", "--config"])
-        .arg(&cluster.config)
-        .output()
-        .expect("drc status");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-    )
-}
-
 /// Waits until center `i`'s `/health` mentions every one of `parts`; returns it.
 async fn health_says(cluster: &Cluster, i: usize, parts: &[&str]) -> String {
     let deadline = tokio::time::Instant::now() + CONVERGE;
@@ -70,7 +58,7 @@ async fn a_link_without_a_checkpoint_refuses_to_start() {
     )
     .await;
     assert!(h.contains("drc bootstrap"), "{h}");
-    let (code, text) = status(&cl);
+    let (code, text) = cl.status();
     assert_ne!(code, Some(0), "drc status must fail:\n{text}");
     assert!(text.contains("failed"), "{text}");
     assert!(cl.terminate(1, Duration::from_secs(30)).await, "b stops");
@@ -93,7 +81,7 @@ async fn a_link_without_a_checkpoint_refuses_to_start() {
         5,
         "b applied nothing, and skipped nothing silently"
     );
-    let (code, _) = status(&cl);
+    let (code, _) = cl.status();
     assert_ne!(code, Some(0));
 }
 
@@ -194,7 +182,7 @@ async fn a_purged_source_position_stops_the_link_clearly() {
     cl.start(1);
     let h = health_says(&cl, 1, &["a->b", "is gone", "needs a bootstrap"]).await;
     assert!(h.contains("1236"), "{h}");
-    let (code, text) = status(&cl);
+    let (code, text) = cl.status();
     assert_ne!(code, Some(0), "drc status must fail:\n{text}");
     for i in 0..3 {
         let _ = cl.terminate(i, Duration::from_secs(30)).await;
