@@ -137,3 +137,13 @@ pub fn recovery(rows: &[Checkpoint]) -> Recovery {
         done,
     }
 }
+
+/// The statement that deletes every worker checkpoint of `link` (before `drc bootstrap` writes
+/// the link's new starting point: a stale row of a higher batch would win [`recovery`]).
+pub fn clear_checkpoints_statement(meta: &str, link: &str) -> String {
+    let mut q = String::from("DELETE FROM ");
+    table(&mut q, meta, "checkpoint");
+    q.push_str(" WHERE `link` = ");
+    quoted(&mut q, link);
+    q
+}

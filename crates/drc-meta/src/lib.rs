@@ -19,12 +19,14 @@
 //! | `link_skip` | source transactions an operator asked a link to pass, and their rows once passed ([`control`]) | `drc link skip`, links | no |
 //! | `fence` | per center: the term allowed to apply (SQL in [`fence`], the protocol is `drc_apply::fence`) | the leader | no |
 //! | `term_history` | every term that took a center's fence | the leader | no |
+//! | `bootstrap` | `drc bootstrap`'s resumable state in the center being filled: the starting position of every link into and out of it, and per table the last primary key copied ([`bootstrap`]) | `drc bootstrap` | no |
 //! | `apply_log` | one row per committed apply transaction, in a ring of slots per link worker | appliers | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (design
 //! invariant 2). Statements are rendered with every name and value escaped
 //! ([`drc_core::sqltext`]); a meta database name is any identifier.
 
+pub mod bootstrap;
 pub mod canary;
 pub mod checkpoint;
 pub mod conflict;
@@ -87,7 +89,10 @@ pub fn is_missing(e: &mysql_async::Error) -> bool {
     matches!(server_code(e), Some(ER_NO_SUCH_TABLE | ER_BAD_DB_ERROR))
 }
 
-pub use checkpoint::{checkpoint_statement, load_checkpoints, recovery, Checkpoint, Recovery};
+pub use checkpoint::{
+    checkpoint_statement, clear_checkpoints_statement, load_checkpoints, recovery, Checkpoint,
+    Recovery,
+};
 pub use ddl::{
     ddl_acknowledged, ddl_done_statement, ddl_passed_statement, ddl_pending, ddl_skip_statement,
     ddl_start_statement,

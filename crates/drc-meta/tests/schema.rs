@@ -38,6 +38,7 @@ async fn a_fresh_meta_database_gets_every_table_at_the_current_version() {
         tables,
         [
             "apply_log",
+            "bootstrap",
             "canary",
             "checkpoint",
             "conflict",

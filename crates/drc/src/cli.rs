@@ -34,6 +34,8 @@ pub enum Command {
     Ddl(crate::ddl::DdlArgs),
     /// Control one link: pause, resume, skip a transaction, set its position.
     Link(crate::link::LinkArgs),
+    /// Fill a center with a live peer's data and write its links' starting checkpoints.
+    Bootstrap(crate::bootstrap::BootstrapArgs),
 }
 
 /// `drc run`.

@@ -3,6 +3,7 @@
 //! `main` -> `try_main` -> `ExitCode`: errors are printed once, to stderr, with their causes,
 //! and turn into a non-zero exit code.
 
+mod bootstrap;
 mod check;
 mod cli;
 mod conflicts;
@@ -62,5 +63,6 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         cli::Command::Conflicts(args) => rt.block_on(conflicts::run(args)),
         cli::Command::Ddl(args) => rt.block_on(ddl::run(args)),
         cli::Command::Link(args) => rt.block_on(link::run(args)),
+        cli::Command::Bootstrap(args) => rt.block_on(bootstrap::run(args)),
     }
 }

@@ -2,6 +2,7 @@
 //! servers shared by the tests of this binary.
 
 mod apply;
+mod bootstrap;
 mod check;
 mod clock;
 mod cluster;
