@@ -318,3 +318,72 @@ pub async fn copy(
     }
     Ok(tracker.progress)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::{Column, Kind};
+
+    fn table() -> TableDef {
+        TableDef {
+            db: "d".into(),
+            table: "t".into(),
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    kind: Kind::Number,
+                },
+                Column {
+                    name: "v".into(),
+                    kind: Kind::Text("utf8mb4".into()),
+                },
+            ],
+            pk: vec![0],
+            secondary_unique: false,
+            estimated_rows: 0,
+        }
+    }
+
+    fn chunk(lower: Option<&str>, upper: Option<&str>, n: i64) -> Chunk {
+        Chunk {
+            table: 0,
+            seq: 0,
+            lower: lower.map(|k| vec![k.as_bytes().to_vec()]),
+            upper: upper.map(|k| vec![k.as_bytes().to_vec()]),
+            rows: (1..=n)
+                .map(|i| vec![Value::Int(i), Value::Bytes(b"xyz".to_vec())])
+                .collect(),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_chunk_replaces_its_key_range() {
+        let t = table();
+        let s = statements(&t, &chunk(Some("10"), Some("20"), 2), 1 << 20).unwrap_or_default();
+        assert_eq!(
+            s,
+            [
+                "DELETE FROM `d`.`t` WHERE ((`id`>10)) AND ((`id`<20) OR (`id`=20))",
+                "INSERT INTO `d`.`t` (`id`, `v`) VALUES (1,_utf8mb4'xyz'),(2,_utf8mb4'xyz')",
+            ]
+        );
+        // The first chunk has no lower bound, a table's last one no upper bound; an empty
+        // table's only chunk empties the target's table.
+        let s = statements(&t, &chunk(None, None, 0), 1 << 20).unwrap_or_default();
+        assert_eq!(s, ["DELETE FROM `d`.`t`"]);
+        let s = statements(&t, &chunk(Some("5"), None, 0), 1 << 20).unwrap_or_default();
+        assert_eq!(s, ["DELETE FROM `d`.`t` WHERE ((`id`>5))"]);
+    }
+
+    #[test]
+    fn inserts_are_split_below_the_limit_and_oversized_rows_refused() {
+        let t = table();
+        let s = statements(&t, &chunk(None, Some("100"), 100), 200).unwrap_or_default();
+        assert!(s.len() > 2, "{s:?}");
+        assert!(s.iter().all(|q| q.len() <= 200), "{s:?}");
+        let rows: usize = s[1..].iter().map(|q| q.matches("),(").count() + 1).sum();
+        assert_eq!(rows, 100);
+        assert!(statements(&t, &chunk(None, None, 1), 20).is_err());
+    }
+}
