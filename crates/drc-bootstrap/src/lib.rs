@@ -4,8 +4,9 @@
 //!
 //! Protocol (docs/operations.md has the procedures built on it):
 //! 1. Input: C and A are known, distinct centers; every center is reachable, and its meta
-//!    database is at this drc's schema ([`drc_meta::ensure_schema`]); the replicated tables of
-//!    A ([`tables`]) all have a primary key.
+//!    database is at this drc's schema ([`drc_meta::ensure_schema`]); C's daemon is not running
+//!    (its heartbeat row is stale); the replicated tables of A ([`tables`]) all have a primary
+//!    key.
 //! 2. A fresh run creates the databases and tables C lacks (A's `SHOW CREATE`), refuses when
 //!    replicated tables of C hold rows (or empties them with `--truncate`), and reads C's binlog
 //!    position — all before any copied row is written, so links `C->P` that start there read no
@@ -152,6 +153,7 @@ pub async fn bootstrap(config: &Config, options: &Options) -> Result<Summary, Bo
     let (cname, aname) = (options.center.as_str(), options.from.as_str());
     // Every center is reached (and its meta schema made current) before anything is written.
     let mut c = open(config, cname, &meta).await?;
+    refuse_running_daemon(&mut c, &meta, config.heartbeat.interval).await?;
     let mut a = open(config, aname, &meta).await?;
     let mut peers = Vec::new();
     for n in names.iter().filter(|n| **n != cname && **n != aname) {
@@ -461,6 +463,36 @@ pub async fn bootstrap(config: &Config, options: &Options) -> Result<Summary, Bo
         resumed,
         links,
     })
+}
+
+/// Refuses when C's daemon wrote its heartbeat recently: its links would apply into tables
+/// being copied and move the checkpoints the bootstrap writes.
+async fn refuse_running_daemon(
+    c: &mut Center,
+    meta: &str,
+    interval: Duration,
+) -> Result<(), BootstrapError> {
+    let mut q = String::from("SELECT TIMESTAMPDIFF(MICROSECOND, `ts`, NOW(6)) FROM ");
+    drc_core::sqltext::qualified(&mut q, meta, "heartbeat");
+    q.push_str(" WHERE `center` = ");
+    drc_core::sqltext::quoted(&mut q, &c.name);
+    let age: Option<Option<i64>> = c.conn.query_first(q).await.map_err(BootstrapError::query(
+        &c.name,
+        "reading the center's heartbeat",
+    ))?;
+    let limit = (interval * 3).max(Duration::from_secs(3));
+    if let Some(Some(us)) = age {
+        let age = Duration::from_micros(us.max(0).unsigned_abs());
+        if age < limit {
+            return Err(BootstrapError::Input(format!(
+                "the daemon of center {} is running (its heartbeat is {:.1} s old): stop it (every replica) before bootstrapping the center, and wait {} s",
+                c.name,
+                age.as_secs_f64(),
+                limit.as_secs()
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn in_transaction(

@@ -350,6 +350,14 @@ async fn killed_and_resumed(unique: bool) {
     c_writes_reach_the_others(&cluster).await;
 }
 
+fn expect_err(cluster: &Cluster, args: &[&str], needle: &str) {
+    let out = run_bootstrap(cluster, args);
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "wanted {needle:?}\n{}", text(&out));
+    assert!(!err.contains("panicked"), "{}", text(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_clearly() {
     let mut cluster = Cluster::new(
@@ -359,16 +367,47 @@ async fn bad_input_is_refused_clearly() {
         "",
     )
     .await;
-    let expect_err = |args: &[&str], needle: &str| {
-        let out = run_bootstrap(&cluster, args);
-        assert!(!out.status.success(), "{}", text(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "wanted {needle:?}\n{}", text(&out));
-        assert!(!err.contains("panicked"), "{}", text(&out));
-    };
-    expect_err(&["--center", "zz", "--from", "a"], "unknown center zz");
-    expect_err(&["--center", "c", "--from", "c"], "both name c");
-    expect_err(&["--center", "c", "--from", "a"], "have no primary key");
+    expect_err(
+        &cluster,
+        &["--center", "zz", "--from", "a"],
+        "unknown center zz",
+    );
+    expect_err(&cluster, &["--center", "c", "--from", "c"], "both name c");
+    expect_err(
+        &cluster,
+        &["--center", "c", "--from", "a"],
+        "have no primary key",
+    );
+    // An unreachable center (nothing listens on port 1).
+    let toml = std::fs::read_to_string(&cluster.config).expect("config");
+    let mut n = 0;
+    let broken: String = toml
+        .lines()
+        .map(|l| {
+            if l.starts_with("mysql = ") {
+                n += 1;
+                if n == 3 {
+                    return "mysql = \"mysql://root@127.0.0.1:1\"".to_string();
+                }
+            }
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = cluster.config.with_file_name("unreachable.toml");
+    std::fs::write(&path, broken).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_drc"))
+        .args(["bootstrap", "--config"])
+        .arg(&path)
+        .args(["--center", "c", "--from", "a"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("center c: cannot connect"),
+        "{}",
+        text(&out)
+    );
     let mut a = cluster.conn(0).await;
     a.query_drop("DROP TABLE nopk").await.expect("drop");
     let mut c = cluster.conn(2).await;
@@ -377,12 +416,18 @@ async fn bad_input_is_refused_clearly() {
         .expect("row in c");
     // A has no checkpoint of b->a yet (its daemon never ran): but the non-empty table is found
     // first.
-    expect_err(&["--center", "c", "--from", "a"], "already hold rows");
     expect_err(
+        &cluster,
+        &["--center", "c", "--from", "a"],
+        "already hold rows",
+    );
+    expect_err(
+        &cluster,
         &["--center", "c", "--from", "a", "--truncate"],
         "no checkpoint of link b->a",
     );
     expect_err(
+        &cluster,
         &["--center", "c", "--from", "a", "--restart"],
         "no bootstrap of center c is under way",
     );
@@ -391,4 +436,12 @@ async fn bad_input_is_refused_clearly() {
     let out = run_bootstrap(&cluster, &["--center", "c", "--from", "a", "--truncate"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(count(&cluster, 2, "t").await, 0);
+    // A center whose daemon runs is refused.
+    cluster.start(2);
+    cluster.wait_center_running(2).await;
+    expect_err(
+        &cluster,
+        &["--center", "c", "--from", "a"],
+        "the daemon of center c is running",
+    );
 }
