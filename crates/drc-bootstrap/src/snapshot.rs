@@ -20,11 +20,9 @@ use drc_core::position::{MariaGtidList, Position};
 use drc_meta::{Checkpoint, Recovery};
 use drc_mysql::{connect, Flavor, ServerInfo};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row, Value};
+use mysql_async::{Conn, Row};
 
 use crate::error::BootstrapError;
-use crate::render;
-use crate::tables::Kind;
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -123,6 +121,9 @@ pub async fn open(url: &str, center: &str, info: &ServerInfo) -> Result<Snapshot
     })
 }
 
+/// `db_table`, `pk_hash`, `version`, `row_hash`, `rank_key` of a stored tombstone, as bytes.
+type TombstoneRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// Where a peer's link into the snapshot's center stood in the snapshot.
 pub enum PeerPosition {
     /// Every worker finished the link's last batch: the link resumes here.
@@ -156,65 +157,61 @@ impl Snapshot {
         })
     }
 
-    /// The rows of the source's `tombstone` and `local_tombstone` tables, as statements that
-    /// raise the target's `tombstone` rows to them (a tombstone only ever rises, as in
-    /// `drc_apply::conflict::tombstone`). At most `per_statement` rows per statement.
+    /// The rows of the source's `tombstone` and `local_tombstone` tables, as queries (each
+    /// `per_query` statements joined) that raise the target's `tombstone` rows to them with
+    /// [`drc_meta::tombstone::write_statement`] (a tombstone only ever rises). Both source tables
+    /// go into the target's applier table: they are all the target's history now. Their `at`
+    /// becomes the copy's time, so they are kept a retention period from now.
     pub async fn tombstone_statements(
         &mut self,
         meta: &str,
         target_meta: &str,
-        per_statement: usize,
+        per_query: usize,
     ) -> Result<(Vec<String>, u64), BootstrapError> {
         let mut out = Vec::new();
         let mut count = 0;
-        let kinds = [
-            Kind::Text("utf8mb4".into()),
-            Kind::Binary,
-            Kind::Text("utf8mb4".into()),
-            Kind::Binary,
-            Kind::DateTime,
-            Kind::Binary,
-        ];
         for source_table in ["tombstone", "local_tombstone"] {
             let mut q = String::from(
-                "SELECT `db_table`, `pk_hash`, `version`, `row_hash`, `at`, `rank_key` FROM ",
+                "SELECT `db_table`, `pk_hash`, `version`, `row_hash`, `rank_key` FROM ",
             );
             drc_core::sqltext::qualified(&mut q, meta, source_table);
-            let rows: Vec<Row> = match self.conn.exec(q, ()).await {
+            let rows: Vec<TombstoneRow> = match self.conn.query(q).await {
                 Ok(r) => r,
                 Err(e) if drc_meta::is_missing(&e) => Vec::new(),
                 Err(e) => return Err(BootstrapError::query(&self.center, "reading tombstones")(e)),
             };
-            for chunk in rows.chunks(per_statement.max(1)) {
-                let mut s = String::from("INSERT INTO ");
-                drc_core::sqltext::qualified(&mut s, target_meta, "tombstone");
-                s.push_str(
-                    " (`db_table`, `pk_hash`, `version`, `row_hash`, `at`, `rank_key`) VALUES ",
-                );
-                for (i, row) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        s.push_str(", ");
+            for chunk in rows.chunks(per_query.max(1)) {
+                let mut joined = String::new();
+                for (db_table, pk_hash, version, row_hash, rank_key) in chunk {
+                    let corrupt = || {
+                        BootstrapError::Unsupported(format!(
+                            "center {}: a row of {meta}.{source_table} is malformed (hash not 32 bytes or text not UTF-8)",
+                            self.center
+                        ))
+                    };
+                    let db_table = std::str::from_utf8(db_table).map_err(|_| corrupt())?;
+                    let version = std::str::from_utf8(version).map_err(|_| corrupt())?;
+                    let pk_hash: &[u8; 32] =
+                        pk_hash.as_slice().try_into().map_err(|_| corrupt())?;
+                    let row_hash: &[u8; 32] =
+                        row_hash.as_slice().try_into().map_err(|_| corrupt())?;
+                    if !joined.is_empty() {
+                        joined.push_str("; ");
                     }
-                    s.push('(');
-                    for (j, kind) in kinds.iter().enumerate() {
-                        if j > 0 {
-                            s.push_str(", ");
-                        }
-                        let v = row.as_ref(j).unwrap_or(&Value::NULL);
-                        render::value(&mut s, v, kind)?;
-                    }
-                    s.push(')');
+                    joined.push_str(&drc_meta::tombstone::write_statement(
+                        target_meta,
+                        drc_meta::tombstone::Store::Applied,
+                        &drc_meta::tombstone::Mark {
+                            db_table,
+                            pk_hash,
+                            version,
+                            row_hash,
+                            rank_key,
+                        },
+                    ));
                     count += 1;
                 }
-                // Assignments run in order and see the new values: `rank_key` goes last.
-                s.push_str(
-                    " ON DUPLICATE KEY UPDATE \
-                     `version` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`version`), `version`), \
-                     `row_hash` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`row_hash`), `row_hash`), \
-                     `at` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`at`), `at`), \
-                     `rank_key` = GREATEST(`rank_key`, VALUES(`rank_key`))",
-                );
-                out.push(s);
+                out.push(joined);
             }
         }
         Ok((out, count))

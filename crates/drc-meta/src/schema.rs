@@ -16,8 +16,7 @@
 //! A new table needs no version: `CREATE ... IF NOT EXISTS` adds it, and an older drc ignores
 //! it. Versions count changes to existing tables. Versions: 1 — the tables as first released; 2 — `tombstone.rank_key` (the rank as
 //! memcmp-ordered bytes, compared by the server); 3 — `origin` keyed by `(origin, link,
-//! worker)`, so that parallel appliers never wait on one marker row; 4 — the `bootstrap` table
-//! (`drc bootstrap`'s resumable state, [`crate::bootstrap`]).
+//! worker)`, so that parallel appliers never wait on one marker row.
 
 use drc_core::sqltext::{ident, quoted};
 use drc_mysql::codes::{ER_DUP_FIELDNAME, ER_DUP_KEYNAME, ER_MULTIPLE_PRI_KEY};
@@ -27,7 +26,7 @@ use mysql_async::Conn;
 use crate::MetaError;
 
 /// The schema version this drc writes.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 3;
 
 /// One upgrade step: the version it brings the schema to, what it does, the probe (a
 /// `SELECT COUNT(*)` that returns 0 when the step is needed) and the change.
@@ -51,11 +50,6 @@ pub const UPGRADES: &[Upgrade] = &[
         to: 3,
         what: "keying origin markers per link worker",
         statements: origin_per_worker,
-    },
-    Upgrade {
-        to: 4,
-        what: "adding the bootstrap table",
-        statements: bootstrap_table,
     },
 ];
 
@@ -102,27 +96,6 @@ fn origin_per_worker(meta: &str) -> (String, String) {
              DROP PRIMARY KEY, ADD PRIMARY KEY (`origin`, `link`, `worker`)",
             db(meta)
         ),
-    )
-}
-
-/// The `bootstrap` table ([`crate::bootstrap`]): a new table, so the step is its creation
-/// (also in [`create_statements`], which runs first; the probe then finds it).
-fn bootstrap_table(meta: &str) -> (String, String) {
-    let mut probe =
-        String::from("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ");
-    quoted(&mut probe, meta);
-    probe.push_str(" AND TABLE_NAME = 'bootstrap'");
-    (probe, bootstrap_definition(&db(meta)))
-}
-
-fn bootstrap_definition(db: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {db}.`bootstrap` (\
-         `kind` VARCHAR(8) NOT NULL, `db` VARCHAR(64) NOT NULL, `name` VARCHAR(130) NOT NULL, \
-         `source` VARCHAR(64) NOT NULL, `position` MEDIUMTEXT NULL, `last_key` MEDIUMTEXT NULL, \
-         `copied_rows` BIGINT UNSIGNED NOT NULL DEFAULT 0, `done` TINYINT NOT NULL DEFAULT 0, \
-         `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
-         PRIMARY KEY (`kind`, `db`, `name`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
     )
 }
 
@@ -207,7 +180,12 @@ pub fn create_statements(meta: &str) -> Vec<String> {
            `slot` BIGINT UNSIGNED NOT NULL, `batch` BIGINT UNSIGNED NOT NULL, \
            `term` BIGINT UNSIGNED NOT NULL, `replica` INT UNSIGNED NOT NULL, \
            `committed_at` TIMESTAMP(6) NOT NULL, PRIMARY KEY (`link`, `worker`, `slot`))"),
-        bootstrap_definition(&db),
+        t("`bootstrap` (\
+           `kind` VARCHAR(8) NOT NULL, `db` VARCHAR(64) NOT NULL, `name` VARCHAR(130) NOT NULL, \
+           `source` VARCHAR(64) NOT NULL, `position` MEDIUMTEXT NULL, `last_key` MEDIUMTEXT NULL, \
+           `copied_rows` BIGINT UNSIGNED NOT NULL DEFAULT 0, `done` TINYINT NOT NULL DEFAULT 0, \
+           `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+           PRIMARY KEY (`kind`, `db`, `name`))"),
     ]
 }
 

@@ -119,6 +119,18 @@ async fn wait_count(cluster: &Cluster, i: usize, table: &str, n: u64) {
     }
 }
 
+/// Waits until center `i` holds at most `n` rows of `table`.
+async fn wait_count_at_most(cluster: &Cluster, i: usize, table: &str, n: u64) {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while count(cluster, i, table).await > n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{table} falls to {n} rows in center {i}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Then c's own writes reach a and b.
 async fn c_writes_reach_the_others(cluster: &Cluster) {
     let mut c = cluster.conn(2).await;
@@ -168,6 +180,16 @@ async fn third_center_under_load(loopback: &str) {
     cluster.wait_center_running(1).await;
     seed(&cluster, 20_000).await;
     wait_count(&cluster, 1, "sb", 20_000).await;
+    // Deleted rows of a last-writer-wins table leave tombstones in a, which c must get.
+    let mut a = cluster.conn(0).await;
+    a.query_drop("INSERT INTO lww (id, v) SELECT seq, 0 FROM seq_21_to_30")
+        .await
+        .expect("lww rows to delete");
+    wait_count(&cluster, 1, "lww", 30).await;
+    a.query_drop("DELETE FROM lww WHERE id > 20")
+        .await
+        .expect("delete");
+    wait_count_at_most(&cluster, 1, "lww", 20).await;
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = writers(&cluster, stop.clone(), 100_000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -190,6 +212,19 @@ async fn third_center_under_load(loopback: &str) {
     assert!(stdout.contains("link b->c starts at"), "{}", text(&out));
     assert!(stdout.contains("link c->a starts at"), "{}", text(&out));
     assert!(stdout.contains("link c->b starts at"), "{}", text(&out));
+    let mut c = cluster.conn(2).await;
+    let stones: Option<u64> = c
+        .query_first(format!(
+            "SELECT COUNT(*) FROM `{}_meta`.tombstone WHERE db_table = '{}.lww'",
+            cluster.db, cluster.db
+        ))
+        .await
+        .expect("tombstones");
+    assert!(
+        stones >= Some(10),
+        "{stones:?} tombstones copied\n{}",
+        text(&out)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let tag = if loopback == "marker" {
         "Marker"
