@@ -7,12 +7,26 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "drc", version, about, long_about = None)]
 pub struct Cli {
     /// Log filter for messages on stderr (`error`, `warn`, `info`, `debug`, or a tracing
-    /// filter such as `drc_source=debug`); the DRC_LOG environment variable overrides it.
-    #[arg(long, global = true, default_value = "warn")]
-    pub log: String,
+    /// filter such as `drc_source=debug`). The DRC_LOG environment variable overrides it; without
+    /// either, RUST_LOG is used, and without any of them `warn`.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+    /// Log lines on stderr as human-readable text, or as JSON objects, one per line (for log
+    /// collectors; each carries its level, target, fields and the spans it is in, e.g. the link).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.

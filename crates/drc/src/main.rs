@@ -24,7 +24,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing(&cli.log);
+    init_tracing(cli.log.as_deref(), cli.log_format);
     match try_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -39,15 +39,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DRC_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+/// Sets up logging on stderr. The filter: DRC_LOG, else `--log`, else RUST_LOG, else `warn`.
+fn init_tracing(level: Option<&str>, format: cli::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DRC_LOG")
+        .ok()
+        .or_else(|| level.and_then(|l| EnvFilter::try_new(l).ok()))
+        .or_else(|| EnvFilter::try_from_env("RUST_LOG").ok())
+        .unwrap_or_else(|| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        cli::LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {

@@ -189,3 +189,25 @@ async fn a_purged_source_position_stops_the_link_clearly() {
     }
     drop(servers);
 }
+
+/// `--log-format json`: every log line of a daemon is one JSON object, and a link's lines carry
+/// the `link` span that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_link_span() {
+    let mut cl = Cluster::new("jsonlog", "CREATE TABLE t (id INT PRIMARY KEY)", "auto", "").await;
+    cl.start_with(0, &["--start", "now", "--log-format", "json"]);
+    cl.wait_center_running(0).await;
+    let log = cl.log(0);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "the daemon logged at info");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["link"] == "b->a" && l["level"] == "INFO"),
+        "a line of link b->a names it in its span:\n{log}"
+    );
+}
