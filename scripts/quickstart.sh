@@ -5,14 +5,27 @@
 #
 #   bash scripts/quickstart.sh
 #
-# Needs mariadb-server (apt-get install -y mariadb-server) and a Rust toolchain.
+# Needs a Rust toolchain; installs mariadb-server with apt-get when mariadbd is missing (as
+# root). Respects CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin"
 
-for tool in mariadbd mariadb-install-db mariadb cargo; do
-  command -v "$tool" >/dev/null || { echo "quickstart: $tool not found; install mariadb-server (apt-get install -y mariadb-server) and Rust" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "quickstart: cargo not found; install Rust (https://rustup.rs)" >&2; exit 1; }
+missing=0
+for tool in mariadbd mariadb-install-db mariadb; do
+  command -v "$tool" >/dev/null || missing=1
 done
+if [ "$missing" = 1 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "quickstart: installing mariadb-server (apt-get)..."
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
+  else
+    echo "quickstart: mariadbd not found; install mariadb-server (as root: apt-get install -y mariadb-server)" >&2
+    exit 1
+  fi
+fi
 for port in 3311 3312 3313 9401 9402 9403; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "quickstart: port $port is in use; stop what listens there (the quickstart needs 3311-3313 and 9401-9403)" >&2
@@ -22,7 +35,7 @@ done
 
 echo "quickstart: building drc (release)..."
 cargo build --release -q -p drc
-DRC="$PWD/target/release/drc"
+DRC="${CARGO_TARGET_DIR:-$PWD/target}/release/drc"
 
 WORK=$(mktemp -d /tmp/drc-quickstart.XXXXXX)
 PIDS=()
