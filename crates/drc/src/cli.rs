@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// drc: active-active replication for MySQL and MariaDB across data centers.
 #[derive(Debug, Parser)]
-#[command(name = "drc", version, about, long_about = None)]
+#[command(name = "drc", version = env!("DRC_VERSION"), about, long_about = None)]
 pub struct Cli {
     /// Log filter for messages on stderr (`error`, `warn`, `info`, `debug`, or a tracing
     /// filter such as `drc_source=debug`). The DRC_LOG environment variable overrides it; without
@@ -48,8 +48,20 @@ pub enum Command {
     Ddl(crate::ddl::DdlArgs),
     /// Control one link: pause, resume, skip a transaction, set its position.
     Link(crate::link::LinkArgs),
+    /// Print a shell completion script (e.g. `drc completions bash > /etc/bash_completion.d/drc`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff; e.g. `drc man > /usr/local/share/man/man1/drc.1`).
+    Man,
     /// Fill a center with a live peer's data and write its links' starting checkpoints.
     Bootstrap(crate::bootstrap::BootstrapArgs),
+}
+
+/// `drc completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `drc run`.

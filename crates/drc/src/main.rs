@@ -71,6 +71,16 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         cli::Command::Conflicts(args) => rt.block_on(conflicts::run(args)),
         cli::Command::Ddl(args) => rt.block_on(ddl::run(args)),
         cli::Command::Link(args) => rt.block_on(link::run(args)),
+        cli::Command::Completions(args) => {
+            let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "drc", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Man => {
+            let cmd = <cli::Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         cli::Command::Bootstrap(args) => rt.block_on(bootstrap::run(args)),
     }
 }

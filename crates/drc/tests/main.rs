@@ -4,6 +4,7 @@
 mod apply;
 mod bootstrap;
 mod check;
+mod cli;
 mod clock;
 mod cluster;
 mod conflicts;
