@@ -25,7 +25,8 @@
 //!
 //! The text fold, per character: lowercase; compatibility decomposition (NFKD: full-width
 //! forms, ligatures, `ſ`, superscripts, NBSP = space); combining marks, controls and format
-//! characters dropped (accents; ignorable characters); lowercase again; expansions the
+//! characters dropped (accents; ignorable characters), and the middle dot `·` (`ŀ` is `l` in
+//! general_ci but `l·` in unicode_ci); lowercase again; expansions the
 //! decompositions miss (`ß` → `ss`, `æ` → `ae`, `œ` → `oe`, `ø` → `o`, `đ`/`ð` → `d`, `ł` → `l`,
 //! `ħ` → `h`, `ŧ` → `t`, `ı` → `i`, `ς` → `σ`); katakana → hiragana and small kana → full size (UCA
 //! weighs them alike at the primary level); trailing spaces dropped at the end (PAD SPACE; doing
@@ -198,7 +199,10 @@ fn fold_str(family: Family, s: &str, out: &mut String) {
         for l in c.to_lowercase() {
             let l = premap(family, l);
             decompose_compatible(l, |d| {
-                if is_combining_mark(d) || ignorable(d) {
+                // The middle dot: `ŀ` decomposes to `l·`, and the collations disagree on
+                // whether `ŀ` equals `l` (general_ci) or `l·` (unicode_ci); dropping the dot
+                // makes all three fold alike, which only merges more.
+                if is_combining_mark(d) || ignorable(d) || d == '\u{00B7}' {
                     return;
                 }
                 for e in d.to_lowercase() {
