@@ -79,9 +79,9 @@ async fn target(prefix: &str, table: &str) -> Target {
 }
 
 impl Target {
-    async fn apply(&mut self, changes: &[&RowChange]) -> Result<(), LinkError> {
-        let statements = sql::rendered(changes, 500, 4 << 20).expect("rewrite");
-        let cp = meta::checkpoint_statement(
+    /// The share's checkpoint statement (link a->b, batch 1, positions 0-1-1 .. 0-1-2).
+    fn checkpoint(&self) -> String {
+        meta::checkpoint_statement(
             &self.meta,
             "a->b",
             &meta::Checkpoint {
@@ -91,7 +91,12 @@ impl Target {
                 start: "0-1-1".parse().expect("position"),
                 end: "0-1-2".parse().expect("position"),
             },
-        );
+        )
+    }
+
+    async fn apply(&mut self, changes: &[&RowChange]) -> Result<(), LinkError> {
+        let statements = sql::rendered(changes, 500, 4 << 20).expect("rewrite");
+        let cp = self.checkpoint();
         let job = Job {
             statements,
             at: "after 0-1-1 up to 0-1-2".into(),
@@ -104,17 +109,7 @@ impl Target {
     /// Applies `changes` as last-writer-wins changes (version column ordinal `version`), one
     /// level.
     async fn apply_lww(&mut self, changes: &[&RowChange], version: usize) -> Result<(), LinkError> {
-        let cp = meta::checkpoint_statement(
-            &self.meta,
-            "a->b",
-            &meta::Checkpoint {
-                worker: 0,
-                batch: 1,
-                workers: 1,
-                start: "0-1-1".parse().expect("position"),
-                end: "0-1-2".parse().expect("position"),
-            },
-        );
+        let cp = self.checkpoint();
         let level: Vec<LwwChange<'_>> = changes
             .iter()
             .map(|c| LwwChange { change: c, version })

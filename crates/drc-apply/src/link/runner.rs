@@ -252,16 +252,7 @@ impl Runner {
                         .collect()
                 })
                 .collect();
-            let checkpoint = checkpoint_statement(
-                &self.spec,
-                &Checkpoint {
-                    worker: w as u32,
-                    batch: seq,
-                    workers,
-                    start: batch.start.clone(),
-                    end: batch.end.clone(),
-                },
-            );
+            let checkpoint = share_checkpoint(&self.spec, w as u32, seq, workers, batch);
             jobs.push((
                 w,
                 Job {
@@ -277,16 +268,7 @@ impl Runner {
         }
         if jobs.is_empty() && !done.contains(&0) {
             // Nothing to apply: move the position forward on worker 0 alone.
-            let checkpoint = checkpoint_statement(
-                &self.spec,
-                &Checkpoint {
-                    worker: 0,
-                    batch: seq,
-                    workers,
-                    start: batch.start.clone(),
-                    end: batch.end.clone(),
-                },
-            );
+            let checkpoint = share_checkpoint(&self.spec, 0, seq, workers, batch);
             jobs.push((
                 0,
                 Job {
@@ -359,4 +341,19 @@ impl Runner {
         self.state.set_position(&batch.end);
         Ok(())
     }
+}
+
+/// The checkpoint statement of `worker`'s share of `batch` (sequence `seq`, planned for
+/// `workers`).
+fn share_checkpoint(spec: &LinkSpec, worker: u32, seq: u64, workers: u32, batch: &Batch) -> String {
+    checkpoint_statement(
+        spec,
+        &Checkpoint {
+            worker,
+            batch: seq,
+            workers,
+            start: batch.start.clone(),
+            end: batch.end.clone(),
+        },
+    )
 }
