@@ -12,6 +12,7 @@ mod ddl;
 mod election;
 mod patterns;
 pub mod raw;
+pub mod routing;
 mod secret;
 mod validate;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use ddl::{Ddl, DdlMode};
 pub use election::Election;
 pub use patterns::TablePattern;
+pub use routing::{Routing, Unit};
 pub use secret::Secret;
 pub use validate::validate;
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub election: Election,
     /// What links do with schema changes (DDL) read from a peer.
     pub ddl: Ddl,
+    /// Center closure: where each key lives (`[routing]`; docs/routing.md).
+    pub routing: Option<Routing>,
 }
 
 /// One center (data center / region) and its database.

@@ -30,6 +30,36 @@ pub struct RawConfig {
     /// `[ddl]`.
     #[serde(default)]
     pub ddl: RawDdl,
+    /// `[routing]` (center closure; absent: no routing map).
+    pub routing: Option<RawRouting>,
+}
+
+/// `[routing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// Number of buckets (default 1024).
+    pub buckets: Option<i64>,
+    /// The routing-key column of replicated tables, for the closure check.
+    pub key_column: Option<String>,
+    /// Per-table overrides: `"db.table" = "column"` (`""`: not checked).
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, String>,
+    /// `[[routing.unit]]` tables.
+    #[serde(default)]
+    pub unit: Vec<RawUnit>,
+}
+
+/// One `[[routing.unit]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnit {
+    /// Unit name.
+    pub name: Option<String>,
+    /// Buckets: numbers and ranges, e.g. `"0-99,512-600"`.
+    pub buckets: Option<String>,
+    /// The center its keys live in (the seed of the live map).
+    pub home: Option<String>,
 }
 
 /// `[ddl]`.

@@ -383,6 +383,11 @@ pub fn validate(
     };
     let conflict = conflict(&raw.conflict, &mut e);
     let ddl = crate::ddl::ddl(&raw.ddl, replication.as_ref().map(|r| r.loopback), &mut e.0);
+    let names: Vec<&str> = centers.iter().map(|c| c.name.as_str()).collect();
+    let routing = raw
+        .routing
+        .as_ref()
+        .and_then(|r| crate::routing::routing(r, &names, &mut e.0));
     match replication {
         Some(replication) if e.0.is_empty() => Ok(Config {
             centers,
@@ -393,6 +398,7 @@ pub fn validate(
             conflict,
             election,
             ddl,
+            routing,
         }),
         _ => Err(ConfigErrors(e.0)),
     }

@@ -1,5 +1,6 @@
-//! `/metrics` (Prometheus text format) and `/health` (JSON: this replica's role and term, every
-//! link's state, position and lag; HTTP 200 when `ok`, 503 otherwise).
+//! `/metrics` (Prometheus text format), `/health` (JSON: this replica's role and term, every
+//! link's state, position and lag; HTTP 200 when `ok`, 503 otherwise), and with `[routing]`
+//! `/v1/route?key=K` and `/v1/routes` (JSON, from the in-memory map; docs/routing.md).
 //!
 //! `ok` is true when every link runs or stands by, and no link's binlog source has been
 //! reconnecting (nothing received from its server) for longer than [`RECONNECTING_UNHEALTHY`]:
@@ -7,7 +8,7 @@
 //! Both requests first refresh the link gauges that follow the links' shared state
 //! (`drc_link_up`, `drc_link_reconnecting`, `drc_link_source_seconds_since_last_event`).
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -24,6 +25,7 @@ struct AppState {
     center: String,
     links: Vec<LinkHandle>,
     role: SharedRole,
+    router: Option<drc_route::Router>,
 }
 
 /// How long a link's source may reconnect (with nothing received) before `/health` is not ok.
@@ -119,6 +121,53 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
+fn json(code: StatusCode, body: String) -> axum::response::Response {
+    (code, [("content-type", "application/json")], body).into_response()
+}
+
+fn json_error(code: StatusCode, message: &str) -> axum::response::Response {
+    json(code, serde_json::json!({ "error": message }).to_string())
+}
+
+const NO_ROUTING: &str = "this daemon's configuration has no [routing] table (docs/routing.md)";
+
+/// `GET /v1/route?key=K`: where a key lives, answered from memory.
+async fn route(
+    State(s): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    let Some(router) = &s.router else {
+        return json_error(StatusCode::NOT_FOUND, NO_ROUTING);
+    };
+    let Some(key) = q.get("key") else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "give the key as a query parameter: /v1/route?key=K",
+        );
+    };
+    match router.route(key) {
+        Ok(r) => match serde_json::to_string(&r) {
+            Ok(body) => json(StatusCode::OK, body),
+            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        },
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// `GET /v1/routes`: the whole map.
+async fn routes(State(s): State<AppState>) -> axum::response::Response {
+    let Some(router) = &s.router else {
+        return json_error(StatusCode::NOT_FOUND, NO_ROUTING);
+    };
+    match router.view() {
+        Ok(v) => match serde_json::to_string(&v) {
+            Ok(body) => json(StatusCode::OK, body),
+            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        },
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
 /// Serves until `shutdown` turns true.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -126,16 +175,20 @@ pub async fn serve(
     center: String,
     links: Vec<LinkHandle>,
     role: SharedRole,
+    router: Option<drc_route::Router>,
     shutdown: watch::Receiver<bool>,
 ) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/v1/route", get(route))
+        .route("/v1/routes", get(routes))
         .with_state(AppState {
             metrics: m,
             center,
             links,
             role,
+            router,
         });
     let mut sd = shutdown;
     let _ = axum::serve(listener, app)

@@ -1,5 +1,6 @@
 //! The daemon beside one center: one link from every peer into this center, the heartbeat, lag
-//! and clock-skew measurement ([`skew`]), and the `/metrics` and `/health` endpoints.
+//! and clock-skew measurement ([`skew`]), the `/metrics` and `/health` endpoints, and with
+//! `[routing]` the routing map (`/v1/route`, `/v1/routes`, the closure check; `drc_route`).
 //!
 //! With `replicas` configured for the center, this daemon is one replica of a Raft group and
 //! runs the links only while it is the elected leader, under the DB fence ([`leader`]).
@@ -201,6 +202,7 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
             fence: None,
             ddl: config.ddl.clone(),
             first_start: drc_apply::FirstStart::Refuse,
+            closure: None,
         })
         .collect()
 }
@@ -427,6 +429,20 @@ pub async fn run(
             .wrapping_add(REPLICA_SERVER_ID_STRIDE.wrapping_mul(replica.unwrap_or(0) as u32));
         local_reader = Some((spec, tx));
     }
+    // Center closure: the routing map served from memory, kept fresh from every center, and
+    // checked against every write the links apply (drc_route).
+    let router = match &config.routing {
+        Some(routing) => {
+            let router = drc_route::Router::new(routing.clone());
+            let route_metrics = drc_route::RouteMetrics::register(&metrics.registry)?;
+            let closure = drc_route::Closure::new(router.clone(), route_metrics.clone());
+            for s in &mut specs {
+                s.closure = Some(closure.clone());
+            }
+            Some((router, route_metrics))
+        }
+        None => None,
+    };
     let handles: Vec<LinkHandle> = specs
         .iter()
         .map(|s| LinkHandle {
@@ -473,6 +489,15 @@ pub async fn run(
         }
     };
     let mut tasks = JoinSet::new();
+    if let Some((router, route_metrics)) = &router {
+        tasks.spawn(drc_route::refresh(
+            router.clone(),
+            config.clone(),
+            center.clone(),
+            route_metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
     if let Some((spec, tx)) = local_reader {
         tasks.spawn(supervise::local_deletes(
             spec,
@@ -488,13 +513,14 @@ pub async fn run(
                 addr: addr.to_string(),
                 source,
             })?;
-        info!(%addr, "serving /metrics and /health");
+        info!(%addr, "serving /metrics, /health, /v1/route and /v1/routes");
         tasks.spawn(http::serve(
             listener,
             metrics.clone(),
             center.name.clone(),
             handles.clone(),
             role.clone(),
+            router.as_ref().map(|(r, _)| r.clone()),
             shutdown.clone(),
         ));
     }

@@ -20,6 +20,9 @@
 //! | `fence` | per center: the term allowed to apply (SQL in [`fence`], the protocol is `drc_apply::fence`) | the leader | no |
 //! | `term_history` | every term that took a center's fence | the leader | no |
 //! | `bootstrap` | `drc bootstrap`'s resumable state in the center being filled: the starting position of every link into and out of it, and per table the last primary key copied ([`bootstrap`]) | `drc bootstrap` | no |
+//! | `route_unit` | the live routing map: per unit its home center, state (`writable`, `moving`) and epoch ([`route`]) | `drc cutover`; daemons raise it to the newest epoch of any center | no (every center's copy is written directly) |
+//! | `route_cutover` | the journal of `drc cutover` runs: units, centers, step reached, forced window ([`route`]) | `drc cutover` | no |
+//! | `route_fence` | a center `drc cutover` holds `read_only` ([`route`]) | `drc cutover` | no |
 //! | `apply_log` | one row per committed apply transaction, in a ring of slots per link worker | appliers | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (design
@@ -36,6 +39,7 @@ pub mod fence;
 pub mod heartbeat;
 pub mod identity;
 pub mod marker;
+pub mod route;
 pub mod schema;
 pub mod tombstone;
 

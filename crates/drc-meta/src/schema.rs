@@ -186,6 +186,21 @@ pub fn create_statements(meta: &str) -> Vec<String> {
            `copied_rows` BIGINT UNSIGNED NOT NULL DEFAULT 0, `done` TINYINT NOT NULL DEFAULT 0, \
            `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
            PRIMARY KEY (`kind`, `db`, `name`))"),
+        t("`route_unit` (\
+           `unit` VARCHAR(64) NOT NULL PRIMARY KEY, `home` VARCHAR(64) NOT NULL, \
+           `state` VARCHAR(16) NOT NULL, `target` VARCHAR(64) NULL, \
+           `epoch` BIGINT UNSIGNED NOT NULL, `cutover` VARCHAR(200) NOT NULL DEFAULT '', \
+           `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"),
+        t("`route_cutover` (\
+           `id` VARCHAR(200) NOT NULL PRIMARY KEY, `units` MEDIUMTEXT NOT NULL, \
+           `from_center` VARCHAR(64) NOT NULL, `to_center` VARCHAR(64) NOT NULL, \
+           `forced` TINYINT UNSIGNED NOT NULL DEFAULT 0, `step` VARCHAR(16) NOT NULL, \
+           `window_position` MEDIUMTEXT NULL, `unwritable_ms` BIGINT UNSIGNED NULL, \
+           `started_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+           `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"),
+        t("`route_fence` (\
+           `center` VARCHAR(64) NOT NULL PRIMARY KEY, `cutover` VARCHAR(200) NOT NULL, \
+           `fenced_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"),
     ]
 }
 

@@ -54,6 +54,10 @@ pub enum Command {
     Man,
     /// Fill a center with a live peer's data and write its links' starting checkpoints.
     Bootstrap(crate::bootstrap::BootstrapArgs),
+    /// Where keys live (center closure): one key's home center, or the whole routing map.
+    Route(crate::route::RouteArgs),
+    /// Move routing units to another home center, with no key writable in two centers.
+    Cutover(crate::route::CutoverArgs),
 }
 
 /// `drc completions`.

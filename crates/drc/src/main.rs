@@ -10,6 +10,7 @@ mod conflicts;
 mod ddl;
 mod id;
 mod link;
+mod route;
 mod run;
 mod tail;
 
@@ -82,5 +83,7 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::Bootstrap(args) => rt.block_on(bootstrap::run(args)),
+        cli::Command::Route(args) => rt.block_on(route::route(args)),
+        cli::Command::Cutover(args) => rt.block_on(route::cutover(args)),
     }
 }

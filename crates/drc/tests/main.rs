@@ -16,6 +16,7 @@ mod incidents;
 mod proxy;
 mod replicas;
 mod replication;
+mod routing;
 mod sizes;
 mod start;
 mod stuck;

@@ -253,6 +253,7 @@ pub(crate) async fn run_drc(
         ddl: drc_config::Ddl::default(),
         // The initial checkpoint is written below.
         first_start: drc_apply::FirstStart::Refuse,
+        closure: None,
     };
     let mut spec = spec;
     write_initial_checkpoint(t, parallelism as u32, &b.start).await;

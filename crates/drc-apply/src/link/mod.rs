@@ -63,6 +63,8 @@ pub struct LinkSpec {
     pub ddl: drc_config::Ddl,
     /// Where the link starts when the target holds no checkpoint of it.
     pub first_start: FirstStart,
+    /// The center-closure check of applied writes (`[routing]`; `drc_route::closure`).
+    pub closure: Option<drc_route::Closure>,
 }
 
 /// Where a link without a checkpoint starts. Never silently: a missing checkpoint in a running

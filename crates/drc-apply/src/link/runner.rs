@@ -338,6 +338,9 @@ impl Runner {
             .with_label_values(&[link])
             .inc_by(batch.loopback_dropped);
         self.metrics.batches.with_label_values(&[link]).inc();
+        if let Some(closure) = &self.spec.closure {
+            closure.check(link, &self.spec.source_name, &batch.changes);
+        }
         self.state.set_position(&batch.end);
         Ok(())
     }
