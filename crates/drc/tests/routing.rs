@@ -329,6 +329,7 @@ async fn a_center_moves_away_and_a_unit_back_under_load_with_every_write_exactly
     wait_served(&cl, "u-a", "a").await;
     let stop = Arc::new(AtomicBool::new(false));
     let (ledger, tasks) = writers(&cl, &urls, 6, stop.clone(), seed);
+    let began = std::time::Instant::now();
     let writes_after = |n: usize| {
         let ledger = ledger.clone();
         async move {
@@ -376,11 +377,13 @@ async fn a_center_moves_away_and_a_unit_back_under_load_with_every_write_exactly
     for t in tasks {
         t.await.expect("writer");
     }
+    let ran = began.elapsed().as_secs_f64();
     cl.wait_converged("ledger").await;
     cl.wait_converged("counter").await;
     let l = std::mem::take(&mut *ledger.lock().expect("ledger"));
     println!(
-        "acknowledged {}, ambiguous {}, refused by the route {} and by read_only {}; not writable: {away_ms} ms away, {back_ms} ms back",
+        "routed load: {:.0} acknowledged writes/s over {ran:.1} s; acknowledged {}, ambiguous {}, refused by the route {} and by read_only {}; not writable: {away_ms} ms away, {back_ms} ms back",
+        l.acked.len() as f64 / ran,
         l.acked.len(),
         l.ambiguous.len(),
         l.refused_route,
