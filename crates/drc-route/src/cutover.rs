@@ -118,6 +118,11 @@ pub async fn cutover(
                     config.center_names().join(", ")
                 )));
             }
+            if from == &req.to {
+                return Err(RouteError::Refused(format!(
+                    "--from and --to are both {from}: give the center the units move to"
+                )));
+            }
             map.rows().filter(|r| &r.home == from).cloned().collect()
         }
         Selection::Unit(u) => {
@@ -128,6 +133,13 @@ pub async fn cutover(
                 ))
             })?;
             if row.home == req.to && row.state == UnitState::Writable {
+                if row.cutover.is_empty() {
+                    return Err(RouteError::Refused(format!(
+                        "unit {u} already lives in {} (its home in the file, never moved): nothing to move; give another --to",
+                        req.to
+                    )));
+                }
+                // A rerun of the cutover that moved it here: done already.
                 Vec::new()
             } else {
                 vec![row]

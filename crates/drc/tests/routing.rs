@@ -570,6 +570,35 @@ async fn cutovers_refuse_what_they_cannot_do_and_resume_what_they_started() {
     let (code, out) = drc(&cl, &["cutover", "--from", "a", "--to", "zz"]);
     assert_ne!(code, Some(0));
     assert!(out.contains("\"zz\" is not a center"), "{out}");
+    let (code, out) = drc(&cl, &["cutover", "--unit", "u-a", "--to", "a"]);
+    assert_ne!(code, Some(0));
+    assert!(out.contains("unit u-a already lives in a"), "{out}");
+    let (code, out) = drc(&cl, &["cutover", "--from", "a", "--to", "a"]);
+    assert_ne!(code, Some(0));
+    assert!(out.contains("--from and --to are both a"), "{out}");
+    let (code, out) = drc(&cl, &["cutover", "--from", "zz", "--to", "a"]);
+    assert_ne!(code, Some(0));
+    assert!(out.contains("--from \"zz\" is not a center"), "{out}");
+    // A map that leaves buckets out, with an unknown home: both reported, nothing run.
+    let text = std::fs::read_to_string(&cl.config).expect("config");
+    let bad = cl.config.with_file_name("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace(
+            "buckets = \"42-63\"\nhome = \"c\"",
+            "buckets = \"42-60\"\nhome = \"x\"",
+        ),
+    )
+    .expect("bad config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
+        .args(["route", "--key", "1", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("drc runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("bucket(s) 61-63 belong to no unit"), "{err}");
+    assert!(err.contains("home \"x\" is not a center"), "{err}");
     // The whole map, as text.
     let (code, out) = drc(&cl, &["route"]);
     assert_eq!(code, Some(0), "{out}");
