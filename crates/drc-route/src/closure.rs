@@ -10,7 +10,9 @@
 //! not a key (NULL, a date…) is not checked either.
 //!
 //! While a unit moves, its old home is still its home, so writes that the old home committed
-//! before the fence and that arrive during the move are not violations. After a forced cutover,
+//! before the fence and that arrive during the move are not violations; nor are writes of the
+//! center it moves to (the new home writes as soon as it serves the flip, which this daemon may
+//! read up to one refresh later). After a forced cutover,
 //! the old home's late writes (the window) arrive after the flip and are counted: they were
 //! written in what is no longer the key's home.
 
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drc_core::change::{ChangeKind, RowChange};
+use drc_meta::route::UnitState;
 use tracing::warn;
 
 use crate::key::bucket_of_value;
@@ -78,7 +81,10 @@ impl Closure {
                 let Some(row) = map.by_bucket(bucket) else {
                     continue;
                 };
-                if row.home != origin {
+                // A unit moving to the origin: the new home writes as soon as it serves the
+                // flip, which this daemon may read up to a refresh later.
+                let arriving = matches!(&row.state, UnitState::Moving(t) if t == origin);
+                if row.home != origin && !arriving {
                     let e = foreign.entry(row.unit.clone()).or_insert_with(|| {
                         (
                             0,
