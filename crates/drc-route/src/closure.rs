@@ -120,3 +120,80 @@ impl Closure {
         total
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use drc_core::change::{ChangeKind, Image, RowChange};
+    use drc_core::schema::{ColumnSchema, SqlType, TableSchema};
+    use drc_core::value::Value;
+    use drc_meta::route::{UnitRow, UnitState};
+
+    use super::*;
+
+    fn router() -> Router {
+        let text = "[[center]]\nname = \"a\"\nmysql = \"mysql://r@h:1\"\n\
+                    [[center]]\nname = \"b\"\nmysql = \"mysql://r@h:2\"\n\
+                    [replication]\ndatabases = [\"s\"]\n\
+                    [routing]\nbuckets = 4\nkey_column = \"uid\"\n[routing.tables]\n\"s.free\" = \"\"\n\
+                    [[routing.unit]]\nname = \"u1\"\nbuckets = \"0-1\"\nhome = \"a\"\n\
+                    [[routing.unit]]\nname = \"u2\"\nbuckets = \"2-3\"\nhome = \"b\"\n";
+        let config = drc_config::Config::parse(text, &|_| None).expect("config");
+        let r = Router::new(config.routing.expect("routing"));
+        r.merge(&[]);
+        r
+    }
+
+    fn change(table: &str, kind: ChangeKind, uid: i64) -> RowChange {
+        let schema = Arc::new(TableSchema {
+            database: "s".into(),
+            table: table.into(),
+            columns: vec![ColumnSchema {
+                name: "uid".into(),
+                sql_type: SqlType::BigInt,
+                unsigned: false,
+                collation: None,
+            }],
+            primary_key: vec![0],
+            unique_keys: Vec::new(),
+            unique_keys_known: true,
+        });
+        let image = Some(Image(vec![Some(Value::Int(uid))]));
+        RowChange {
+            table: schema,
+            kind,
+            before: (kind != ChangeKind::Insert)
+                .then(|| image.clone())
+                .flatten(),
+            after: (kind != ChangeKind::Delete).then_some(image).flatten(),
+        }
+    }
+
+    #[test]
+    fn writes_outside_their_home_are_counted_per_unit() {
+        let registry = prometheus::Registry::new();
+        let metrics = RouteMetrics::register(&registry).expect("metrics");
+        let r = router();
+        let c = Closure::new(r.clone(), metrics.clone());
+        // uid 1 -> bucket 1 (u1, home a); uid 2 -> bucket 2 (u2, home b); deletes by before image.
+        let changes = vec![
+            change("t", ChangeKind::Insert, 1),
+            change("t", ChangeKind::Update, 2),
+            change("t", ChangeKind::Delete, 6),
+            change("free", ChangeKind::Insert, 2),
+        ];
+        assert_eq!(c.check("a->b", "a", &changes), 2);
+        assert_eq!(metrics.foreign.with_label_values(&["a->b", "u2"]).get(), 2);
+        assert_eq!(c.check("b->a", "b", &changes), 1);
+        // u2 moving to a: a's writes of it are the new home's, not violations.
+        r.merge(&[UnitRow {
+            unit: "u2".into(),
+            home: "b".into(),
+            state: UnitState::Moving("a".into()),
+            epoch: 1,
+            cutover: "x".into(),
+        }]);
+        assert_eq!(c.check("a->b", "a", &changes), 0);
+    }
+}
