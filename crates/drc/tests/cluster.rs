@@ -202,6 +202,24 @@ impl Cluster {
         drc_testkit::connect(&format!("{}/{}", self.urls[i], self.db)).await
     }
 
+    /// Runs `drc ARGS --config <this cluster's file>`; its exit code and stdout + stderr.
+    pub fn drc(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_drc"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("drc runs");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// The `/health` JSON of center `i`'s daemon, if it answers.
     pub async fn health(&self, i: usize) -> Option<serde_json::Value> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

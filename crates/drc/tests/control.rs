@@ -9,20 +9,7 @@ use mysql_async::prelude::Queryable;
 use crate::cluster::{Cluster, CONVERGE};
 
 fn drc(cl: &Cluster, args: &[&str]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
-        .args(args)
-        .arg("--config")
-        .arg(&cl.config)
-        .output()
-        .expect("drc runs");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    cl.drc(args)
 }
 
 /// The state `/health` of center `i` reports for `link`.

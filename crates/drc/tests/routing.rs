@@ -28,20 +28,14 @@ const ROUTING: &str = "[routing]\nbuckets = 64\nkey_column = \"user_id\"\n\
      [[routing.unit]]\nname = \"u-c\"\nbuckets = \"42-63\"\nhome = \"c\"\n";
 
 fn drc(cl: &Cluster, args: &[&str]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drc"))
-        .args(args)
-        .arg("--config")
-        .arg(&cl.config)
-        .output()
-        .expect("drc runs");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    cl.drc(args)
+}
+
+/// `drc ARGS` fails and says `what`.
+fn refused(cl: &Cluster, args: &[&str], what: &str) {
+    let (code, out) = cl.drc(args);
+    assert_ne!(code, Some(0), "drc {args:?} must fail: {out}");
+    assert!(out.contains(what), "drc {args:?} must say {what:?}: {out}");
 }
 
 /// A GET of a daemon's JSON endpoint.
@@ -534,9 +528,11 @@ async fn cutovers_refuse_what_they_cannot_do_and_resume_what_they_started() {
         .await
         .expect("lock");
     assert_eq!(got, Some(1));
-    let (code, out) = drc(&cl, &["cutover", "--unit", "u-c", "--to", "b"]);
-    assert_ne!(code, Some(0));
-    assert!(out.contains("another drc cutover is running"), "{out}");
+    refused(
+        &cl,
+        &["cutover", "--unit", "u-c", "--to", "b"],
+        "another drc cutover is running",
+    );
     drop(holder);
     // A unit left moving to c (a crashed cutover): moving it elsewhere is refused, finishing it
     // resumes.
@@ -549,9 +545,11 @@ async fn cutovers_refuse_what_they_cannot_do_and_resume_what_they_started() {
             .await
             .expect("moving row");
     }
-    let (code, out) = drc(&cl, &["cutover", "--unit", "u-b", "--to", "a"]);
-    assert_ne!(code, Some(0));
-    assert!(out.contains("unit u-b is moving to c"), "{out}");
+    refused(
+        &cl,
+        &["cutover", "--unit", "u-b", "--to", "a"],
+        "unit u-b is moving to c",
+    );
     let (code, out) = drc(
         &cl,
         &["cutover", "--unit", "u-b", "--to", "c", "--drain-ms", "0"],
@@ -564,21 +562,31 @@ async fn cutovers_refuse_what_they_cannot_do_and_resume_what_they_started() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("nothing to move"), "{out}");
     // Unknown names are refused with the known ones.
-    let (code, out) = drc(&cl, &["cutover", "--unit", "nope", "--to", "c"]);
-    assert_ne!(code, Some(0));
-    assert!(out.contains("units: u-a, u-b, u-c"), "{out}");
-    let (code, out) = drc(&cl, &["cutover", "--from", "a", "--to", "zz"]);
-    assert_ne!(code, Some(0));
-    assert!(out.contains("\"zz\" is not a center"), "{out}");
-    let (code, out) = drc(&cl, &["cutover", "--unit", "u-a", "--to", "a"]);
-    assert_ne!(code, Some(0));
-    assert!(out.contains("unit u-a already lives in a"), "{out}");
-    let (code, out) = drc(&cl, &["cutover", "--from", "a", "--to", "a"]);
-    assert_ne!(code, Some(0));
-    assert!(out.contains("--from and --to are both a"), "{out}");
-    let (code, out) = drc(&cl, &["cutover", "--from", "zz", "--to", "a"]);
-    assert_ne!(code, Some(0));
-    assert!(out.contains("--from \"zz\" is not a center"), "{out}");
+    refused(
+        &cl,
+        &["cutover", "--unit", "nope", "--to", "c"],
+        "units: u-a, u-b, u-c",
+    );
+    refused(
+        &cl,
+        &["cutover", "--from", "a", "--to", "zz"],
+        "\"zz\" is not a center",
+    );
+    refused(
+        &cl,
+        &["cutover", "--unit", "u-a", "--to", "a"],
+        "unit u-a already lives in a",
+    );
+    refused(
+        &cl,
+        &["cutover", "--from", "a", "--to", "a"],
+        "--from and --to are both a",
+    );
+    refused(
+        &cl,
+        &["cutover", "--from", "zz", "--to", "a"],
+        "--from \"zz\" is not a center",
+    );
     // A map that leaves buckets out, with an unknown home: both reported, nothing run.
     let text = std::fs::read_to_string(&cl.config).expect("config");
     let bad = cl.config.with_file_name("bad.toml");
