@@ -40,7 +40,7 @@ use crate::LinkError;
 
 /// The applier session's `sql_mode`: strict, values exactly as the source stored them (an id
 /// 0 stays 0, zero dates stay: `NO_ZERO_DATE` is not set), no silent engine change.
-pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION";
+pub const SQL_MODE: &str = drc_mysql::SESSION_SQL_MODE;
 
 /// Warnings that change nothing in the data: 1287 (deprecated syntax, e.g. MySQL 8.0.20+ on
 /// `VALUES()`), 1681 (deprecated integer display width).

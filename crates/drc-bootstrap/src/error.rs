@@ -17,9 +17,9 @@ pub enum BootstrapError {
     Server {
         /// The center.
         center: String,
-        /// The error.
+        /// The error (boxed: it is large, and errors travel through every `Result`).
         #[source]
-        source: MysqlError,
+        source: Box<MysqlError>,
     },
     /// A statement failed.
     #[error("center {center}: {what}: {source}")]
@@ -84,7 +84,10 @@ impl BootstrapError {
     /// Wraps a `drc-mysql` error with its center.
     pub(crate) fn server(center: &str) -> impl FnOnce(MysqlError) -> BootstrapError {
         let center = center.to_string();
-        move |source| BootstrapError::Server { center, source }
+        move |source| BootstrapError::Server {
+            center,
+            source: Box::new(source),
+        }
     }
 
     /// Wraps a meta database error with its center.

@@ -31,7 +31,7 @@ use crate::snapshot::CONNECT_TIMEOUT;
 
 /// The writing sessions' SQL mode: strict (a value the target cannot hold exactly is an error,
 /// not a warning), and an AUTO_INCREMENT column's 0 is stored as 0.
-pub const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION";
+pub const SQL_MODE: &str = drc_mysql::SESSION_SQL_MODE;
 
 /// How the bootstrap's writes are tagged.
 #[derive(Debug, Clone, PartialEq, Eq)]

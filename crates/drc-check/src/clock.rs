@@ -71,6 +71,7 @@ mod tests {
                 offset,
                 round_trip: 0.002,
             },
+            tls_cipher: String::new(),
         }
     }
 

@@ -119,6 +119,8 @@ pub(crate) struct CenterFacts {
     /// The server's clock against this process's (the first query of the visit, so that the
     /// round trip is not inflated by the others).
     pub(crate) clock: ClockReading,
+    /// The session's TLS cipher (`Ssl_cipher`); empty when the connection is plain.
+    pub(crate) tls_cipher: String,
 }
 
 /// How long one connection attempt may take.
@@ -165,6 +167,10 @@ async fn gather_inner(
         .await
         .map_err(query_err("SHOW GRANTS"))?;
     let schema = read_schema(&mut conn, replication).await?;
+    let cipher: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .await
+        .map_err(query_err("SHOW SESSION STATUS LIKE 'Ssl_cipher'"))?;
     let _ = conn.disconnect().await;
     let server_id_probe = match (info.flavor, replication.loopback) {
         (Flavor::MySql, _) | (_, Loopback::Marker) => None,
@@ -180,6 +186,7 @@ async fn gather_inner(
         server_id_probe,
         schema,
         clock,
+        tls_cipher: cipher.map(|(_, v)| v).unwrap_or_default(),
     })
 }
 

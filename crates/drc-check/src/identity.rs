@@ -205,6 +205,7 @@ mod tests {
             server_id_probe: None,
             schema: Schema::default(),
             clock: Default::default(),
+            tls_cipher: String::new(),
         }
     }
 

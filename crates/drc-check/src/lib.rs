@@ -136,6 +136,7 @@ pub async fn run_checks(config: &Config) -> Vec<Finding> {
                 findings.extend(server::binlog(&center.name, &f));
                 findings.extend(server::privileges(&center.name, &f, replication));
                 findings.extend(server::loopback(&center.name, &f, replication));
+                findings.extend(server::tls(center, &f));
                 reachable.push((center.name.as_str(), f));
             }
             Err(e) => findings.push(Finding::new(
@@ -162,8 +163,8 @@ pub async fn run_checks(config: &Config) -> Vec<Finding> {
 fn unreachable_message(center: &Center, e: &facts::GatherError) -> String {
     use drc_mysql::MysqlError;
     match e {
-        facts::GatherError::Mysql(MysqlError::Connect { source, .. }) => format!(
-            "cannot connect to {}: {source}; start the server or fix `mysql` in the topology file",
+        facts::GatherError::Mysql(MysqlError::Connect { source, hint, .. }) => format!(
+            "cannot connect to {}: {source}{hint}; start the server or fix `mysql` (or `tls`) in the topology file",
             center.display_url
         ),
         facts::GatherError::Mysql(MysqlError::ConnectTimeout { secs, .. }) => format!(
@@ -178,7 +179,7 @@ fn unreachable_message(center: &Center, e: &facts::GatherError) -> String {
 /// Passwords shorter than 3 characters are left alone: replacing them would garble the text
 /// while hiding next to nothing.
 fn scrub(center: &Center, message: &str) -> String {
-    let password = mysql_async::Opts::from_url(center.url())
+    let password = drc_mysql::parse_opts(center.url())
         .ok()
         .and_then(|o| o.pass().map(str::to_string));
     match password {

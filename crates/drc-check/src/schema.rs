@@ -336,6 +336,7 @@ mod tests {
                 triggers: vec![],
             },
             clock: Default::default(),
+            tls_cipher: String::new(),
         }
     }
 

@@ -10,6 +10,9 @@
 //!   unexpanded roles might.
 //! - `loopback`: with `"server_id"`, the user must be allowed to set its session `server_id`
 //!   (tested, see `facts`); with `"auto"`, which strategy this center's daemon will pick.
+//! - `tls`: a center reached without TLS on an address other than loopback is a warning: every
+//!   replicated row crosses the network in clear. Loopback addresses are not reported (the
+//!   traffic does not leave the host).
 
 use drc_config::{Loopback, Replication};
 use drc_mysql::Flavor;
@@ -178,6 +181,7 @@ mod tests {
             server_id_probe: probe,
             schema: Schema::default(),
             clock: Default::default(),
+            tls_cipher: String::new(),
         }
     }
 
@@ -189,6 +193,25 @@ mod tests {
             loopback,
             meta_database: "drc_meta".into(),
         }
+    }
+
+    #[test]
+    fn a_plain_connection_off_loopback_is_a_warning() {
+        let text = "[[center]]\nname = \"a\"\nmysql = \"mysql://drc@10.0.0.5:3306\"\n\
+                    [[center]]\nname = \"b\"\nmysql = \"mysql://drc@127.0.0.1:3306\"\n\
+                    [replication]\ndatabases = [\"s\"]\n";
+        let config = drc_config::Config::parse(text, &|_| None).expect("config");
+        let mut f = facts(&[], None);
+        let w = tls(&config.centers[0], &f).expect("warned");
+        assert_eq!(w.severity, Severity::Warning);
+        assert!(
+            w.message
+                .contains("reached without TLS (tls = \"preferred\")"),
+            "{w:?}"
+        );
+        assert!(tls(&config.centers[1], &f).is_none(), "loopback");
+        f.tls_cipher = "TLS_AES_256_GCM_SHA384".into();
+        assert!(tls(&config.centers[0], &f).is_none(), "encrypted");
     }
 
     #[test]
@@ -253,5 +276,50 @@ mod tests {
             .message
             .contains("tag by server_id"));
         assert!(loopback("c", &f, &replication(Loopback::Marker)).is_empty());
+    }
+}
+
+/// A center whose connection is plain, on a host other than loopback.
+pub(crate) fn tls(center: &drc_config::Center, facts: &CenterFacts) -> Option<Finding> {
+    if !facts.tls_cipher.is_empty() {
+        return None;
+    }
+    let host = drc_mysql::parse_opts(center.url())
+        .ok()
+        .map(|o| o.ip_or_hostname().to_string())
+        .unwrap_or_default();
+    if is_loopback(&host) {
+        return None;
+    }
+    Some(Finding::new(
+        Severity::Warning,
+        Some(&center.name),
+        "tls",
+        format!(
+            "reached without TLS (tls = \"{}\"): every replicated row crosses the network in clear; give the server ssl_cert and ssl_key, and set tls = \"verify_ca\" with tls_ca for this center (docs/security.md)",
+            center.tls.mode
+        ),
+    ))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tls_tests {
+    #[test]
+    fn loopback_hosts_are_recognized() {
+        for h in ["localhost", "127.0.0.1", "127.3.4.5", "::1", "[::1]"] {
+            assert!(super::is_loopback(h), "{h}");
+        }
+        for h in ["10.0.0.1", "db.example.com", ""] {
+            assert!(!super::is_loopback(h), "{h}");
+        }
     }
 }

@@ -64,6 +64,8 @@ pub struct Center {
     /// Raft addresses of the center's drc replicas, by replica index; empty: one daemon, no
     /// election.
     pub replicas: Vec<String>,
+    /// TLS to the center's server (also carried in [`Center::url`], see `drc_mysql::tls`).
+    pub tls: drc_mysql::Tls,
 }
 
 impl Center {

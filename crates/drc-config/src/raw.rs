@@ -104,6 +104,14 @@ pub struct RawCenter {
     pub password_file: Option<String>,
     /// Raft addresses (`host:port`) of the center's drc replicas.
     pub replicas: Option<Vec<String>>,
+    /// TLS mode to the center's server.
+    pub tls: Option<String>,
+    /// CA certificate(s) (PEM) to verify the server with.
+    pub tls_ca: Option<String>,
+    /// Client certificate chain (PEM).
+    pub tls_cert: Option<String>,
+    /// Client private key (PEM).
+    pub tls_key: Option<String>,
 }
 
 /// `[replication]`.

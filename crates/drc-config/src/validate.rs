@@ -44,6 +44,7 @@ fn center(
     e: &mut Errors,
 ) -> Option<Center> {
     let key = |k: &str| format!("center[{i}].{k}");
+    let tls = tls(i, &raw, e);
     let name = match raw.name {
         Some(n) if valid_name(&n) => Some(n),
         Some(n) => {
@@ -135,13 +136,76 @@ fn center(
         None => Some(None),
     };
     let replicas = crate::election::replicas(i, raw.replicas, &mut e.0);
-    let (name, (url, display_url), metrics_listen) = (name?, url?, metrics_listen?);
+    let (name, (url, display_url), metrics_listen, tls) = (name?, url?, metrics_listen?, tls?);
     Some(Center {
         name,
-        url: Secret::new(url),
+        url: Secret::new(drc_mysql::url_with_tls(&url, &tls)),
         display_url,
         metrics_listen,
         replicas,
+        tls,
+    })
+}
+
+/// A center's TLS keys: the mode (default `preferred`) and readable PEM files.
+fn tls(i: usize, raw: &RawCenter, e: &mut Errors) -> Option<drc_mysql::Tls> {
+    let key = |k: &str| format!("center[{i}].{k}");
+    let before = e.0.len();
+    let mode = match raw.tls.as_deref() {
+        None => drc_mysql::TlsMode::Preferred,
+        Some(m) => drc_mysql::TlsMode::parse(m).unwrap_or_else(|| {
+            e.add(
+                key("tls"),
+                format!(
+                    "{m:?} is not a TLS mode: use one of {}",
+                    drc_mysql::TlsMode::NAMES
+                ),
+            );
+            drc_mysql::TlsMode::Preferred
+        }),
+    };
+    let mut file = |k: &str, v: &Option<String>| -> Option<std::path::PathBuf> {
+        let path = v.as_ref()?;
+        match std::fs::read(path) {
+            Ok(bytes) if bytes.windows(10).any(|w| w == b"-----BEGIN") => Some(path.into()),
+            Ok(_) => {
+                e.add(
+                    key(k),
+                    format!("{path} holds no PEM block (-----BEGIN ...): give a PEM file"),
+                );
+                None
+            }
+            Err(err) => {
+                e.add(key(k), format!("cannot read {path}: {err}"));
+                None
+            }
+        }
+    };
+    let ca = file("tls_ca", &raw.tls_ca);
+    let cert = file("tls_cert", &raw.tls_cert);
+    let tls_key = file("tls_key", &raw.tls_key);
+    if raw.tls_cert.is_some() != raw.tls_key.is_some() {
+        e.add(
+            key("tls_cert"),
+            "a client certificate needs both tls_cert and tls_key",
+        );
+    }
+    if mode == drc_mysql::TlsMode::Disabled
+        && (raw.tls_ca.is_some() || raw.tls_cert.is_some() || raw.tls_key.is_some())
+    {
+        e.add(
+            key("tls"),
+            "\"disabled\" with TLS files configured: remove the files or choose a TLS mode",
+        );
+    }
+    if e.0.len() > before {
+        return None;
+    }
+    Some(drc_mysql::Tls {
+        mode,
+        ca,
+        cert,
+        key: tls_key,
     })
 }
 

@@ -36,7 +36,7 @@
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, TxOpts};
+use mysql_async::{Conn, Pool, TxOpts};
 
 use crate::error::IdError;
 use crate::lease::{AcquireOutcome, LeaseKey, LeaseStore};
@@ -81,12 +81,9 @@ impl MysqlStore {
                 )],
             ));
         }
-        let opts = Opts::from_url(url).map_err(|e| IdError::Mysql {
-            what: "parse the URL",
-            url: shown.clone(),
-            source: e.into(),
-        })?;
-        let pool = Pool::new(OptsBuilder::from_opts(opts).client_found_rows(true));
+        let opts = drc_mysql::pool_opts(url)
+            .map_err(|e| IdError::invalid("MySQL URL", vec![format!("{shown}: {e}")]))?;
+        let pool = Pool::new(opts.client_found_rows(true));
         let store = MysqlStore {
             pool,
             url: shown,

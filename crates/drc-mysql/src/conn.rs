@@ -9,6 +9,9 @@
 //! with [`bounded`]: a timed-out connection is in an unknown state and must be dropped.
 //! Connections go where the URL says: the driver's switch from TCP on 127.0.0.1 to the
 //! server's Unix socket is off unless the URL asks for it (`?prefer_socket=true`).
+//!
+//! Every session starts with `SET NAMES utf8mb4` and drc's [`SESSION_SQL_MODE`], and uses the
+//! URL's TLS settings ([`crate::tls`]).
 
 use std::time::Duration;
 
@@ -29,14 +32,24 @@ pub enum MysqlError {
         #[source]
         source: mysql_async::UrlError,
     },
+    /// The URL's TLS settings are not valid.
+    #[error("invalid TLS settings in {url}: {detail}")]
+    BadTls {
+        /// The URL with its password removed.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// Connecting failed.
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}: {source}{hint}")]
     Connect {
         /// The URL with its password removed.
         url: String,
         /// Driver error.
         #[source]
         source: mysql_async::Error,
+        /// What may be the cause, when drc can tell more than the server said (or empty).
+        hint: &'static str,
     },
     /// Connecting did not finish in time.
     #[error("connecting to {url} timed out after {secs} s")]
@@ -78,7 +91,9 @@ impl MysqlError {
     /// operator must change something first (bad URL, access denied, bad answer).
     pub fn is_transient(&self) -> bool {
         match self {
-            MysqlError::BadUrl { .. } | MysqlError::Unexpected { .. } => false,
+            MysqlError::BadUrl { .. }
+            | MysqlError::BadTls { .. }
+            | MysqlError::Unexpected { .. } => false,
             MysqlError::ConnectTimeout { .. } | MysqlError::Timeout { .. } => true,
             MysqlError::Connect { source, .. } | MysqlError::Query { source, .. } => {
                 crate::codes::is_transient_driver_error(source)
@@ -139,6 +154,38 @@ pub fn url_with_password(url: &str, password: &str) -> Result<String, PasswordSl
     Ok(format!("{scheme}://{user}:{encoded}@{host}"))
 }
 
+/// The driver's options of a URL that may carry drc's TLS parameters (they are taken out).
+pub fn parse_opts(url: &str) -> Result<Opts, MysqlError> {
+    let (driver_url, _) = crate::tls::split_url(url).map_err(|detail| MysqlError::BadTls {
+        url: redact_url(url),
+        detail,
+    })?;
+    Opts::from_url(&driver_url).map_err(|source| MysqlError::BadUrl {
+        url: redact_url(url),
+        source,
+    })
+}
+
+/// Options for a connection pool on `url`, with its TLS settings and drc's session settings.
+/// A pool cannot fall back per connection, so `preferred` connects plain here: give
+/// `required` or stronger for TLS.
+pub fn pool_opts(url: &str) -> Result<OptsBuilder, MysqlError> {
+    let (_, tls) = crate::tls::split_url(url).map_err(|detail| MysqlError::BadTls {
+        url: redact_url(url),
+        detail,
+    })?;
+    let ssl = match tls.mode {
+        crate::tls::TlsMode::Preferred => None,
+        _ => crate::tls::ssl_opts(&tls),
+    };
+    Ok(OptsBuilder::from_opts(parse_opts(url)?)
+        .tcp_keepalive(Some(TCP_KEEPALIVE))
+        .init(vec![format!(
+            "SET NAMES utf8mb4, sql_mode = '{SESSION_SQL_MODE}'"
+        )])
+        .ssl_opts(ssl))
+}
+
 /// Opens one connection, bounded by `timeout`.
 pub async fn connect(url: &str, timeout: Duration) -> Result<Conn, MysqlError> {
     connect_with(url, timeout, None).await
@@ -152,16 +199,26 @@ pub async fn connect_stream(url: &str, timeout: Duration) -> Result<Conn, MysqlE
     connect_with(url, timeout, Some(1 << 30)).await
 }
 
+/// The `sql_mode` of every session drc opens (appliers included): strict, values exactly as the
+/// source stored them (an id 0 stays 0), and, above all, without `NO_BACKSLASH_ESCAPES` or
+/// `ANSI_QUOTES`, so that drc's escaping (`drc_core::sqltext`) never depends on a server's
+/// global settings.
+pub const SESSION_SQL_MODE: &str = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION";
+
 async fn connect_with(
     url: &str,
     timeout: Duration,
     max_allowed_packet: Option<usize>,
 ) -> Result<Conn, MysqlError> {
-    let opts = Opts::from_url(url).map_err(|source| MysqlError::BadUrl {
+    let (_, tls) = crate::tls::split_url(url).map_err(|detail| MysqlError::BadTls {
         url: redact_url(url),
-        source,
+        detail,
     })?;
-    let mut opts = OptsBuilder::from_opts(opts).tcp_keepalive(Some(TCP_KEEPALIVE));
+    let mut opts = OptsBuilder::from_opts(parse_opts(url)?)
+        .tcp_keepalive(Some(TCP_KEEPALIVE))
+        .init(vec![format!(
+            "SET NAMES utf8mb4, sql_mode = '{SESSION_SQL_MODE}'"
+        )]);
     if !url.contains("prefer_socket=") {
         // The driver would otherwise switch a TCP connection to 127.0.0.1 over to the server's
         // Unix socket: around a local proxy (or a tunnel) the operator put in the URL, and
@@ -171,16 +228,40 @@ async fn connect_with(
     if let Some(m) = max_allowed_packet {
         opts = opts.max_allowed_packet(Some(m));
     }
-    match tokio::time::timeout(timeout, Conn::new(opts)).await {
+    let plain = opts.clone();
+    let opts = opts.ssl_opts(crate::tls::ssl_opts(&tls));
+    let attempt = async {
+        match Conn::new(opts).await {
+            // `preferred`: the server offers no TLS, so plain it is.
+            Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            )) if tls.mode == crate::tls::TlsMode::Preferred => Conn::new(plain).await,
+            other => other,
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(source)) => Err(MysqlError::Connect {
             url: redact_url(url),
+            hint: plain_hint(&source, tls.mode),
             source,
         }),
         Err(_) => Err(MysqlError::ConnectTimeout {
             url: redact_url(url),
             secs: timeout.as_secs(),
         }),
+    }
+}
+
+/// A plain connection refused with "access denied": MariaDB answers so when it requires secure
+/// transport (`require_secure_transport=ON`, or `REQUIRE SSL` for the user), without saying so.
+fn plain_hint(e: &mysql_async::Error, mode: crate::tls::TlsMode) -> &'static str {
+    let denied = crate::codes::server_code(e) == Some(1045);
+    match mode {
+        crate::tls::TlsMode::Disabled if denied => {
+            " (this connection was plain, tls = \"disabled\": if the server requires secure transport (require_secure_transport=ON, or REQUIRE SSL for the user) it refuses plain connections this way; set tls = \"verify_ca\" with tls_ca)"
+        }
+        _ => "",
     }
 }
 

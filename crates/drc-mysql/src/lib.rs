@@ -14,14 +14,16 @@ mod conn;
 mod meta;
 pub mod retry;
 mod server;
+pub mod tls;
 
 pub use checks::{preflight_source, Problem, ProblemList};
 pub use codes::{is_packet_too_large, is_transient_driver_error};
 pub use conn::{
-    bounded, connect, connect_stream, redact_url, url_with_password, MysqlError, PasswordSlot,
-    TCP_KEEPALIVE,
+    bounded, connect, connect_stream, parse_opts, pool_opts, redact_url, url_with_password,
+    MysqlError, PasswordSlot, SESSION_SQL_MODE, TCP_KEEPALIVE,
 };
 pub use meta::{load_unique_keys, IndexColumns};
 pub use server::{
     current_file_pos, current_position, gtid_position_query, server_info, Flavor, ServerInfo,
 };
+pub use tls::{url_with_tls, Tls, TlsMode};

@@ -303,7 +303,7 @@ pub fn drc_users(config: &Config) -> Vec<String> {
     config
         .centers
         .iter()
-        .filter_map(|c| mysql_async::Opts::from_url(c.url()).ok())
+        .filter_map(|c| drc_mysql::parse_opts(c.url()).ok())
         .filter_map(|o| o.user().map(str::to_string))
         .collect()
 }
@@ -314,7 +314,7 @@ pub fn daemon_address(config: &Config, center: &str) -> Option<String> {
     let c = config.center(center)?;
     let addr = c.metrics_listen?;
     if addr.ip().is_unspecified() {
-        let host = mysql_async::Opts::from_url(c.url())
+        let host = drc_mysql::parse_opts(c.url())
             .ok()
             .map(|o| o.ip_or_hostname().to_string())?;
         Some(format!("{host}:{}", addr.port()))

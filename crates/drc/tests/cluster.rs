@@ -199,7 +199,12 @@ impl Cluster {
 
     /// A connection to center `i`, using the test's database.
     pub async fn conn(&self, i: usize) -> Conn {
-        drc_testkit::connect(&format!("{}/{}", self.urls[i], self.db)).await
+        let url = &self.urls[i];
+        let url = match url.split_once('?') {
+            Some((base, query)) => format!("{base}/{}?{query}", self.db),
+            None => format!("{url}/{}", self.db),
+        };
+        drc_testkit::connect(&url).await
     }
 
     /// Runs `drc ARGS --config <this cluster's file>`; its exit code and stdout + stderr.
@@ -264,11 +269,12 @@ impl Cluster {
             .expect("columns");
         let concat = cols
             .iter()
-            .map(|c| format!("COALESCE(HEX(`{c}`), 'NULL')"))
+            .map(|c| format!("COALESCE(HEX(`{}`), 'NULL')", c.replace('`', "``")))
             .collect::<Vec<_>>()
             .join(", '|', ");
         c.query_first(format!(
-            "SELECT COUNT(*), SHA2(GROUP_CONCAT(SHA2(CONCAT({concat}), 256) ORDER BY 1 SEPARATOR ''), 256) FROM `{table}`"
+            "SELECT COUNT(*), SHA2(GROUP_CONCAT(SHA2(CONCAT({concat}), 256) ORDER BY 1 SEPARATOR ''), 256) FROM `{}`",
+            table.replace('`', "``")
         ))
         .await
         .expect("checksum")

@@ -21,3 +21,4 @@ mod sizes;
 mod start;
 mod stuck;
 mod tail;
+mod tls;
