@@ -66,6 +66,9 @@ pub struct Center {
     pub replicas: Vec<String>,
     /// TLS to the center's server (also carried in [`Center::url`], see `drc_mysql::tls`).
     pub tls: drc_mysql::Tls,
+    /// The secret that authenticates the Raft frames between the center's replicas (required
+    /// with `replicas`).
+    pub raft_secret: Option<Secret>,
 }
 
 impl Center {

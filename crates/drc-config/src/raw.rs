@@ -104,6 +104,10 @@ pub struct RawCenter {
     pub password_file: Option<String>,
     /// Raft addresses (`host:port`) of the center's drc replicas.
     pub replicas: Option<Vec<String>>,
+    /// Name of an environment variable holding the center's Raft secret (replicas).
+    pub raft_secret_env: Option<String>,
+    /// Path of a file holding the center's Raft secret (replicas).
+    pub raft_secret_file: Option<String>,
     /// TLS mode to the center's server.
     pub tls: Option<String>,
     /// CA certificate(s) (PEM) to verify the server with.

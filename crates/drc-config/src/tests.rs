@@ -148,7 +148,22 @@ fn replicas_and_election_defaults() {
         "metrics_listen = \"127.0.0.1:9402\"",
         "metrics_listen = \"127.0.0.1:9402\"\nreplicas = [\"10.0.2.1:9501\", \"10.0.2.2:9501\", \"drc-b-3:9501\"]",
     );
-    let c = Config::parse(&text, &no_env).expect("valid");
+    // Replicas need the center's Raft secret.
+    let e = Config::parse(&text, &no_env).expect_err("no secret");
+    assert!(
+        e.to_string()
+            .contains("center[1].raft_secret_file: a center with replicas needs a Raft secret"),
+        "{e}"
+    );
+    let short = text.replace("replicas = [", "raft_secret_env = \"S\"\nreplicas = [");
+    let e = Config::parse(&short, &|_| Some("too short".into())).expect_err("short");
+    assert!(e.to_string().contains("the Raft secret has 9 bytes"), "{e}");
+    let c = Config::parse(&short, &|_| Some("0123456789abcdef".into())).expect("valid");
+    assert_eq!(
+        c.centers[1].raft_secret.as_ref().map(|s| s.expose()),
+        Some("0123456789abcdef")
+    );
+    assert_eq!(format!("{:?}", c.centers[1].raft_secret), "Some(***)");
     assert!(c.centers[0].replicas.is_empty());
     assert_eq!(c.centers[1].replicas.len(), 3);
     assert_eq!(c.election.heartbeat, Duration::from_millis(100));

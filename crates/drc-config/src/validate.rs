@@ -45,6 +45,7 @@ fn center(
 ) -> Option<Center> {
     let key = |k: &str| format!("center[{i}].{k}");
     let tls = tls(i, &raw, e);
+    let raft_secret = raft_secret(i, &raw, env, e);
     let name = match raw.name {
         Some(n) if valid_name(&n) => Some(n),
         Some(n) => {
@@ -136,6 +137,15 @@ fn center(
         None => Some(None),
     };
     let replicas = crate::election::replicas(i, raw.replicas, &mut e.0);
+    if !replicas.is_empty()
+        && raft_secret.is_none()
+        && !e.0.iter().any(|x| x.key.starts_with(&key("raft_secret")))
+    {
+        e.add(
+            key("raft_secret_file"),
+            "a center with replicas needs a Raft secret, or its Raft port would take any peer's vote: give raft_secret_file (a file of at least 16 random bytes, e.g. `openssl rand -base64 32 > /etc/drc/raft.key`) or raft_secret_env, the same in every replica of the center",
+        );
+    }
     let (name, (url, display_url), metrics_listen, tls) = (name?, url?, metrics_listen?, tls?);
     Some(Center {
         name,
@@ -144,7 +154,59 @@ fn center(
         metrics_listen,
         replicas,
         tls,
+        raft_secret: raft_secret.map(Secret::new),
     })
+}
+
+/// The Raft secret of a center (file or environment), at least 16 bytes.
+fn raft_secret(
+    i: usize,
+    raw: &RawCenter,
+    env: &dyn Fn(&str) -> Option<String>,
+    e: &mut Errors,
+) -> Option<String> {
+    let key = |k: &str| format!("center[{i}].{k}");
+    let (k, secret) = match (&raw.raft_secret_env, &raw.raft_secret_file) {
+        (Some(_), Some(_)) => {
+            e.add(
+                key("raft_secret_env"),
+                "give raft_secret_env or raft_secret_file, not both",
+            );
+            return None;
+        }
+        (Some(var), None) => match env(var) {
+            Some(s) => ("raft_secret_env", s),
+            None => {
+                e.add(
+                    key("raft_secret_env"),
+                    format!("environment variable {var} is not set"),
+                );
+                return None;
+            }
+        },
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => (
+                "raft_secret_file",
+                s.trim_end_matches(['\n', '\r']).to_string(),
+            ),
+            Err(err) => {
+                e.add(
+                    key("raft_secret_file"),
+                    format!("cannot read {path}: {err}"),
+                );
+                return None;
+            }
+        },
+        (None, None) => return None,
+    };
+    if secret.len() < 16 {
+        e.add(
+            key(k),
+            format!("the Raft secret has {} bytes: use at least 16 random bytes (e.g. `openssl rand -base64 32`)", secret.len()),
+        );
+        return None;
+    }
+    Some(secret)
 }
 
 /// A center's TLS keys: the mode (default `preferred`) and readable PEM files.

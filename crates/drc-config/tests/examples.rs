@@ -12,6 +12,10 @@ fn example_configs_are_valid() {
         let tmp = tempfile::NamedTempFile::new().expect("tmp");
         std::fs::write(tmp.path(), "pw\n").expect("write");
         let text = text.replace("/run/secrets/drc-bj", &tmp.path().display().to_string());
+        // ... and a Raft secret file.
+        let key = tempfile::NamedTempFile::new().expect("tmp");
+        std::fs::write(key.path(), "0123456789abcdef0123456789abcdef\n").expect("write");
+        let text = text.replace("/etc/drc/raft-bj.key", &key.path().display().to_string());
         let c = drc_config::Config::parse(&text, &env)
             .unwrap_or_else(|e| panic!("{name} is invalid: {e}"));
         assert_eq!(c.centers.len(), 3, "{name}");

@@ -475,6 +475,13 @@ pub async fn run(
                 election_max: config.election.election_timeout_max,
             };
             info!(replica = i, %listen, dir = %dir.display(), "starting the election");
+            // Validation requires the secret with replicas (at least 16 bytes); the empty
+            // fallback is only reachable by a configuration built in code.
+            let secret = center
+                .raft_secret
+                .as_ref()
+                .map(|s| s.expose())
+                .unwrap_or("");
             Some(
                 drc_election::Election::start(
                     &center.name,
@@ -483,6 +490,7 @@ pub async fn run(
                     listen,
                     &dir,
                     timeouts,
+                    secret.as_bytes(),
                 )
                 .await?,
             )

@@ -8,12 +8,14 @@ fn config(replicas: &str) -> Config {
          [[center]]\nname = \"b\"\nmysql = \"mysql://root@127.0.0.1:3312\"\n{replicas}\n\n\
          [replication]\ndatabases = [\"shop\"]\n"
     );
-    Config::parse(&text, &|_| None).expect("valid config")
+    let env = |name: &str| (name == "RAFT").then(|| "a test secret of 32 characters..".to_string());
+    Config::parse(&text, &env).expect("valid config")
 }
 
 #[test]
 fn replica_flag_must_fit_the_replicas_list() {
-    let three = config("replicas = [\"h1:9501\", \"h2:9501\", \"h3:9501\"]");
+    let three =
+        config("replicas = [\"h1:9501\", \"h2:9501\", \"h3:9501\"]\nraft_secret_env = \"RAFT\"");
     let b = three.center("b").expect("b");
     assert_eq!(replica_index(b, Some(2)).expect("ok"), Some(2));
     let e = replica_index(b, None).expect_err("missing").to_string();

@@ -12,6 +12,9 @@
 //!   here: the leader stamps every apply transaction with its term, and a transaction whose
 //!   term is older than the center's fence fails (drc-apply's `fence` module).
 //!
+//! Transport: every frame between replicas is authenticated with the center's Raft secret
+//! (HMAC-SHA256), and bounded in size, count and time ([`network`]).
+//!
 //! Durability: votes and log are written with `fsync` before openraft proceeds ([`store`]).
 //! Start-up: replica 0 initializes the cluster with every configured replica as a voter; on a
 //! restart it finds its log non-empty and openraft refuses (`NotAllowed`), which is fine. The
@@ -19,6 +22,10 @@
 
 pub mod network;
 pub mod store;
+
+/// Largest snapshot chunk openraft sends (far below [`network::MAX_FRAME`]; the election's
+/// snapshots are a few KB).
+pub const SNAPSHOT_CHUNK: u64 = 256 << 10;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -101,7 +108,9 @@ pub fn leader_term(m: &RaftMetrics<u64, BasicNode>) -> Option<u64> {
 
 impl Election {
     /// Starts replica `index` of `replicas` (Raft addresses by index), keeping its state in
-    /// `data_dir` and accepting peers on `listen` (usually `replicas[index]`).
+    /// `data_dir`, accepting peers on `listen` (usually `replicas[index]`), and authenticating
+    /// every frame with `secret`, the center's Raft secret ([`network`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         cluster_name: &str,
         replicas: &[String],
@@ -109,7 +118,9 @@ impl Election {
         listen: SocketAddr,
         data_dir: &Path,
         timeouts: Timeouts,
+        secret: &[u8],
     ) -> Result<Election, ElectionError> {
+        let key = network::Key::new(secret);
         if index >= replicas.len() {
             return Err(ElectionError::NoSuchReplica {
                 index,
@@ -123,6 +134,7 @@ impl Election {
             election_timeout_min: timeouts.election_min.as_millis() as u64,
             election_timeout_max: timeouts.election_max.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(store::SNAPSHOT_EVERY),
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK,
             max_in_snapshot_log_to_keep: 10,
             ..Default::default()
         }
@@ -139,14 +151,14 @@ impl Election {
         let raft = Raft::new(
             id,
             Arc::new(config),
-            network::Network::new(replicas),
+            network::Network::new(replicas, key.clone()),
             log,
             sm,
         )
         .await
         .map_err(|e| ElectionError::Raft(e.to_string()))?;
         let (stop_server, rx) = watch::channel(false);
-        let server = tokio::spawn(network::serve(listener, raft.clone(), rx));
+        let server = tokio::spawn(network::serve(listener, raft.clone(), key, rx));
         if index == 0 {
             let members: BTreeMap<u64, BasicNode> = replicas
                 .iter()

@@ -127,9 +127,13 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `url` with `tls` as drc's query parameters (replacing any it had).
+/// `url` with `tls` as drc's query parameters (replacing any it had; none for the default,
+/// `preferred` without files, so that a default URL stays as written).
 pub fn url_with_tls(url: &str, tls: &Tls) -> String {
     let (base, _) = split_url(url).unwrap_or_else(|_| (url.to_string(), Tls::default()));
+    if *tls == Tls::default() {
+        return base;
+    }
     let mut params = vec![format!("{MODE}={}", tls.mode)];
     for (name, path) in [(CA, &tls.ca), (CERT, &tls.cert), (KEY, &tls.key)] {
         if let Some(p) = path {
@@ -224,7 +228,13 @@ mod tests {
         assert_eq!(back, tls);
         // Replacing keeps one set.
         let again = url_with_tls(&url, &Tls::default());
-        assert_eq!(again.matches("drc-tls=").count(), 1, "{again}");
+        assert_eq!(again, "mysql://u:p@h:3306/db?prefer_socket=true");
+        let required = Tls {
+            mode: TlsMode::Required,
+            ..Tls::default()
+        };
+        let twice = url_with_tls(&url_with_tls(&url, &required), &required);
+        assert_eq!(twice.matches("drc-tls=").count(), 1, "{twice}");
         assert_eq!(split_url("mysql://h").expect("plain").1, Tls::default());
         assert!(split_url("mysql://h?drc-tls=maybe")
             .expect_err("bad mode")

@@ -167,12 +167,18 @@ async fn raft_failover_timing() {
 fn raft_bad_replica_flags_are_refused_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("drc.toml");
+    let secret = dir.path().join("raft.key");
+    std::fs::write(&secret, "a test secret of 32 characters..").expect("secret");
     std::fs::write(
         &config,
-        "[[center]]\nname = \"a\"\nmysql = \"mysql://root@127.0.0.1:1\"\n\n\
-         [[center]]\nname = \"b\"\nmysql = \"mysql://root@127.0.0.1:2\"\n\
-         replicas = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]\n\n\
-         [replication]\ndatabases = [\"shop\"]\n",
+        format!(
+            "[[center]]\nname = \"a\"\nmysql = \"mysql://root@127.0.0.1:1\"\n\n\
+             [[center]]\nname = \"b\"\nmysql = \"mysql://root@127.0.0.1:2\"\n\
+             replicas = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\"]\n\
+             raft_secret_file = \"{}\"\n\n\
+             [replication]\ndatabases = [\"shop\"]\n",
+            secret.display()
+        ),
     )
     .expect("config");
     let file = dir.path().join("a-file");

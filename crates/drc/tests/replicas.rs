@@ -111,6 +111,8 @@ impl Replicas {
                 .expect("schema");
         }
         let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("raft.key");
+        std::fs::write(&secret, "a test secret of 32 characters..\n").expect("raft secret");
         let real: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
         let mut proxies = Vec::new();
         for i in 0..3 {
@@ -135,7 +137,7 @@ impl Replicas {
                 .collect();
             let toml = format!(
                 "[[center]]\nname = \"a\"\nmysql = \"{}\"\n\n\
-                 [[center]]\nname = \"b\"\nmysql = \"{}\"\nreplicas = [{}]\n\n\
+                 [[center]]\nname = \"b\"\nmysql = \"{}\"\nreplicas = [{}]\nraft_secret_file = \"{}\"\n\n\
                  [replication]\ndatabases = [\"{db}\"]\nmeta_database = \"{meta}\"\n\n\
                  [source]\nreplica_server_id_base = {base}\nheartbeat_ms = 500\nidle_timeout_ms = 5000\n\n\
                  [applier]\nparallelism = 2\n\n\
@@ -143,6 +145,7 @@ impl Replicas {
                 servers()[0].url(),
                 servers()[1].url(),
                 addrs.join(", "),
+                secret.display(),
                 // Other election timings, for the failover benchmark only (TOML lines).
                 std::env::var("FAILOVER_ELECTION").unwrap_or_default()
             );
