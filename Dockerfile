@@ -5,10 +5,10 @@
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
-# git: build.rs stamps `drc --version` with the revision when .git is present (it is not sent by
-# .dockerignore, so the stamp reads "unknown"); pkg-config/make/perl for jemalloc's build.
+# make: jemalloc's build (tikv-jemalloc-sys) runs it; the image has the C compiler already.
+# `drc --version` shows the revision as "unknown": .dockerignore leaves .git out of the context.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends make perl pkg-config \
+ && apt-get install -y --no-install-recommends make \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked -p drc \

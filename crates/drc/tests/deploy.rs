@@ -250,6 +250,17 @@ fn compose_daemons_run_every_center_with_a_valid_topology() {
             .unwrap_or_else(|| panic!("{name} mounts its --config {config}"));
         assert_eq!(mounted.0, "./config/compose.toml");
         assert_eq!(s["build"], ".", "{name} runs the image of the Dockerfile");
+        // It publishes the port its center's metrics_listen binds inside the container.
+        let port = centers
+            .center(&center)
+            .and_then(|c| c.metrics_listen)
+            .map(|a| a.port().to_string())
+            .expect("metrics_listen");
+        let published = strings(&s["ports"]);
+        assert!(
+            published.iter().any(|p| p.ends_with(&format!(":{port}"))),
+            "{name} publishes {port}: {published:?}"
+        );
         // The daemon's environment makes the topology load, as `drc check --offline` sees it.
         let mut check = Command::new(env!("CARGO_BIN_EXE_drc"));
         check
