@@ -84,6 +84,9 @@ pub struct Batch {
     pub ddl: Option<(DdlEvent, Decision)>,
     /// Transactions passed on an operator's request ([`Batcher::set_skips`]).
     pub skipped: Vec<Skipped>,
+    /// When the batch's first source event was received (`drc_apply_latency_seconds` counts
+    /// from here); `None` for a batch that received nothing.
+    pub received: Option<Instant>,
 }
 
 impl Batch {
@@ -207,6 +210,7 @@ impl Batcher {
             loopback_dropped: 0,
             ddl: None,
             skipped: Vec::new(),
+            received: None,
         };
         if until.is_none() {
             if let Some((d, decision)) = self.pending.take() {
@@ -244,6 +248,7 @@ impl Batcher {
             } else {
                 self.recv().await?
             };
+            b.received.get_or_insert_with(Instant::now);
             let ev = filter_event(&mut self.filter, self.lookup.as_mut(), ev, &b.end).await?;
             let boundary = match ev {
                 SourceEvent::Begin(begin) => {

@@ -1,8 +1,14 @@
 //! Prometheus metrics of the links and the daemon. Names follow
 //! `drc_<subsystem>_<name>_<unit>[_total]`; labels are low-cardinality (`link`, `kind`,
 //! `center`), never row values. Every metric is listed in docs/metrics.md.
+//!
+//! Per-link series are created when a link is set up ([`Metrics::init_link`]), so a scrape
+//! shows a link's counters at 0 and its histograms empty before anything happened, instead of
+//! no series at all (dashboards and alert rules then see a value, not a gap).
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Rows applied, by link and kind (insert/update/delete).
 pub const APPLY_ROWS: &str = "drc_apply_rows_total";
@@ -42,6 +48,33 @@ pub const APPLY_CONFLICTS: &str = "drc_apply_conflicts_total";
 /// `skipped` after an acknowledgment, `stopped`).
 pub const APPLY_DDL: &str = "drc_apply_ddl_total";
 
+/// Seconds from the first source event of a batch arriving in the link to the batch committed
+/// in the target (waiting for more changes, planning, applying), by link.
+pub const APPLY_LATENCY: &str = "drc_apply_latency_seconds";
+/// Seconds to apply one batch (planning and every worker's transaction up to the last commit),
+/// by link.
+pub const APPLY_BATCH_DURATION: &str = "drc_apply_batch_duration_seconds";
+/// Binlog events the link's source received (heartbeats not counted), by link.
+pub const SOURCE_EVENTS: &str = "drc_source_events_total";
+/// Bytes of the binlog events the link's source received (heartbeats not counted), by link.
+pub const SOURCE_BYTES: &str = "drc_source_bytes_total";
+/// Times the link's binlog source reconnected to its server, by link.
+pub const SOURCE_RECONNECTS: &str = "drc_source_reconnects_total";
+/// Seconds since the link last committed a checkpoint, by link.
+pub const LINK_CHECKPOINT_AGE: &str = "drc_link_checkpoint_age_seconds";
+/// How far the center's local-delete reader is behind its own binlog, in seconds, by center.
+pub const LOCAL_DELETES_LAG: &str = "drc_local_deletes_lag_seconds";
+
+/// Buckets of the latency histograms, in seconds: 1 ms to 2 minutes.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// The change kinds of [`APPLY_ROWS`].
+pub const KINDS: [&str; 3] = ["insert", "update", "delete"];
+/// The actions of [`APPLY_DDL`].
+pub const DDL_ACTIONS: [&str; 3] = ["stopped", "skipped", "replicated"];
+
 /// The metric handles, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -75,6 +108,20 @@ pub struct Metrics {
     pub clock_skew_error: GaugeVec,
     /// [`APPLY_DDL`].
     pub ddl: IntCounterVec,
+    /// [`APPLY_LATENCY`].
+    pub latency: HistogramVec,
+    /// [`APPLY_BATCH_DURATION`].
+    pub batch_duration: HistogramVec,
+    /// [`SOURCE_EVENTS`].
+    pub source_events: IntCounterVec,
+    /// [`SOURCE_BYTES`].
+    pub source_bytes: IntCounterVec,
+    /// [`SOURCE_RECONNECTS`].
+    pub source_reconnects: IntCounterVec,
+    /// [`LINK_CHECKPOINT_AGE`].
+    pub checkpoint_age: GaugeVec,
+    /// [`LOCAL_DELETES_LAG`].
+    pub local_deletes_lag: GaugeVec,
 }
 
 impl Metrics {
@@ -169,6 +216,45 @@ impl Metrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(up.clone()))?;
         registry.register(Box::new(lag.clone()))?;
+        let histogram = |name: &str, help: &str| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                &["link"],
+            )
+        };
+        let latency = histogram(
+            APPLY_LATENCY,
+            "Seconds from a batch's first source event arriving to the batch committed",
+        )?;
+        let batch_duration = histogram(
+            APPLY_BATCH_DURATION,
+            "Seconds to apply one batch (plan and every worker's transaction)",
+        )?;
+        let counter = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["link"]);
+        let source_events = counter(SOURCE_EVENTS, "Binlog events received (no heartbeats)")?;
+        let source_bytes = counter(SOURCE_BYTES, "Binlog bytes received (no heartbeats)")?;
+        let source_reconnects = counter(SOURCE_RECONNECTS, "Binlog source reconnects")?;
+        let checkpoint_age = GaugeVec::new(
+            Opts::new(
+                LINK_CHECKPOINT_AGE,
+                "Seconds since the link last committed a checkpoint",
+            ),
+            &["link"],
+        )?;
+        let local_deletes_lag = GaugeVec::new(
+            Opts::new(
+                LOCAL_DELETES_LAG,
+                "Seconds the local-delete reader is behind the center's own binlog",
+            ),
+            &["center"],
+        )?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(batch_duration.clone()))?;
+        registry.register(Box::new(source_events.clone()))?;
+        registry.register(Box::new(source_bytes.clone()))?;
+        registry.register(Box::new(source_reconnects.clone()))?;
+        registry.register(Box::new(checkpoint_age.clone()))?;
+        registry.register(Box::new(local_deletes_lag.clone()))?;
         Ok(Metrics {
             registry,
             rows,
@@ -185,7 +271,43 @@ impl Metrics {
             clock_skew,
             clock_skew_error,
             ddl,
+            latency,
+            batch_duration,
+            source_events,
+            source_bytes,
+            source_reconnects,
+            checkpoint_age,
+            local_deletes_lag,
         })
+    }
+
+    /// Creates every series of `link` whose labels are known in advance: its counters at 0,
+    /// its histograms empty, its state gauges at 0 (the daemon sets them from the link's state
+    /// on each scrape). The lag is left out: it appears with the first heartbeat measured, as
+    /// a 0 would claim a link is caught up before anything was measured.
+    pub fn init_link(&self, link: &str) {
+        for kind in KINDS {
+            self.rows.with_label_values(&[link, kind]);
+        }
+        for action in DDL_ACTIONS {
+            self.ddl.with_label_values(&[link, action]);
+        }
+        for c in [
+            &self.transactions,
+            &self.batches,
+            &self.loopback_dropped,
+            &self.errors,
+            &self.source_events,
+            &self.source_bytes,
+            &self.source_reconnects,
+        ] {
+            c.with_label_values(&[link]);
+        }
+        for g in [&self.up, &self.reconnecting, &self.paused] {
+            g.with_label_values(&[link]);
+        }
+        self.latency.with_label_values(&[link]);
+        self.batch_duration.with_label_values(&[link]);
     }
 
     /// The text exposition of every metric.

@@ -2,8 +2,10 @@
 //! status (set by the link and its supervisor), the last applied position, and its binlog
 //! source's connection ([`drc_source::Liveness`]): a running link whose source reconnects shows
 //! as `reconnecting`, with the time since the source last received anything and the last error.
+//! It also keeps when the link last committed a checkpoint (`drc_link_checkpoint_age_seconds`).
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use drc_core::position::Position;
 use drc_source::{Liveness, LivenessView};
@@ -28,6 +30,9 @@ pub enum LinkStatus {
 pub struct LinkState {
     inner: Mutex<(LinkStatus, Option<String>)>,
     source: Mutex<Option<Liveness>>,
+    /// When this process last committed a checkpoint of the link; until the first one, when
+    /// the state was created (the daemon's start).
+    checkpointed: Mutex<Instant>,
 }
 
 impl Default for LinkState {
@@ -35,6 +40,7 @@ impl Default for LinkState {
         LinkState {
             inner: Mutex::new((LinkStatus::Starting, None)),
             source: Mutex::new(None),
+            checkpointed: Mutex::new(Instant::now()),
         }
     }
 }
@@ -108,10 +114,24 @@ impl LinkState {
         }
     }
 
+    /// Records a committed batch: its end position, and that a checkpoint was just written.
     pub(crate) fn set_position(&self, p: &Position) {
         match self.inner.lock() {
             Ok(mut g) => g.1 = Some(p.to_string()),
             Err(p2) => p2.into_inner().1 = Some(p.to_string()),
+        }
+        match self.checkpointed.lock() {
+            Ok(mut g) => *g = Instant::now(),
+            Err(p2) => *p2.into_inner() = Instant::now(),
+        }
+    }
+
+    /// How long ago this process last committed a checkpoint of the link (since the state was
+    /// created, when it committed none yet).
+    pub fn checkpoint_age(&self) -> Duration {
+        match self.checkpointed.lock() {
+            Ok(g) => g.elapsed(),
+            Err(p) => p.into_inner().elapsed(),
         }
     }
 }

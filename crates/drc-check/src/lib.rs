@@ -10,6 +10,7 @@
 //! | `identity` | `server_id`, `gtid_domain_id`, `server_uuid` clashes, `auto_increment_increment`/`offset` collisions | across centers |
 //! | `schema` | missing databases and tables, tables without primary key, differing columns and keys, triggers | per center and across centers |
 //! | `clock` | skew between the centers' database clocks above `[conflict] max_clock_skew_ms` | across centers |
+//! | `topology` | the topology file alone, without connecting (`drc check --offline`) | the file |
 //!
 //! Every problem becomes a [`Finding`]; nothing stops at the first one, so an operator fixes a
 //! cluster in one round. A center that cannot be reached (or stops answering) is one error
@@ -27,6 +28,7 @@ mod grants;
 mod identity;
 mod schema;
 mod server;
+pub mod topology;
 
 use std::fmt;
 

@@ -6,7 +6,8 @@
 //! reconnecting (nothing received from its server) for longer than [`RECONNECTING_UNHEALTHY`]:
 //! a short reconnect (a server restart) is normal, a peer unreachable for minutes is not.
 //! Both requests first refresh the link gauges that follow the links' shared state
-//! (`drc_link_up`, `drc_link_reconnecting`, `drc_link_source_seconds_since_last_event`).
+//! (`drc_link_up`, `drc_link_reconnecting`, `drc_link_source_seconds_since_last_event`,
+//! `drc_link_checkpoint_age_seconds`).
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -47,6 +48,9 @@ fn refresh(s: &AppState) -> Vec<(String, LinkReport)> {
             m.paused
                 .with_label_values(&[name])
                 .set(i64::from(r.state_name() == "paused"));
+            m.checkpoint_age
+                .with_label_values(&[name])
+                .set(l.state.checkpoint_age().as_secs_f64());
             if let Some(src) = &r.source {
                 m.source_silence
                     .with_label_values(&[name])

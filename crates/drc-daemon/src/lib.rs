@@ -14,9 +14,13 @@
 //! When any table may use last-writer-wins, the daemon also runs the center's local-delete
 //! reader (tombstones of rows deleted by local writers, `drc_apply::conflict::local`), supervised
 //! the same way; its failures count in `drc_link_errors_total{link="<center>~local-deletes"}`.
+//!
+//! Under systemd (`Type=notify`) the daemon reports `READY=1` once its links started and
+//! `STOPPING=1` when it shuts down ([`notify`]).
 
 mod http;
 pub mod leader;
+mod notify;
 mod skew;
 mod status;
 mod supervise;
@@ -223,6 +227,7 @@ pub fn local_deletes_spec(config: &Config, center: &Center) -> LocalDeletesSpec 
         conflict: config.conflict.clone(),
         source: config.source.clone(),
         replica_server_id: replica_server_id(config.source.replica_server_id_base, t, t),
+        lag: None,
     }
 }
 
@@ -424,6 +429,14 @@ pub async fn run(
         }
         let mut spec = local_deletes_spec(&config, &center);
         spec.replica = replica;
+        spec.lag = Some(
+            metrics
+                .local_deletes_lag
+                .with_label_values(&[center.name.as_str()]),
+        );
+        metrics
+            .errors
+            .with_label_values(&[spec.checkpoint_name().as_str()]);
         spec.replica_server_id = spec
             .replica_server_id
             .wrapping_add(REPLICA_SERVER_ID_STRIDE.wrapping_mul(replica.unwrap_or(0) as u32));
@@ -443,6 +456,9 @@ pub async fn run(
         }
         None => None,
     };
+    for s in &specs {
+        metrics.init_link(&s.name);
+    }
     let handles: Vec<LinkHandle> = specs
         .iter()
         .map(|s| LinkHandle {
@@ -545,6 +561,8 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
+    // systemd (Type=notify): READY=1 once the links started, STOPPING=1 at shutdown.
+    tasks.spawn(notify::readiness(handles.clone(), shutdown.clone()));
     match election {
         None => {
             tasks.spawn(leader::standalone(

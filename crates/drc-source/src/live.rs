@@ -102,6 +102,10 @@ impl SourceConfig {
     }
 }
 
+/// The binlog event type of the server's heartbeats (`HEARTBEAT_LOG_EVENT`), sent while the
+/// binlog is idle: not counted as read events.
+const HEARTBEAT_EVENT: u8 = 0x1b;
+
 /// Identity of a transaction, to recognise it when re-read after a reconnect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TxnKey {
@@ -130,6 +134,10 @@ pub struct Source {
     progress: Option<(TxnKey, usize)>,
     skip: Option<Skip>,
     reconnects: u64,
+    /// Binlog events received, heartbeats not counted ([`Source::events_read`]).
+    events: u64,
+    /// Their bytes ([`Source::bytes_read`]).
+    bytes: u64,
     live: Liveness,
 }
 
@@ -182,6 +190,8 @@ impl Source {
             progress: None,
             skip: None,
             reconnects: 0,
+            events: 0,
+            bytes: 0,
             live: Liveness::default(),
         };
         src.stream = Some(src.open_stream().await?);
@@ -207,6 +217,19 @@ impl Source {
     /// How many times the source reconnected.
     pub fn reconnects(&self) -> u64 {
         self.reconnects
+    }
+
+    /// How many binlog events the source received from its server, heartbeats not counted.
+    /// Events re-read after a reconnect count again (they crossed the network again), so this
+    /// measures reading, not the transactions yielded.
+    pub fn events_read(&self) -> u64 {
+        self.events
+    }
+
+    /// The bytes of the events counted by [`Source::events_read`] (binlog event sizes, headers
+    /// included).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes
     }
 
     async fn open_stream(&self) -> Result<BinlogStream, SourceError> {
@@ -348,6 +371,10 @@ impl Source {
                 )),
                 Ok(Some(Ok(ev))) => {
                     self.live.event();
+                    if ev.header().event_type_raw() != HEARTBEAT_EVENT {
+                        self.events += 1;
+                        self.bytes += u64::from(ev.header().event_size());
+                    }
                     Ok(ev)
                 }
             };

@@ -1,6 +1,9 @@
 //! `drc check`: runs `drc-check` against every center of a topology and prints the findings,
 //! as aligned text lines (default) or as one JSON array (`--json`).
 //!
+//! With `--offline`, only the topology file is checked (every problem at once, no server
+//! contacted; `drc_check::topology`).
+//!
 //! Exit code: 1 when any finding is an error (or the topology file cannot be loaded), 0
 //! otherwise — warnings and infos are printed but do not fail the check.
 
@@ -19,14 +22,21 @@ pub struct CheckArgs {
     /// Print a JSON array of {severity, center, check, message} instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Check the topology file only (every problem at once), without connecting to any server.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 type BoxError = Box<dyn std::error::Error>;
 
 /// Runs every check and prints what it found.
 pub async fn run(args: CheckArgs) -> Result<ExitCode, BoxError> {
-    let config = Config::load(&args.config)?;
-    let findings = drc_check::run_checks(&config).await;
+    let findings = if args.offline {
+        drc_check::topology::offline(Config::load(&args.config).as_ref())
+    } else {
+        let config = Config::load(&args.config)?;
+        drc_check::run_checks(&config).await
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&findings)?);
     } else {

@@ -101,6 +101,11 @@ impl Cluster {
 
     /// Starts the daemon of center `i` with `extra` arguments of `drc run`.
     pub fn start_with(&mut self, i: usize, extra: &[&str]) {
+        self.start_env(i, extra, &[]);
+    }
+
+    /// Starts the daemon of center `i` with `extra` arguments and `env` variables.
+    pub fn start_env(&mut self, i: usize, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -111,6 +116,7 @@ impl Cluster {
             .arg(&self.config)
             .args(["--center", NAMES[i], "--log", "info"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -274,6 +274,7 @@ pub(crate) async fn run_drc(
             conflict: cfg.conflict.clone(),
             source: cfg.source.clone(),
             replica_server_id: replica_id + 1_000_000,
+            lag: None,
         };
         Some(tokio::spawn(drc_apply::conflict::local::run_local_deletes(
             rspec,

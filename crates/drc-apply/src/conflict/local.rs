@@ -58,6 +58,9 @@ pub struct LocalDeletesSpec {
     pub source: SourceSettings,
     /// The replica server_id it registers with on its own server.
     pub replica_server_id: u32,
+    /// Set to how far the reader is behind its server (`drc_local_deletes_lag_seconds`): at
+    /// each transaction's commit, the seconds between now and that commit's binlog timestamp.
+    pub lag: Option<prometheus::Gauge>,
 }
 
 impl LocalDeletesSpec {
@@ -145,6 +148,10 @@ pub async fn run_local_deletes(
             }
         };
         let at = src.position().clone();
+        let committed = match &ev {
+            SourceEvent::Commit(c) => Some(c.timestamp),
+            _ => None,
+        };
         match filter_event(&mut filter, Some(&mut lookup), ev, &at).await? {
             SourceEvent::Begin(_) => pending.clear(),
             SourceEvent::Rows(changes) => {
@@ -217,6 +224,9 @@ pub async fn run_local_deletes(
                     last_store = Instant::now();
                 }
                 let _ = tx.send(Some(pos));
+                if let (Some(gauge), Some(ts)) = (&spec.lag, committed) {
+                    gauge.set(seconds_behind(ts));
+                }
                 if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
                     last_purge = Some(Instant::now());
                     for q in tombstone::purge_sql(&meta_db, retention) {
@@ -244,6 +254,17 @@ pub async fn run_local_deletes(
             versions.clear();
         }
     }
+}
+
+/// Seconds between now (this process's clock) and a binlog timestamp (whole seconds, the
+/// server's clock): the reader runs beside its own server, so the two clocks are the same
+/// machine's or close; not clamped, like `drc_link_lag_seconds`.
+fn seconds_behind(binlog_timestamp: u32) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    now - f64::from(binlog_timestamp)
 }
 
 /// Writes tombstones and the checkpoint (when given) in one transaction of queries that fit

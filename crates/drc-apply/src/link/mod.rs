@@ -81,6 +81,34 @@ pub enum FirstStart {
     At(Position),
 }
 
+/// The link's source counters (`drc_source_events_total`, `_bytes_total`, `_reconnects_total`),
+/// advanced by what its [`Source`] read since the last update.
+struct SourceCounters {
+    events: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+    reconnects: prometheus::IntCounter,
+    seen: (u64, u64, u64),
+}
+
+impl SourceCounters {
+    fn new(metrics: &Metrics, link: &str) -> Self {
+        SourceCounters {
+            events: metrics.source_events.with_label_values(&[link]),
+            bytes: metrics.source_bytes.with_label_values(&[link]),
+            reconnects: metrics.source_reconnects.with_label_values(&[link]),
+            seen: (0, 0, 0),
+        }
+    }
+
+    fn update(&mut self, src: &Source) {
+        let now = (src.events_read(), src.bytes_read(), src.reconnects());
+        self.events.inc_by(now.0.saturating_sub(self.seen.0));
+        self.bytes.inc_by(now.1.saturating_sub(self.seen.1));
+        self.reconnects.inc_by(now.2.saturating_sub(self.seen.2));
+        self.seen = now;
+    }
+}
+
 /// Aborts a spawned task when dropped (the link's reader must not outlive the link, however
 /// the link ends: an error, shutdown, or its own task being aborted).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -160,10 +188,13 @@ async fn run(
     let mut src = Source::connect(cfg).await?;
     state.set_source(Some(src.liveness()));
     let (tx, rx) = mpsc::channel(256);
+    let read = SourceCounters::new(&metrics, &spec.name);
     let _reader = AbortOnDrop(tokio::spawn(
         async move {
+            let mut read = read;
             loop {
                 let ev = src.next().await;
+                read.update(&src);
                 let failed = ev.is_err();
                 if tx.send(ev).await.is_err() || failed {
                     break;

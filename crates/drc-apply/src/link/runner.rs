@@ -204,6 +204,7 @@ impl Runner {
         workers: u32,
         done: &[u32],
     ) -> Result<(), LinkError> {
+        let began = std::time::Instant::now();
         bounded(
             self.spec.applier.query_timeout,
             "reading target columns",
@@ -340,6 +341,16 @@ impl Runner {
         self.metrics.batches.with_label_values(&[link]).inc();
         if let Some(closure) = &self.spec.closure {
             closure.check(link, &self.spec.source_name, &batch.changes);
+        }
+        self.metrics
+            .batch_duration
+            .with_label_values(&[link])
+            .observe(began.elapsed().as_secs_f64());
+        if let Some(received) = batch.received {
+            self.metrics
+                .latency
+                .with_label_values(&[link])
+                .observe(received.elapsed().as_secs_f64());
         }
         self.state.set_position(&batch.end);
         Ok(())
