@@ -20,6 +20,7 @@
 //! | `fence` | per center: the term allowed to apply (SQL in [`fence`], the protocol is `drc_apply::fence`) | the leader | no |
 //! | `term_history` | every term that took a center's fence | the leader | no |
 //! | `bootstrap` | `drc bootstrap`'s resumable state in the center being filled: the starting position of every link into and out of it, and per table the last primary key copied ([`bootstrap`]) | `drc bootstrap` | no |
+//! | `repair` | every key `drc repair` rewrote in this center: the run, table, key, action, winning center and rule, the row before and after ([`repair`]) | `drc repair`, in its tagged write | no |
 //! | `apply_log` | one row per committed apply transaction, in a ring of slots per link worker | appliers | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (design
@@ -36,6 +37,7 @@ pub mod fence;
 pub mod heartbeat;
 pub mod identity;
 pub mod marker;
+pub mod repair;
 pub mod schema;
 pub mod tombstone;
 

@@ -186,6 +186,14 @@ pub fn create_statements(meta: &str) -> Vec<String> {
            `copied_rows` BIGINT UNSIGNED NOT NULL DEFAULT 0, `done` TINYINT NOT NULL DEFAULT 0, \
            `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
            PRIMARY KEY (`kind`, `db`, `name`))"),
+        t("`repair` (\
+           `id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+           `at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+           `run` VARCHAR(64) NOT NULL, `db_table` VARCHAR(130) NOT NULL, \
+           `row_key` MEDIUMTEXT NOT NULL, `action` VARCHAR(16) NOT NULL, \
+           `winner` VARCHAR(64) NOT NULL, `rule` VARCHAR(32) NOT NULL, \
+           `before_row` MEDIUMTEXT NOT NULL, `after_row` MEDIUMTEXT NOT NULL, \
+           KEY `run` (`run`), KEY `at` (`at`))"),
     ]
 }
 

@@ -54,6 +54,10 @@ pub enum Command {
     Man,
     /// Fill a center with a live peer's data and write its links' starting checkpoints.
     Bootstrap(crate::bootstrap::BootstrapArgs),
+    /// Compare every replicated table across all centers (exit 0 equal, 1 differ, 2 failed).
+    Verify(crate::verify::VerifyArgs),
+    /// Rewrite the rows that differ between centers with the winning row.
+    Repair(crate::verify::RepairArgs),
 }
 
 /// `drc completions`.

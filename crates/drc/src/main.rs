@@ -12,6 +12,7 @@ mod id;
 mod link;
 mod run;
 mod tail;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -82,5 +83,7 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::Bootstrap(args) => rt.block_on(bootstrap::run(args)),
+        cli::Command::Verify(args) => Ok(rt.block_on(verify::verify(args))),
+        cli::Command::Repair(args) => Ok(rt.block_on(verify::repair(args))),
     }
 }
