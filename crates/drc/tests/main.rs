@@ -20,3 +20,4 @@ mod sizes;
 mod start;
 mod stuck;
 mod tail;
+mod verify;
