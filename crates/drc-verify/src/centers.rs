@@ -66,6 +66,16 @@ impl Center {
         })
     }
 
+    /// A second session to the same center.
+    pub async fn reopen(&self) -> Result<Center, VerifyError> {
+        Ok(Center {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            info: self.info.clone(),
+            conn: session(&self.url, &self.name).await?,
+        })
+    }
+
     /// The session, for statements of the caller's own.
     pub fn conn(&mut self) -> &mut Conn {
         &mut self.conn

@@ -237,21 +237,30 @@ impl Session {
                 seconds: 0.0,
                 rows_per_sec: 0.0,
             };
-            let mut lower: Option<sql::Key> = None;
+            // The next chunk's upper key is read on a session of its own while the current
+            // chunk is compared (the boundary scan overlaps the checksums).
+            let mut bounds = self.centers.list[0].reopen().await?;
             let mut n = options.chunk_rows.max(1);
+            let mut lower: Option<sql::Key> = None;
+            let mut upper = boundary(&mut bounds, &t, None, n).await?;
             loop {
                 throttle
                     .before_chunk(&mut self.centers, &mut |m| progress.note(m))
                     .await?;
-                let q = sql::boundary(&t, lower.as_ref(), n)?;
-                let what = format!("reading a chunk boundary of {}", t.name());
-                let rows = self.centers.list[0].rows(&q, &what).await?;
-                let upper = rows.first().map(|r| chunk::key_of(&t, r));
                 let range = Range {
                     lower: lower.take(),
                     upper: upper.clone(),
                 };
-                let (o, diffs) = self.compare_range(ti, &range, options).await?;
+                let next = async {
+                    match &upper {
+                        Some(u) => boundary(&mut bounds, &t, Some(u), n).await,
+                        None => Ok(None),
+                    }
+                };
+                let (compared, next) =
+                    futures_util::join!(self.compare_range(ti, &range, options), next);
+                let (o, diffs) = compared?;
+                let next = next?;
                 if !o.waited && o.slowest > Duration::ZERO {
                     // Aim at chunk_time, moving at most 2x per chunk.
                     let scaled = (n as f64 * options.chunk_time.as_secs_f64()
@@ -267,7 +276,10 @@ impl Session {
                 progress.chunk(o.rows);
                 throttle.after_chunk(o.rows).await;
                 match upper {
-                    Some(u) => lower = Some(u),
+                    Some(u) => {
+                        lower = Some(u);
+                        upper = next;
+                    }
                     None => break,
                 }
             }
@@ -296,6 +308,19 @@ impl Session {
             })
             .collect()
     }
+}
+
+/// The primary key `n` rows after `lower` in the reference center (`None`: fewer remain).
+async fn boundary(
+    c: &mut centers::Center,
+    t: &Table,
+    lower: Option<&sql::Key>,
+    n: u64,
+) -> Result<Option<sql::Key>, VerifyError> {
+    let q = sql::boundary(t, lower, n)?;
+    let what = format!("reading a chunk boundary of {}", t.name());
+    let rows = c.rows(&q, &what).await?;
+    Ok(rows.first().map(|r| chunk::key_of(t, r)))
 }
 
 /// Runs `drc verify`.

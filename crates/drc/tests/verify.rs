@@ -202,10 +202,23 @@ async fn finds_reports_and_repairs_rows_changed_invisibly() {
     let o = drc(&cluster, "repair", &["--from", "a", "--dry-run"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("-- center b") && out.contains("-- center c"), "{}", text(&o));
-    assert!(out.contains("REPLACE INTO") && out.contains("DELETE FROM"), "{}", text(&o));
+    assert!(
+        out.contains("-- center b") && out.contains("-- center c"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        out.contains("REPLACE INTO") && out.contains("DELETE FROM"),
+        "{}",
+        text(&o)
+    );
     let o = drc(&cluster, "verify", &["--json"]);
-    assert_eq!(o.status.code(), Some(1), "the dry run wrote nothing\n{}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the dry run wrote nothing\n{}",
+        text(&o)
+    );
 
     let o = drc(&cluster, "repair", &["--from", "a"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
