@@ -241,7 +241,7 @@ pub(crate) mod tests {
                 },
             )
         };
-        let cols = vec![
+        let cols = [
             col("id", Kind::Number, false),
             col("name", Kind::Text("utf8mb4".into()), false),
             col("note", Kind::Text("latin1".into()), true),
