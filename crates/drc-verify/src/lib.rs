@@ -222,6 +222,7 @@ impl Session {
             warnings: Vec::new(),
             rows: 0,
             chunks: 0,
+            rechecked_chunks: 0,
             seconds: 0.0,
             rows_per_sec: 0.0,
         };
@@ -271,6 +272,7 @@ impl Session {
                 }
                 tr.rows += o.rows;
                 tr.chunks += 1;
+                report.rechecked_chunks += u64::from(o.waited);
                 tr.differing_keys += diffs.len() as u64;
                 report.differences.extend(diffs);
                 progress.chunk(o.rows);

@@ -247,6 +247,7 @@ pub async fn repair(config: &Config, options: &RepairOptions) -> Result<RepairRe
         warnings: Vec::new(),
         rows: 0,
         chunks: 0,
+        rechecked_chunks: 0,
         seconds: 0.0,
         rows_per_sec: 0.0,
     };
@@ -255,6 +256,7 @@ pub async fn repair(config: &Config, options: &RepairOptions) -> Result<RepairRe
         let (o, diffs) = s.compare_range(*ti, range, &options.verify).await?;
         after.rows += o.rows;
         after.chunks += 1;
+        after.rechecked_chunks += u64::from(o.waited);
         after.differences.extend(diffs);
     }
     after.seconds = started.elapsed().as_secs_f64();

@@ -27,6 +27,9 @@ pub struct Report {
     pub rows: u64,
     /// Chunks compared.
     pub chunks: u64,
+    /// Chunks that differed at their first read and were compared again after replication
+    /// caught up (changes in flight, or real differences narrowed to keys).
+    pub rechecked_chunks: u64,
     /// Wall time.
     pub seconds: f64,
     /// Rows per second over the whole run.
@@ -142,9 +145,10 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "verify: {} rows in {} chunks across {} in {:.1} s ({:.0} rows/s): {verdict}",
+            "verify: {} rows in {} chunks ({} compared again after catching up) across {} in {:.1} s ({:.0} rows/s): {verdict}",
             self.rows,
             self.chunks,
+            self.rechecked_chunks,
             self.centers.join(", "),
             self.seconds,
             self.rows_per_sec

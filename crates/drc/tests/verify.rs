@@ -344,7 +344,8 @@ async fn reports_nothing_while_writers_run_in_every_center() {
             n
         }));
     }
-    for round in 0..2 {
+    let mut rechecked = 0;
+    for round in 0..3 {
         let o = drc(&cluster, "verify", &["--json", "--tries", "8"]);
         assert_eq!(
             o.status.code(),
@@ -352,7 +353,13 @@ async fn reports_nothing_while_writers_run_in_every_center() {
             "seed {seed}, round {round}: verify reported differences while writers run\n{}",
             text(&o)
         );
+        let r = json(&o);
+        assert!(r["rows"].as_u64().unwrap_or(0) >= 3000, "{}", text(&o));
+        rechecked += r["rechecked_chunks"].as_u64().unwrap_or(0);
     }
+    // How many chunks differed at their first read (changes in flight) and agreed after
+    // catching up; it depends on timing, so it is printed, not asserted.
+    println!("seed {seed}: {rechecked} chunks were in flight and compared again");
     stop.store(true, Ordering::Relaxed);
     let mut writes = 0;
     for t in tasks {
