@@ -23,6 +23,7 @@
 //! | `route_unit` | the live routing map: per unit its home center, state (`writable`, `moving`) and epoch ([`route`]) | `drc cutover`; daemons raise it to the newest epoch of any center | no (every center's copy is written directly) |
 //! | `route_cutover` | the journal of `drc cutover` runs: units, centers, step reached, forced window ([`route`]) | `drc cutover` | no |
 //! | `route_fence` | a center `drc cutover` holds `read_only` ([`route`]) | `drc cutover` | no |
+//! | `repair` | every key `drc repair` rewrote in this center: the run, table, key, action, winning center and rule, the row before and after ([`repair`]) | `drc repair`, in its tagged write | no |
 //! | `apply_log` | one row per committed apply transaction, in a ring of slots per link worker | appliers | no |
 //!
 //! A checkpoint row is written in the same transaction as the changes it covers (design
@@ -39,6 +40,7 @@ pub mod fence;
 pub mod heartbeat;
 pub mod identity;
 pub mod marker;
+pub mod repair;
 pub mod route;
 pub mod schema;
 pub mod tombstone;

@@ -201,6 +201,14 @@ pub fn create_statements(meta: &str) -> Vec<String> {
         t("`route_fence` (\
            `center` VARCHAR(64) NOT NULL PRIMARY KEY, `cutover` VARCHAR(200) NOT NULL, \
            `fenced_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"),
+        t("`repair` (\
+           `id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+           `at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+           `run` VARCHAR(64) NOT NULL, `db_table` VARCHAR(130) NOT NULL, \
+           `row_key` MEDIUMTEXT NOT NULL, `action` VARCHAR(16) NOT NULL, \
+           `winner` VARCHAR(64) NOT NULL, `rule` VARCHAR(32) NOT NULL, \
+           `before_row` MEDIUMTEXT NOT NULL, `after_row` MEDIUMTEXT NOT NULL, \
+           KEY `run` (`run`), KEY `at` (`at`))"),
     ]
 }
 

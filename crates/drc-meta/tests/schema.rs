@@ -50,6 +50,7 @@ async fn a_fresh_meta_database_gets_every_table_at_the_current_version() {
             "link_skip",
             "local_tombstone",
             "origin",
+            "repair",
             "route_cutover",
             "route_fence",
             "route_unit",

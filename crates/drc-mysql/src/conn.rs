@@ -48,8 +48,8 @@ pub enum MysqlError {
         /// Driver error.
         #[source]
         source: mysql_async::Error,
-        /// What may be the cause, when drc can tell more than the server said (or empty).
-        hint: &'static str,
+        /// What may be the cause, when drc can tell more than the server said.
+        hint: ConnectHint,
     },
     /// Connecting did not finish in time.
     #[error("connecting to {url} timed out after {secs} s")]
@@ -253,15 +253,33 @@ async fn connect_with(
     }
 }
 
-/// A plain connection refused with "access denied": MariaDB answers so when it requires secure
-/// transport (`require_secure_transport=ON`, or `REQUIRE SSL` for the user), without saying so.
-fn plain_hint(e: &mysql_async::Error, mode: crate::tls::TlsMode) -> &'static str {
+/// What drc can add to a failed connection's error (shown after the server's message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectHint {
+    /// Nothing to add.
+    None,
+    /// A plain connection refused with "access denied": MariaDB answers so when it requires
+    /// secure transport (`require_secure_transport=ON`, or `REQUIRE SSL` for the user), without
+    /// saying so.
+    PlainRefused,
+}
+
+impl std::fmt::Display for ConnectHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectHint::None => Ok(()),
+            ConnectHint::PlainRefused => f.write_str(
+                " (this connection was plain, tls = \"disabled\": if the server requires secure transport (require_secure_transport=ON, or REQUIRE SSL for the user) it refuses plain connections this way; set tls = \"verify_ca\" with tls_ca)",
+            ),
+        }
+    }
+}
+
+fn plain_hint(e: &mysql_async::Error, mode: crate::tls::TlsMode) -> ConnectHint {
     let denied = crate::codes::server_code(e) == Some(1045);
     match mode {
-        crate::tls::TlsMode::Disabled if denied => {
-            " (this connection was plain, tls = \"disabled\": if the server requires secure transport (require_secure_transport=ON, or REQUIRE SSL for the user) it refuses plain connections this way; set tls = \"verify_ca\" with tls_ca)"
-        }
-        _ => "",
+        crate::tls::TlsMode::Disabled if denied => ConnectHint::PlainRefused,
+        _ => ConnectHint::None,
     }
 }
 

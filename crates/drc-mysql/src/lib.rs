@@ -20,7 +20,7 @@ pub use checks::{preflight_source, Problem, ProblemList};
 pub use codes::{is_packet_too_large, is_transient_driver_error};
 pub use conn::{
     bounded, connect, connect_stream, parse_opts, pool_opts, redact_url, url_with_password,
-    MysqlError, PasswordSlot, SESSION_SQL_MODE, TCP_KEEPALIVE,
+    ConnectHint, MysqlError, PasswordSlot, SESSION_SQL_MODE, TCP_KEEPALIVE,
 };
 pub use meta::{load_unique_keys, IndexColumns};
 pub use server::{

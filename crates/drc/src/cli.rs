@@ -58,6 +58,10 @@ pub enum Command {
     Route(crate::route::RouteArgs),
     /// Move routing units to another home center, with no key writable in two centers.
     Cutover(crate::route::CutoverArgs),
+    /// Compare every replicated table across all centers (exit 0 equal, 1 differ, 2 failed).
+    Verify(crate::verify::VerifyArgs),
+    /// Rewrite the rows that differ between centers with the winning row.
+    Repair(crate::verify::RepairArgs),
 }
 
 /// `drc completions`.

@@ -13,6 +13,7 @@ mod link;
 mod route;
 mod run;
 mod tail;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -85,5 +86,7 @@ fn try_main(cli: cli::Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         cli::Command::Bootstrap(args) => rt.block_on(bootstrap::run(args)),
         cli::Command::Route(args) => rt.block_on(route::route(args)),
         cli::Command::Cutover(args) => rt.block_on(route::cutover(args)),
+        cli::Command::Verify(args) => Ok(rt.block_on(verify::verify(args))),
+        cli::Command::Repair(args) => Ok(rt.block_on(verify::repair(args))),
     }
 }

@@ -24,3 +24,4 @@ mod start;
 mod stuck;
 mod tail;
 mod tls;
+mod verify;
