@@ -105,7 +105,7 @@ impl Tag {
 
 /// One applier connection.
 pub struct Applier {
-    url: String,
+    url: drc_core::secret::Secret,
     tag: Tag,
     conn: Option<Conn>,
     connect_timeout: Duration,
@@ -127,9 +127,9 @@ const QUERY_BYTES: usize = crate::size::MAX_QUERY;
 
 impl Applier {
     /// A connection to `url` that tags with `tag` (connects lazily).
-    pub fn new(url: String, tag: Tag, connect_timeout: Duration) -> Self {
+    pub fn new(url: impl Into<String>, tag: Tag, connect_timeout: Duration) -> Self {
         Applier {
-            url,
+            url: drc_core::secret::Secret::new(url),
             tag,
             conn: None,
             connect_timeout,
@@ -178,7 +178,7 @@ impl Applier {
 
     async fn session(&mut self) -> Result<&mut Conn, LinkError> {
         if self.conn.is_none() {
-            let mut c = drc_mysql::connect(&self.url, self.connect_timeout).await?;
+            let mut c = drc_mysql::connect(self.url.expose(), self.connect_timeout).await?;
             let mut setup = String::from(
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
                  SET SESSION foreign_key_checks = 0, time_zone = '+00:00', \

@@ -13,7 +13,6 @@ mod election;
 mod patterns;
 pub mod raw;
 pub mod routing;
-mod secret;
 mod validate;
 
 use std::net::SocketAddr;
@@ -21,10 +20,10 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use ddl::{Ddl, DdlMode};
+pub use drc_core::secret::Secret;
 pub use election::Election;
 pub use patterns::TablePattern;
 pub use routing::{Routing, Unit};
-pub use secret::Secret;
 pub use validate::validate;
 
 /// A validated topology. Build it with [`Config::load`] or [`Config::parse`].
@@ -48,6 +47,20 @@ pub struct Config {
     pub ddl: Ddl,
     /// Center closure: where each key lives (`[routing]`; docs/routing.md).
     pub routing: Option<Routing>,
+    /// The daemon's HTTP listener (`[http]`; docs/security.md).
+    pub http: Http,
+}
+
+/// `[http]`: who may read the daemon's HTTP endpoints, and over what.
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    /// The bearer token every request but `/livez` and `/readyz` must carry; `None`: open.
+    pub token: Option<Secret>,
+    /// Certificate chain and key (PEM) to serve HTTPS with; `None`: plain HTTP.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The CA drc's own clients (`drc status`, `drc cutover`) verify the daemons' HTTPS
+    /// certificates with; `None`: the public web roots.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// One center (data center / region) and its database.

@@ -32,6 +32,25 @@ pub struct RawConfig {
     pub ddl: RawDdl,
     /// `[routing]` (center closure; absent: no routing map).
     pub routing: Option<RawRouting>,
+    /// `[http]`: the daemon's HTTP listener.
+    #[serde(default)]
+    pub http: RawHttp,
+}
+
+/// `[http]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// File holding the bearer token every request but /livez and /readyz must carry.
+    pub token_file: Option<String>,
+    /// Environment variable holding that token.
+    pub token_env: Option<String>,
+    /// Certificate chain (PEM) to serve HTTPS with.
+    pub tls_cert: Option<String>,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: Option<String>,
+    /// CA (PEM) that drc's own clients verify the daemons' certificates with.
+    pub tls_ca: Option<String>,
 }
 
 /// `[routing]`.

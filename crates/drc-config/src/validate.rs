@@ -509,6 +509,7 @@ pub fn validate(
     };
     let conflict = conflict(&raw.conflict, &mut e);
     let ddl = crate::ddl::ddl(&raw.ddl, replication.as_ref().map(|r| r.loopback), &mut e.0);
+    let http = http(&raw.http, env, &mut e);
     let names: Vec<&str> = centers.iter().map(|c| c.name.as_str()).collect();
     let routing = raw
         .routing
@@ -525,6 +526,7 @@ pub fn validate(
             election,
             ddl,
             routing,
+            http,
         }),
         _ => Err(ConfigErrors(e.0)),
     }
@@ -590,4 +592,73 @@ fn conflict(raw: &crate::raw::RawConflict, e: &mut Errors) -> Conflict {
         tombstone_retention: std::time::Duration::from_secs(hours as u64 * 3600),
         max_clock_skew: std::time::Duration::from_millis(skew_ms as u64),
     }
+}
+
+/// `[http]`: a token of at least 16 characters from a file or the environment, and a readable
+/// certificate with its key.
+fn http(
+    raw: &crate::raw::RawHttp,
+    env: &dyn Fn(&str) -> Option<String>,
+    e: &mut Errors,
+) -> crate::Http {
+    let token = match (&raw.token_file, &raw.token_env) {
+        (Some(_), Some(_)) => {
+            e.add("http.token_file", "give token_file or token_env, not both");
+            None
+        }
+        (Some(path), None) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(("http.token_file", t.trim().to_string())),
+            Err(err) => {
+                e.add("http.token_file", format!("cannot read {path}: {err}"));
+                None
+            }
+        },
+        (None, Some(var)) => match env(var) {
+            Some(t) => Some(("http.token_env", t.trim().to_string())),
+            None => {
+                e.add(
+                    "http.token_env",
+                    format!("environment variable {var} is not set"),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let token = match token {
+        Some((key, t))
+            if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            e.add(key, "the token must have at least 16 characters and no spaces (e.g. `openssl rand -hex 32`)");
+            None
+        }
+        Some((_, t)) => Some(Secret::new(t)),
+        None => None,
+    };
+    let pem = |key: &str, path: &str, e: &mut Errors| -> Option<std::path::PathBuf> {
+        match std::fs::read(path) {
+            Ok(b) if b.windows(10).any(|w| w == b"-----BEGIN") => Some(path.into()),
+            Ok(_) => {
+                e.add(key, format!("{path} holds no PEM block (-----BEGIN ...)"));
+                None
+            }
+            Err(err) => {
+                e.add(key, format!("cannot read {path}: {err}"));
+                None
+            }
+        }
+    };
+    let tls = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(c), Some(k)) => match (pem("http.tls_cert", c, e), pem("http.tls_key", k, e)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => None,
+        },
+        (None, None) => None,
+        _ => {
+            e.add("http.tls_cert", "HTTPS needs both tls_cert and tls_key");
+            None
+        }
+    };
+    let tls_ca = raw.tls_ca.as_deref().and_then(|p| pem("http.tls_ca", p, e));
+    crate::Http { token, tls, tls_ca }
 }

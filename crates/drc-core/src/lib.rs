@@ -11,5 +11,6 @@ pub mod collation;
 pub mod ddl;
 pub mod position;
 pub mod schema;
+pub mod secret;
 pub mod sqltext;
 pub mod value;

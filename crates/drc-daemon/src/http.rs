@@ -1,6 +1,16 @@
 //! `/metrics` (Prometheus text format), `/health` (JSON: this replica's role and term, every
-//! link's state, position and lag; HTTP 200 when `ok`, 503 otherwise), and with `[routing]`
-//! `/v1/route?key=K` and `/v1/routes` (JSON, from the in-memory map; docs/routing.md).
+//! link's state, position and lag; HTTP 200 when `ok`, 503 otherwise), `/livez` (the process
+//! answers), `/readyz` (200 when `ok`: a leader whose links run, or a standby ready to take
+//! over), and with `[routing]` `/v1/route?key=K` and `/v1/routes` (JSON, from the in-memory
+//! map; docs/routing.md). Every endpoint only reads.
+//!
+//! Access (docs/security.md): with `[http] token_file`/`token_env`, every request but `/livez`
+//! and `/readyz` must carry `Authorization: Bearer <token>` (HTTP 401 otherwise). Error texts in
+//! `/health` (a failed link's error, a source's last error) can quote row values from a server's
+//! message; they are shown to requests that carry the token, or, without a token, only when
+//! the listener is on a loopback address. Otherwise `/health` says the link failed and that the
+//! details are in the daemon's log. With `[http] tls_cert`/`tls_key` the listener speaks HTTPS
+//! ([`crate::https`]).
 //!
 //! `ok` is true when every link runs or stands by, and no link's binlog source has been
 //! reconnecting (nothing received from its server) for longer than [`RECONNECTING_UNHEALTHY`]:
@@ -10,7 +20,7 @@
 //! `drc_link_checkpoint_age_seconds`).
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -27,6 +37,49 @@ struct AppState {
     links: Vec<LinkHandle>,
     role: SharedRole,
     router: Option<drc_route::Router>,
+    /// The bearer token, when one is configured.
+    token: Option<std::sync::Arc<String>>,
+    /// Error texts may be shown without a token (no token configured, loopback listener).
+    details_open: bool,
+}
+
+/// What `/health` shows instead of an error text the request may not see.
+pub const HIDDEN: &str =
+    "hidden: the details are in the daemon's log (or ask /health with the bearer token)";
+
+/// True when the request may read this endpoint: no token configured, or the right one given.
+fn authorized(s: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &s.token else {
+        return true;
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
+/// Compares without returning early on the first difference (the time taken tells nothing
+/// about how much of a guessed token was right).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+fn unauthorized() -> axum::response::Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            ("content-type", "application/json"),
+            ("www-authenticate", "Bearer"),
+        ],
+        r#"{"error":"this endpoint needs Authorization: Bearer <token> ([http] token_file)"}"#,
+    )
+        .into_response()
 }
 
 /// How long a link's source may reconnect (with nothing received) before `/health` is not ok.
@@ -61,15 +114,56 @@ fn refresh(s: &AppState) -> Vec<(String, LinkReport)> {
         .collect()
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> axum::response::Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
     refresh(&s);
     (
         [("content-type", "text/plain; version=0.0.4")],
         s.metrics.render(),
     )
+        .into_response()
 }
 
-async fn health(State(s): State<AppState>) -> impl IntoResponse {
+/// True when a link in `state` (with `silence` seconds since its source last heard from its
+/// server) counts as healthy.
+fn link_ok(state: &str, silence: Option<f64>) -> bool {
+    match state {
+        "running" | "standby" => true,
+        "reconnecting" => silence.is_some_and(|t| t <= RECONNECTING_UNHEALTHY.as_secs_f64()),
+        _ => false,
+    }
+}
+
+/// `GET /livez`: the process answers.
+async fn livez() -> axum::response::Response {
+    json(StatusCode::OK, r#"{"live":true}"#.to_string())
+}
+
+/// `GET /readyz`: 200 when every link runs or stands by (see the module docs), 503 otherwise.
+async fn readyz(State(s): State<AppState>) -> axum::response::Response {
+    let ready = refresh(&s).iter().all(|(_, r)| {
+        link_ok(
+            r.state_name(),
+            r.source.as_ref().map(|v| v.since_last_event.as_secs_f64()),
+        )
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(code, serde_json::json!({ "ready": ready }).to_string())
+}
+
+async fn health(State(s): State<AppState>, headers: HeaderMap) -> axum::response::Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    // A configured token was given, or no token and a loopback listener.
+    let details = s.details_open || s.token.is_some();
+    let shown = |text: Option<String>| text.map(|t| if details { t } else { HIDDEN.to_string() });
     let role = match s.role.lock() {
         Ok(g) => g.clone(),
         Err(p) => p.into_inner().clone(),
@@ -84,22 +178,16 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
                 _ => None,
             };
             let silence = r.source.as_ref().map(|v| v.since_last_event.as_secs_f64());
-            all_up &= match state {
-                "running" | "standby" => true,
-                "reconnecting" => {
-                    silence.is_some_and(|t| t <= RECONNECTING_UNHEALTHY.as_secs_f64())
-                }
-                _ => false,
-            };
+            all_up &= link_ok(state, silence);
             let lag = s.metrics.lag.with_label_values(&[name.as_str()]).get();
             serde_json::json!({
                 "link": name,
                 "state": state,
-                "error": error,
+                "error": shown(error),
                 "position": r.position,
                 "lag_seconds": lag,
                 "source_seconds_since_last_event": silence,
-                "source_error": r.source.as_ref().and_then(|v| v.last_error.clone()),
+                "source_error": shown(r.source.as_ref().and_then(|v| v.last_error.clone())),
             })
         })
         .collect();
@@ -118,11 +206,7 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
+    json(code, body.to_string())
 }
 
 fn json(code: StatusCode, body: String) -> axum::response::Response {
@@ -138,8 +222,12 @@ const NO_ROUTING: &str = "this daemon's configuration has no [routing] table (do
 /// `GET /v1/route?key=K`: where a key lives, answered from memory.
 async fn route(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> axum::response::Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
     let Some(router) = &s.router else {
         return json_error(StatusCode::NOT_FOUND, NO_ROUTING);
     };
@@ -159,7 +247,10 @@ async fn route(
 }
 
 /// `GET /v1/routes`: the whole map.
-async fn routes(State(s): State<AppState>) -> axum::response::Response {
+async fn routes(State(s): State<AppState>, headers: HeaderMap) -> axum::response::Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
     let Some(router) = &s.router else {
         return json_error(StatusCode::NOT_FOUND, NO_ROUTING);
     };
@@ -173,31 +264,81 @@ async fn routes(State(s): State<AppState>) -> axum::response::Response {
 }
 
 /// Serves until `shutdown` turns true.
+/// What the listener serves, beyond the links.
+pub struct Serving {
+    /// The metrics.
+    pub metrics: Metrics,
+    /// This center.
+    pub center: String,
+    /// The links.
+    pub links: Vec<LinkHandle>,
+    /// This replica's role.
+    pub role: SharedRole,
+    /// The routing map, with `[routing]`.
+    pub router: Option<drc_route::Router>,
+    /// `[http]`.
+    pub http: drc_config::Http,
+}
+
+/// Serves until `shutdown` turns true (HTTPS when `tls` is given).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    m: Metrics,
-    center: String,
-    links: Vec<LinkHandle>,
-    role: SharedRole,
-    router: Option<drc_route::Router>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    what: Serving,
     shutdown: watch::Receiver<bool>,
 ) {
+    let loopback = listener
+        .local_addr()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false);
+    let token = what
+        .http
+        .token
+        .as_ref()
+        .map(|t| std::sync::Arc::new(t.expose().to_string()));
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .route("/v1/route", get(route))
         .route("/v1/routes", get(routes))
         .with_state(AppState {
-            metrics: m,
-            center,
-            links,
-            role,
-            router,
+            metrics: what.metrics,
+            center: what.center,
+            links: what.links,
+            role: what.role,
+            router: what.router,
+            details_open: token.is_none() && loopback,
+            token,
         });
     let mut sd = shutdown;
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = sd.changed().await;
-        })
-        .await;
+    let stop = async move {
+        let _ = sd.changed().await;
+    };
+    match tls {
+        None => {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await;
+        }
+        Some(acceptor) => match crate::https::TlsListener::new(listener, acceptor) {
+            Ok(l) => {
+                let _ = axum::serve(l, app).with_graceful_shutdown(stop).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot serve HTTPS"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(super::constant_time_eq(b"abcdef", b"abcdef"));
+        assert!(!super::constant_time_eq(b"abcdef", b"abcdeg"));
+        assert!(!super::constant_time_eq(b"abc", b"abcdef"));
+        assert!(!super::constant_time_eq(b"", b"a"));
+        assert!(super::constant_time_eq(b"", b""));
+    }
 }

@@ -19,6 +19,7 @@
 //! `STOPPING=1` when it shuts down ([`notify`]).
 
 mod http;
+mod https;
 pub mod leader;
 mod notify;
 mod skew;
@@ -70,6 +71,9 @@ pub enum DaemonError {
     /// The Raft node could not start.
     #[error(transparent)]
     Election(#[from] drc_election::ElectionError),
+    /// The HTTPS certificate or key could not be used.
+    #[error(transparent)]
+    Https(#[from] https::HttpsError),
 }
 
 /// How this daemon runs, beyond the configuration.
@@ -194,8 +198,8 @@ pub fn links_into(config: &Config, center: &Center) -> Vec<LinkSpec> {
         .map(|(s, c)| LinkSpec {
             name: format!("{}->{}", c.name, center.name),
             source_name: c.name.clone(),
-            source_url: c.url().to_string(),
-            target_url: center.url().to_string(),
+            source_url: drc_config::Secret::new(c.url()),
+            target_url: drc_config::Secret::new(center.url()),
             replication: config.replication.clone(),
             applier: config.applier.clone(),
             source: config.source.clone(),
@@ -222,7 +226,7 @@ pub fn local_deletes_spec(config: &Config, center: &Center) -> LocalDeletesSpec 
     LocalDeletesSpec {
         center: center.name.clone(),
         replica: None,
-        url: center.url().to_string(),
+        url: drc_config::Secret::new(center.url()),
         replication: config.replication.clone(),
         conflict: config.conflict.clone(),
         source: config.source.clone(),
@@ -538,13 +542,21 @@ pub async fn run(
                 source,
             })?;
         info!(%addr, "serving /metrics, /health, /v1/route and /v1/routes");
+        let tls = match &config.http.tls {
+            Some((cert, key)) => Some(https::acceptor(cert, key)?),
+            None => None,
+        };
         tasks.spawn(http::serve(
             listener,
-            metrics.clone(),
-            center.name.clone(),
-            handles.clone(),
-            role.clone(),
-            router.as_ref().map(|(r, _)| r.clone()),
+            tls,
+            http::Serving {
+                metrics: metrics.clone(),
+                center: center.name.clone(),
+                links: handles.clone(),
+                role: role.clone(),
+                router: router.as_ref().map(|(r, _)| r.clone()),
+                http: config.http.clone(),
+            },
             shutdown.clone(),
         ));
     }

@@ -8,7 +8,6 @@ use drc_config::Config;
 use drc_mysql::clock::{read_clock, Skew};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Ages in seconds of every center's newest heartbeat seen in this center's meta database.
 ///
@@ -72,31 +71,25 @@ pub struct LinkRow {
     pub lag: Option<f64>,
 }
 
-async fn health(addr: std::net::SocketAddr) -> Option<serde_json::Value> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"GET /health HTTP/1.0\r\nHost: drc\r\n\r\n")
-            .await
-            .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf);
-        let body = text.split("\r\n\r\n").nth(1)?;
-        serde_json::from_str(body).ok()
-    };
-    tokio::time::timeout(Duration::from_secs(3), fut)
+async fn health(
+    client: &drc_route::client::HttpClient,
+    addr: std::net::SocketAddr,
+) -> Option<serde_json::Value> {
+    client
+        .get_json(&addr.to_string(), "/health")
         .await
         .ok()
-        .flatten()
+        .map(|(_, v)| v)
 }
 
 /// Collects the status of every link of the cluster.
 pub async fn link_status_lines(config: &Config) -> Vec<LinkRow> {
     let meta = &config.replication.meta_database;
+    let client = drc_route::client::HttpClient::new(&config.http).unwrap_or_default();
     let mut out = Vec::new();
     for target in &config.centers {
         let daemon = match target.metrics_listen {
-            Some(a) => health(a).await,
+            Some(a) => health(&client, a).await,
             None => None,
         };
         let mut conn = drc_mysql::connect(target.url(), Duration::from_secs(5))

@@ -89,15 +89,32 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://[:password@]host:port[/db]`).
+    /// Connects to `url` (`redis://[:password@]host:port[/db]`, or `rediss://` for TLS,
+    /// verified against the public web roots).
     pub async fn connect(url: &str) -> Result<RedisStore, IdError> {
+        RedisStore::connect_tls(url, None).await
+    }
+
+    /// [`RedisStore::connect`]; with `rediss://`, the server's certificate is verified against
+    /// `root_cert` (PEM) when given.
+    pub async fn connect_tls(url: &str, root_cert: Option<Vec<u8>>) -> Result<RedisStore, IdError> {
         let shown: Arc<str> = drc_mysql::redact_url(url).into();
         let err = |what, source| IdError::Redis {
             what,
             url: shown.to_string(),
             source,
         };
-        let client = redis::Client::open(url).map_err(|e| err("parse the URL", e))?;
+        let client = match root_cert {
+            None => redis::Client::open(url),
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            ),
+        }
+        .map_err(|e| err("parse the URL", e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))

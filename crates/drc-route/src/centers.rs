@@ -323,45 +323,40 @@ pub fn daemon_address(config: &Config, center: &str) -> Option<String> {
     }
 }
 
-/// `GET path` on a daemon's HTTP address; the JSON body.
+/// `GET path` on a daemon's plain HTTP address without a token; the JSON body (tests and
+/// tools on an open listener; drc's commands use [`crate::client::HttpClient`]).
 pub async fn http_get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let io = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(buf)
-    };
-    let buf = tokio::time::timeout(Duration::from_secs(2), io)
+    crate::client::HttpClient::default()
+        .get_json(addr, path)
         .await
-        .map_err(|_| "no answer within 2 s".to_string())??;
-    let text = String::from_utf8_lossy(&buf);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .ok_or_else(|| "not an HTTP answer".to_string())?;
-    serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))
+        .map(|(_, v)| v)
 }
 
 /// Waits until the daemon of every center with an HTTP address serves a map of at least
 /// `epoch`, up to `limit` (all daemons asked at once); returns the centers whose daemon did not
 /// (with why).
 pub async fn daemons_serve(config: &Config, epoch: u64, limit: Duration) -> Vec<(String, String)> {
+    let client = match crate::client::HttpClient::new(&config.http) {
+        Ok(c) => c,
+        Err(e) => {
+            return config
+                .centers
+                .iter()
+                .map(|c| (c.name.clone(), e.clone()))
+                .collect()
+        }
+    };
     let mut asks = tokio::task::JoinSet::new();
     for c in &config.centers {
         let Some(addr) = daemon_address(config, &c.name) else {
             continue;
         };
         let name = c.name.clone();
+        let client = client.clone();
         asks.spawn(async move {
             let deadline = tokio::time::Instant::now() + limit;
             loop {
-                let last = match http_get_json(&addr, "/v1/routes").await {
+                let last = match client.get_json(&addr, "/v1/routes").await.map(|(_, v)| v) {
                     Ok(v) if v["epoch"].as_u64().is_some_and(|e| e >= epoch) => return None,
                     Ok(v) => format!("serves epoch {}", v["epoch"]),
                     Err(e) => e,

@@ -11,6 +11,7 @@
 //!   connections, lock and fence.
 
 pub mod centers;
+pub mod client;
 pub mod closure;
 pub mod cutover;
 pub mod key;

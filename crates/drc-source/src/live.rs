@@ -46,8 +46,8 @@ pub enum StartFrom {
 /// Settings of a live source. [`SourceConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
-    /// `mysql://user:password@host:port`.
-    pub url: String,
+    /// `mysql://user:password@host:port` (never printed: `Debug` shows `***`).
+    pub url: drc_core::secret::Secret,
     /// The replica `server_id` this source registers with. It must differ from every server's
     /// and every other replica's id: a server drops an older replica connection that uses the
     /// same id.
@@ -78,7 +78,7 @@ impl SourceConfig {
     /// 10 s, query timeout 120 s, backoff 100 ms .. 5 s, reconnect forever, fetch unique keys.
     pub fn new(url: impl Into<String>, replica_server_id: u32) -> Self {
         SourceConfig {
-            url: url.into(),
+            url: drc_core::secret::Secret::new(url),
             replica_server_id,
             start: StartFrom::Current,
             heartbeat: Duration::from_secs(1),
@@ -152,7 +152,7 @@ impl std::fmt::Debug for Source {
 }
 
 async fn open_meta(cfg: &SourceConfig, server: &str) -> Result<(Conn, ServerInfo), SourceError> {
-    let mut conn = connect(&cfg.url, cfg.connect_timeout).await?;
+    let mut conn = connect(cfg.url.expose(), cfg.connect_timeout).await?;
     let (info, problems) = bounded(cfg.query_timeout, "reading the source's settings", async {
         let info = server_info(&mut conn).await?;
         let problems = preflight_source(&mut conn, &info).await?;
@@ -172,7 +172,7 @@ async fn open_meta(cfg: &SourceConfig, server: &str) -> Result<(Conn, ServerInfo
 impl Source {
     /// Connects, runs the preflight checks, resolves the start position and opens the stream.
     pub async fn connect(cfg: SourceConfig) -> Result<Source, SourceError> {
-        let server = redact_url(&cfg.url);
+        let server = redact_url(cfg.url.expose());
         let (mut meta, info) = open_meta(&cfg, &server).await?;
         let start = match &cfg.start {
             StartFrom::Current => current_position(&mut meta, &info).await?,
@@ -242,7 +242,7 @@ impl Source {
     }
 
     async fn open_stream_unbounded(&self) -> Result<BinlogStream, SourceError> {
-        let mut conn = connect_stream(&self.cfg.url, self.cfg.connect_timeout).await?;
+        let mut conn = connect_stream(self.cfg.url.expose(), self.cfg.connect_timeout).await?;
         let q = |what: &'static str| move |source| MysqlError::Query { what, source };
         let hb_ns = self.cfg.heartbeat.as_nanos().min(u128::from(u64::MAX));
         conn.query_drop(format!("SET @master_heartbeat_period = {hb_ns}"))
@@ -420,7 +420,7 @@ impl Source {
                     Some(m) => m,
                     None => self
                         .meta
-                        .insert(connect(&self.cfg.url, self.cfg.connect_timeout).await?),
+                        .insert(connect(self.cfg.url.expose(), self.cfg.connect_timeout).await?),
                 };
                 let keys = bounded(
                     self.cfg.query_timeout,

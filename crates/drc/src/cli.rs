@@ -121,8 +121,9 @@ pub struct StatusArgs {
 pub struct TailArgs {
     /// Server to read from, as a replica: mysql://user[:password]@host:port.
     /// The user needs REPLICATION SLAVE. The password can also come from DRC_MYSQL_PASSWORD.
-    #[arg(long, conflicts_with = "file", required_unless_present = "file")]
-    pub mysql: Option<String>,
+    /// TLS: `?drc-tls=verify_ca&drc-tls-ca=/path/ca.pem` (docs/security.md).
+    #[arg(long, conflicts_with = "file", required_unless_present = "file", value_parser = secret_arg)]
+    pub mysql: Option<drc_config::Secret>,
     /// Read this binlog file instead of a server (offline, like mysqlbinlog).
     #[arg(long)]
     pub file: Option<std::path::PathBuf>,
@@ -141,4 +142,10 @@ pub struct TailArgs {
     /// Also print DDL statements (as objects with "kind": "ddl").
     #[arg(long)]
     pub ddl: bool,
+}
+
+/// A command-line value that may hold a password (a URL): kept as a `Secret`, so that no
+/// `Debug` of the arguments prints it.
+pub fn secret_arg(s: &str) -> Result<drc_config::Secret, String> {
+    Ok(drc_config::Secret::new(s))
 }

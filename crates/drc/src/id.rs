@@ -94,12 +94,25 @@ pub struct NextArgs {
     /// How many ids to print.
     #[arg(long, default_value_t = 1)]
     pub count: u64,
-    /// Redis holding worker leases or counters: redis://[:password@]host:port[/db].
-    #[arg(long, conflicts_with = "mysql")]
-    pub redis: Option<String>,
-    /// MySQL holding worker leases or counters: mysql://user[:password]@host:port.
+    /// Redis holding worker leases or counters: redis://[:password@]host:port[/db], or
+    /// rediss://... for TLS.
+    #[arg(long, conflicts_with = "mysql", value_parser = crate::cli::secret_arg)]
+    pub redis: Option<drc_config::Secret>,
+    /// With a rediss:// URL: the CA (PEM) to verify the Redis server with (default: the public
+    /// web roots).
+    #[arg(long, requires = "redis")]
+    pub redis_ca: Option<std::path::PathBuf>,
+    /// MySQL holding worker leases or counters: mysql://user[:password]@host:port (TLS:
+    /// `?drc-tls=verify_ca&drc-tls-ca=/path/ca.pem`, docs/security.md).
+    #[arg(long, value_parser = crate::cli::secret_arg)]
+    pub mysql: Option<drc_config::Secret>,
+    /// Read the password of --redis or --mysql from this environment variable (instead of
+    /// writing it in the URL, where `ps` shows it).
+    #[arg(long, conflicts_with = "password_file")]
+    pub password_env: Option<String>,
+    /// Read the password of --redis or --mysql from this file (trailing newline ignored).
     #[arg(long)]
-    pub mysql: Option<String>,
+    pub password_file: Option<std::path::PathBuf>,
     /// Database for the lease and counter tables on --mysql (created if missing).
     #[arg(long, default_value = "drc_meta")]
     pub meta_db: String,
@@ -152,7 +165,74 @@ fn partition(space: &SpaceArgs, region: u32) -> Result<Partition, IdError> {
     }
 }
 
+/// Puts `password` into a `redis://[user]@host` URL (percent-encoded).
+fn redis_url_with_password(url: &str, password: &str) -> Result<String, BoxError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("--redis must be a redis:// or rediss:// URL")?;
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) if rest[..at].contains(':') => {
+            Err("the --redis URL already has a password: drop it or drop --password-env/--password-file".into())
+        }
+        Some(at) => Ok(format!("{scheme}://{}:{encoded}@{}", &rest[..at], &rest[at + 1..])),
+        None => Ok(format!("{scheme}://:{encoded}@{rest}")),
+    }
+}
+
+/// The store URLs with the password from `--password-env` / `--password-file` put in.
+fn store_urls(a: &NextArgs) -> Result<(Option<String>, Option<String>), BoxError> {
+    let password = match (&a.password_env, &a.password_file) {
+        (Some(var), _) => {
+            Some(std::env::var(var).map_err(|_| format!("--password-env: {var} is not set"))?)
+        }
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--password-file {}: {e}", path.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let redis = match (&a.redis, &password) {
+        (Some(u), Some(p)) => Some(redis_url_with_password(u.expose(), p)?),
+        (Some(u), None) => Some(u.expose().to_string()),
+        (None, _) => None,
+    };
+    let mysql = match (&a.mysql, &password) {
+        (Some(u), Some(p)) => Some(drc_mysql::url_with_password(u.expose(), p).map_err(|e| match e {
+            drc_mysql::PasswordSlot::AlreadySet => "the --mysql URL already has a password: drop it or drop --password-env/--password-file",
+            drc_mysql::PasswordSlot::NoUser => "--mysql needs a user to go with the password: mysql://user@host:port",
+        })?),
+        (Some(u), None) => Some(u.expose().to_string()),
+        (None, _) => None,
+    };
+    if password.is_some() && redis.is_none() && mysql.is_none() {
+        return Err("--password-env/--password-file need --redis or --mysql".into());
+    }
+    Ok((redis, mysql))
+}
+
+async fn redis_store(url: &str, a: &NextArgs) -> Result<RedisStore, BoxError> {
+    let ca = match &a.redis_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| format!("--redis-ca {}: {e}", p.display()))?),
+        None => None,
+    };
+    Ok(RedisStore::connect_tls(url, ca).await?)
+}
+
 async fn next(a: NextArgs) -> Result<ExitCode, BoxError> {
+    let (redis_url, mysql_url) = store_urls(&a)?;
     let namespace = a
         .namespace
         .clone()
@@ -163,10 +243,10 @@ async fn next(a: NextArgs) -> Result<ExitCode, BoxError> {
             .worker
             .ok_or("--worker is required for --kind snowflake and raindrop")?;
         let lease = LeaseConfig::new(namespace, a.region, worker);
-        if let Some(url) = &a.redis {
-            let store = RedisStore::connect(url).await?;
+        if let Some(url) = &redis_url {
+            let store = redis_store(url, &a).await?;
             mint_leased(store, layout, lease, a.count, &mut out).await?;
-        } else if let Some(url) = &a.mysql {
+        } else if let Some(url) = &mysql_url {
             let store = MysqlStore::connect(url, &a.meta_db).await?;
             mint_leased(store.clone(), layout, lease, a.count, &mut out).await?;
             store.disconnect().await;
@@ -185,10 +265,10 @@ async fn next(a: NextArgs) -> Result<ExitCode, BoxError> {
     } else {
         let mut config = SegmentConfig::new(namespace, partition(&a.space, a.region)?);
         config.step = a.step;
-        if let Some(url) = &a.redis {
-            let store = RedisStore::connect(url).await?;
+        if let Some(url) = &redis_url {
+            let store = redis_store(url, &a).await?;
             mint_segments(store, config, a.count, &mut out).await?;
-        } else if let Some(url) = &a.mysql {
+        } else if let Some(url) = &mysql_url {
             let store = MysqlStore::connect(url, &a.meta_db).await?;
             mint_segments(store.clone(), config, a.count, &mut out).await?;
             store.disconnect().await;
@@ -360,5 +440,23 @@ mod tests {
         assert_eq!(rfc3339_utc(1_704_067_200_000), "2024-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339_utc(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    #[test]
+    fn redis_passwords_go_into_the_url() {
+        let f = super::redis_url_with_password;
+        assert_eq!(
+            f("redis://h:6379/0", "p w").expect("ok"),
+            "redis://:p%20w@h:6379/0"
+        );
+        assert_eq!(
+            f("rediss://u@h:6379", "x").expect("ok"),
+            "rediss://u:x@h:6379"
+        );
+        assert!(f("redis://:a@h", "x").is_err());
+        assert!(f("h:6379", "x").is_err());
     }
 }

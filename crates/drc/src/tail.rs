@@ -128,7 +128,7 @@ pub async fn run(args: TailArgs) -> Result<ExitCode, BoxError> {
     let Some(url) = args.mysql else {
         return Err("give --mysql URL or --file PATH".into());
     };
-    let url = with_env_password(url);
+    let url = with_env_password(url.expose().to_string());
     let replica_id = args
         .replica_server_id
         .unwrap_or(900_000_000 + std::process::id() % 1_000_000);

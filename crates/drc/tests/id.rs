@@ -347,3 +347,117 @@ fn bad_input_is_refused_with_what_to_change() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an id"));
 }
+
+/// A Redis server of the test's own with TLS only (a certificate from a test CA) and a
+/// password: `drc id` mints through `rediss://` with the CA and the password from a file, and
+/// refuses the server with another CA.
+#[test]
+fn ids_through_redis_over_tls_with_the_password_from_a_file() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "redis-server is required under CI"
+        );
+        eprintln!("skipped: no redis-server");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = |name: &str| {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        let pem = p.self_signed(&key).expect("ca").pem();
+        (p, key, pem)
+    };
+    let (params, ca_key, ca_pem) = ca("redis test CA");
+    let (_, _, other_pem) = ca("another CA");
+    let issuer = Issuer::new(params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("cert")
+        .pem();
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let (ca_file, other_file) = (path("ca.pem", &ca_pem), path("other.pem", &other_pem));
+    let (cert_file, key_file) = (
+        path("redis.pem", &cert),
+        path("redis-key.pem", &key.serialize_pem()),
+    );
+    let password = path("password", "s3cret pass\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut server = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert_file,
+        ])
+        .args(["--tls-key-file", &key_file, "--tls-ca-cert-file", &ca_file])
+        .args(["--tls-auth-clients", "no", "--requirepass", "s3cret pass"])
+        .args(["--dir", &dir.path().display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("rediss://127.0.0.1:{port}");
+    let run = |ca: &str| {
+        drc(&[
+            "id",
+            "next",
+            "--kind",
+            "segment",
+            "--regions",
+            "2",
+            "--region",
+            "1",
+            "--count",
+            "3",
+            "--redis",
+            &url,
+            "--redis-ca",
+            ca,
+            "--password-file",
+            &password,
+        ])
+    };
+    let got = ids(&run(&ca_file), "drc id over rediss://");
+    assert_eq!(got.len(), 3);
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+    let refused = run(&other_file);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(
+        err.contains("certificate") || err.contains("unknownissuer"),
+        "{err}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -12,6 +12,7 @@ mod control;
 mod ddl;
 mod deploy;
 mod failover;
+mod http;
 mod id;
 mod incidents;
 mod observability;

@@ -240,8 +240,8 @@ pub(crate) async fn run_drc(
     let spec = LinkSpec {
         name: LINK.into(),
         source_name: "a".into(),
-        source_url: link_url(a, o.socket),
-        target_url: link_url(t, o.socket),
+        source_url: drc_config::Secret::new(link_url(a, o.socket)),
+        target_url: drc_config::Secret::new(link_url(t, o.socket)),
         replication: cfg.replication.clone(),
         applier: cfg.applier.clone(),
         source: cfg.source.clone(),
@@ -269,7 +269,7 @@ pub(crate) async fn run_drc(
         let rspec = drc_apply::conflict::local::LocalDeletesSpec {
             center: "b".into(),
             replica: None,
-            url: link_url(t, o.socket),
+            url: drc_config::Secret::new(link_url(t, o.socket)),
             replication: cfg.replication.clone(),
             conflict: cfg.conflict.clone(),
             source: cfg.source.clone(),

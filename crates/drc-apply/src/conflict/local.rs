@@ -48,8 +48,8 @@ pub struct LocalDeletesSpec {
     pub center: String,
     /// The replica index when the center runs replicas (each keeps its own position).
     pub replica: Option<usize>,
-    /// The center's server (password included).
-    pub url: String,
+    /// The center's server (password included; never printed).
+    pub url: drc_core::secret::Secret,
     /// What is replicated (and the meta database).
     pub replication: Replication,
     /// Which tables use last-writer-wins.
@@ -88,7 +88,7 @@ pub async fn run_local_deletes(
 ) -> Result<(), LinkError> {
     let meta_db = spec.replication.meta_database.clone();
     let name = spec.checkpoint_name();
-    let mut conn = connect(&spec.url, CONNECT_TIMEOUT).await?;
+    let mut conn = connect(spec.url.expose(), CONNECT_TIMEOUT).await?;
     let info = server_info(&mut conn).await?;
     meta::ensure_schema(&mut conn, &meta_db).await?;
     conn.query_drop("SET SESSION time_zone = '+00:00'")
@@ -117,7 +117,7 @@ pub async fn run_local_deletes(
         }
     };
     info!(reader = %name, position = %start, "local-delete reader starting");
-    let mut cfg = SourceConfig::new(spec.url.clone(), spec.replica_server_id);
+    let mut cfg = SourceConfig::new(spec.url.expose(), spec.replica_server_id);
     cfg.start = StartFrom::Position(start.clone());
     cfg.heartbeat = spec.source.heartbeat;
     cfg.idle_timeout = spec.source.idle_timeout;
@@ -126,7 +126,7 @@ pub async fn run_local_deletes(
     if let Some(id) = gtid_hint(&info, &start) {
         own.add(id);
     }
-    let mut lookup = OriginLookup::new(&name, &spec.url, &meta_db);
+    let mut lookup = OriginLookup::new(&name, spec.url.expose(), &meta_db);
     let ids = lookup.initial(own).await?;
     let mut filter = LinkFilter::new(
         origin_rule(spec.replication.loopback, ids),

@@ -35,10 +35,10 @@ pub struct LinkSpec {
     pub name: String,
     /// Source center name.
     pub source_name: String,
-    /// Source URL (password included).
-    pub source_url: String,
-    /// Target URL (password included).
-    pub target_url: String,
+    /// Source URL (password included; never printed).
+    pub source_url: drc_core::secret::Secret,
+    /// Target URL (password included; never printed).
+    pub target_url: drc_core::secret::Secret,
     /// What to replicate.
     pub replication: Replication,
     /// Applier settings.
@@ -180,7 +180,7 @@ async fn run(
         ids,
         lookup,
     } = startup::start(&spec, &shutdown).await?;
-    let mut cfg = SourceConfig::new(spec.source_url.clone(), spec.replica_server_id);
+    let mut cfg = SourceConfig::new(spec.source_url.expose(), spec.replica_server_id);
     cfg.start = StartFrom::Position(resume.clone());
     cfg.heartbeat = spec.source.heartbeat;
     cfg.idle_timeout = spec.source.idle_timeout;

@@ -67,7 +67,7 @@ pub(crate) async fn start(
 ) -> Result<Started, LinkError> {
     let qt = spec.applier.query_timeout;
     let meta_db = spec.replication.meta_database.clone();
-    let mut tconn = connect(&spec.target_url, CONNECT_TIMEOUT).await?;
+    let mut tconn = connect(spec.target_url.expose(), CONNECT_TIMEOUT).await?;
     let (target, max_allowed_packet) = bounded(qt, "reading the target's settings", async {
         let target = server_info(&mut tconn).await?;
         let max_allowed_packet = crate::size::read_max_allowed_packet(&mut tconn).await?;
@@ -75,7 +75,7 @@ pub(crate) async fn start(
         Ok::<_, LinkError>((target, max_allowed_packet))
     })
     .await?;
-    let mut sconn = connect(&spec.source_url, CONNECT_TIMEOUT).await?;
+    let mut sconn = connect(spec.source_url.expose(), CONNECT_TIMEOUT).await?;
     let source = bounded(qt, "reading the source's settings", server_info(&mut sconn)).await?;
     if source.server_id == target.server_id {
         return Err(LinkError::Setup(format!(
@@ -120,7 +120,7 @@ pub(crate) async fn start(
     let workers = spec.applier.parallelism as u32;
     let mut appliers: Vec<Applier> = (0..workers)
         .map(|w| {
-            Applier::new(spec.target_url.clone(), tag.for_worker(w), CONNECT_TIMEOUT)
+            Applier::new(spec.target_url.expose(), tag.for_worker(w), CONNECT_TIMEOUT)
                 .with_worker(w)
                 .with_fence(spec.fence.clone())
                 .with_limits(qt, Some(shutdown.clone()))
@@ -205,7 +205,7 @@ pub(crate) async fn start(
             own.all()
         )));
     }
-    let mut lookup = OriginLookup::new(&spec.name, &spec.source_url, &meta_db);
+    let mut lookup = OriginLookup::new(&spec.name, spec.source_url.expose(), &meta_db);
     let ids = bounded(qt, "reading the source's origin ids", lookup.initial(own)).await?;
     Ok(Started {
         tconn,
@@ -244,7 +244,7 @@ async fn resolve_tag(
             spec.name
         ))),
         Loopback::ServerId => {
-            let mut a = Applier::new(spec.target_url.clone(), by_id.clone(), CONNECT_TIMEOUT);
+            let mut a = Applier::new(spec.target_url.expose(), by_id.clone(), CONNECT_TIMEOUT);
             a.probe().await.map_err(|e| LinkError::Setup(format!(
                 "link {}: loopback = \"server_id\" but the applier cannot set its server_id ({e}): GRANT BINLOG REPLAY (or SUPER) to drc's user, or use loopback = \"marker\"",
                 spec.name
@@ -253,7 +253,7 @@ async fn resolve_tag(
         }
         Loopback::Auto if target.flavor == Flavor::MySql => Ok(marker),
         Loopback::Auto => {
-            let mut a = Applier::new(spec.target_url.clone(), by_id.clone(), CONNECT_TIMEOUT);
+            let mut a = Applier::new(spec.target_url.expose(), by_id.clone(), CONNECT_TIMEOUT);
             match a.probe().await {
                 Ok(()) => Ok(by_id),
                 Err(e) if !e.is_transient() => {
@@ -270,22 +270,22 @@ async fn resolve_tag(
 /// target's binlog, proving that a reader of that binlog (a link out of the target) drops it.
 async fn canary(spec: &LinkSpec, tag: &Tag, target: &ServerInfo) -> Result<(), LinkError> {
     let meta_db = &spec.replication.meta_database;
-    let mut c = connect(&spec.target_url, CONNECT_TIMEOUT).await?;
+    let mut c = connect(spec.target_url.expose(), CONNECT_TIMEOUT).await?;
     let start = current_position(&mut c, target).await?;
     let mut cfg = SourceConfig::new(
-        spec.target_url.clone(),
+        spec.target_url.expose(),
         spec.replica_server_id.wrapping_add(1),
     );
     cfg.start = StartFrom::Position(start);
     cfg.fetch_unique_keys = false;
     let mut src = Source::connect(cfg).await?;
     let stmt = meta::canary::statement(meta_db, &spec.name);
-    let mut a = Applier::new(spec.target_url.clone(), tag.clone(), CONNECT_TIMEOUT);
+    let mut a = Applier::new(spec.target_url.expose(), tag.clone(), CONNECT_TIMEOUT);
     a.apply(&[], &stmt).await?;
     // The filter a reader of the target's binlog (a link out of the target) would use.
     let mut lookup = OriginLookup::new(
         &format!("canary of {}", spec.name),
-        &spec.target_url,
+        spec.target_url.expose(),
         meta_db,
     );
     let ids = lookup.initial(target.server_id.into()).await?;
