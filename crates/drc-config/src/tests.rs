@@ -320,3 +320,19 @@ fn bad_ddl_keys_are_all_reported() {
     let unknown = errors(&format!("{MINIMAL}\n[ddl]\nmodes = \"stop\"\n"));
     assert!(unknown.iter().any(|m| m.contains("modes")), "{unknown:#?}");
 }
+
+#[test]
+fn keys_name_the_center_by_its_place_in_the_file_after_an_invalid_one() {
+    let text = "[[center]]\nname = \"BAD NAME\"\nmysql = \"mysql://r@h:1\"\n\
+                [[center]]\nname = \"b\"\nmysql = \"mysql://r@h:2\"\nmetrics_listen = \"127.0.0.1:9401\"\n\
+                [[center]]\nname = \"c\"\nmysql = \"mysql://r@h:3\"\nmetrics_listen = \"127.0.0.1:9401\"\n\
+                [replication]\ndatabases = [\"s\"]\n";
+    let e = Config::parse(text, &no_env)
+        .expect_err("invalid")
+        .to_string();
+    assert!(e.contains("center[0].name"), "{e}");
+    assert!(
+        e.contains("center[2].metrics_listen: 127.0.0.1:9401 is used by two centers"),
+        "{e}"
+    );
+}

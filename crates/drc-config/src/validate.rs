@@ -318,15 +318,16 @@ pub fn validate(
             ),
         );
     }
-    let centers: Vec<Center> = raw
+    // Keys name a center by its position in the file, also when an earlier one was invalid.
+    let indexed: Vec<(usize, Center)> = raw
         .center
         .into_iter()
         .enumerate()
-        .filter_map(|(i, c)| center(i, c, env, &mut e))
+        .filter_map(|(i, c)| center(i, c, env, &mut e).map(|c| (i, c)))
         .collect();
     let mut names = HashSet::new();
     let mut listens = HashSet::new();
-    for (i, c) in centers.iter().enumerate() {
+    for (i, c) in &indexed {
         if !names.insert(c.name.clone()) {
             e.add(
                 format!("center[{i}].name"),
@@ -343,6 +344,7 @@ pub fn validate(
         }
     }
 
+    let centers: Vec<Center> = indexed.into_iter().map(|(_, c)| c).collect();
     crate::election::distinct_across_centers(&centers, &mut e.0);
     let election = crate::election::election(raw.election, &mut e.0);
 
