@@ -141,8 +141,14 @@ pub fn url_with_password(url: &str, password: &str) -> Result<String, PasswordSl
     if user.contains(':') {
         return Err(PasswordSlot::AlreadySet);
     }
-    let encoded: String = password
-        .bytes()
+    let encoded = percent_encode(password);
+    Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+}
+
+/// Percent-encodes everything but the URL's unreserved characters (`A-Z a-z 0-9 - . _ ~`), for
+/// a password or a path put into a URL.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
                 (b as char).to_string()
@@ -150,8 +156,7 @@ pub fn url_with_password(url: &str, password: &str) -> Result<String, PasswordSl
                 format!("%{b:02X}")
             }
         })
-        .collect();
-    Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+        .collect()
 }
 
 /// The driver's options of a URL that may carry drc's TLS parameters (they are taken out).

@@ -19,8 +19,8 @@ pub mod tls;
 pub use checks::{preflight_source, Problem, ProblemList};
 pub use codes::{is_packet_too_large, is_transient_driver_error};
 pub use conn::{
-    bounded, connect, connect_stream, parse_opts, pool_opts, redact_url, url_with_password,
-    ConnectHint, MysqlError, PasswordSlot, SESSION_SQL_MODE, TCP_KEEPALIVE,
+    bounded, connect, connect_stream, parse_opts, percent_encode, pool_opts, redact_url,
+    url_with_password, ConnectHint, MysqlError, PasswordSlot, SESSION_SQL_MODE, TCP_KEEPALIVE,
 };
 pub use meta::{load_unique_keys, IndexColumns};
 pub use server::{

@@ -92,18 +92,6 @@ const CA: &str = "drc-tls-ca";
 const CERT: &str = "drc-tls-cert";
 const KEY: &str = "drc-tls-key";
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -137,7 +125,10 @@ pub fn url_with_tls(url: &str, tls: &Tls) -> String {
     let mut params = vec![format!("{MODE}={}", tls.mode)];
     for (name, path) in [(CA, &tls.ca), (CERT, &tls.cert), (KEY, &tls.key)] {
         if let Some(p) = path {
-            params.push(format!("{name}={}", encode(&p.to_string_lossy())));
+            params.push(format!(
+                "{name}={}",
+                crate::percent_encode(&p.to_string_lossy())
+            ));
         }
     }
     let sep = if base.contains('?') { '&' } else { '?' };

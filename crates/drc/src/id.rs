@@ -170,16 +170,7 @@ fn redis_url_with_password(url: &str, password: &str) -> Result<String, BoxError
     let (scheme, rest) = url
         .split_once("://")
         .ok_or("--redis must be a redis:// or rediss:// URL")?;
-    let encoded: String = password
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = drc_mysql::percent_encode(password);
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) if rest[..at].contains(':') => {
