@@ -6,7 +6,9 @@
 //! before it is applied and checkpointed before the link decides about it. DDL that drc itself
 //! applied in the source (loopback, [`LinkFilter::is_loopback_ddl`]) and DDL that is passed only
 //! move the position. It closes when it holds `batch_rows` changes, or when
-//! the source has been quiet for `batch_delay` after at least one complete transaction; a batch
+//! the source has been quiet for `batch_delay` after at least one complete transaction (with the
+//! default 0: as soon as no event is ready, so an idle link applies each transaction at once
+//! and batches grow under load with what arrives while the previous one is applied); a batch
 //! that only moves the position (dropped or filtered transactions) closes after
 //! [`IDLE_CHECKPOINT`], so the stored position keeps up without a write per transaction.
 //!

@@ -1,7 +1,8 @@
 //! The second step of loading: every rule, all problems reported at once.
 //!
 //! Defaults (documented in docs/configuration.md): loopback `auto`, meta database `drc_meta`,
-//! applier parallelism 4, batch 2,000 rows, batch delay 10 ms, 200 rows per statement, query
+//! applier parallelism 4, batch 2,000 rows, batch delay 0 ms (close when the source has nothing
+//! more to give), 200 rows per statement, query
 //! timeout 120 s, source heartbeat 1 s, idle timeout 10 s, replica server id base 3,900,000,000,
 //! heartbeat every 1 s, DDL mode `stop` ([`crate::ddl`]).
 
@@ -436,7 +437,7 @@ pub fn validate(
         ),
         batch_delay: duration_ms(
             raw.applier.batch_delay_ms,
-            10,
+            0,
             0,
             60_000,
             "applier.batch_delay_ms",

@@ -14,6 +14,7 @@ mod deploy;
 mod failover;
 mod http;
 mod id;
+mod lag;
 mod incidents;
 mod observability;
 mod proxy;

@@ -1,0 +1,69 @@
+//! Commit-to-visible lag between two centers through the real daemons (issue #16): an insert
+//! committed in a, polled for in b. A benchmark, not a pass/fail test (timings on a shared
+//! machine are not assertions): `bash bench/lag.sh` runs it and prints p50/p90/p99/max for each
+//! `[applier] batch_delay_ms` it is given in `DRC_LAG_DELAYS` (default `10,0`), in one run.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+use crate::cluster::Cluster;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: bench/lag.sh"]
+async fn commit_to_visible_lag_idle() {
+    let probes: usize = std::env::var("DRC_LAG_PROBES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let delays = std::env::var("DRC_LAG_DELAYS").unwrap_or_else(|_| "10,0".into());
+    for delay in delays.split(',').map(str::trim) {
+        let mut cl = Cluster::new(
+            "lag",
+            "CREATE TABLE t (id INT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
+            "auto",
+            &format!("[applier]\nbatch_delay_ms = {delay}\n"),
+        )
+        .await;
+        cl.start_all();
+        cl.wait_running().await;
+        let mut a = cl.conn(0).await;
+        let mut b = cl.conn(1).await;
+        let mut lags = Vec::with_capacity(probes);
+        for i in 0..probes as i32 {
+            let t0 = Instant::now();
+            a.exec_drop("INSERT INTO t (id) VALUES (?)", (i,))
+                .await
+                .expect("insert");
+            loop {
+                let seen: Option<i32> = b
+                    .exec_first("SELECT id FROM t WHERE id = ?", (i,))
+                    .await
+                    .expect("poll");
+                if seen.is_some() {
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(30), "probe {i} never arrived");
+            }
+            lags.push(t0.elapsed().as_secs_f64() * 1000.0);
+            // Idle between probes: the link waits with nothing to read.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        lags.sort_by(f64::total_cmp);
+        println!(
+            "batch_delay_ms = {delay}: {probes} probes, commit in a to visible in b: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&lags, 0.5),
+            percentile(&lags, 0.9),
+            percentile(&lags, 0.99),
+            lags[lags.len() - 1]
+        );
+        cl.kill9(0);
+        cl.kill9(1);
+        cl.kill9(2);
+    }
+}
