@@ -48,7 +48,10 @@ async fn commit_to_visible_lag_idle() {
                 if seen.is_some() {
                     break;
                 }
-                assert!(t0.elapsed() < Duration::from_secs(30), "probe {i} never arrived");
+                assert!(
+                    t0.elapsed() < Duration::from_secs(30),
+                    "probe {i} never arrived"
+                );
             }
             lags.push(t0.elapsed().as_secs_f64() * 1000.0);
             // Idle between probes: the link waits with nothing to read.
