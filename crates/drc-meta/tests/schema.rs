@@ -79,6 +79,55 @@ async fn a_fresh_meta_database_gets_every_table_at_the_current_version() {
         schema::stored_version(&mut c, &meta2).await.expect("v"),
         VERSION
     );
+    // Every table is known to the fast path.
+    let mut names = schema::table_names(&meta);
+    names.sort();
+    assert_eq!(names, tables);
+}
+
+async fn binlog_position(c: &mut mysql_async::Conn) -> (String, u64) {
+    let row: mysql_async::Row = c
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .expect("status")
+        .expect("binlog on");
+    (
+        row.get::<String, _>(0).expect("file"),
+        row.get::<u64, _>(1).expect("pos"),
+    )
+}
+
+/// A current meta database is checked without a write: nothing lands in the binlog (every
+/// reconnect of a daemon runs this, and each `CREATE ... IF NOT EXISTS` would travel to every
+/// peer as a DDL event). A missing table is still created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_meta_database_is_checked_without_writing_the_binlog() {
+    let s = &drc_testkit::shared_servers(1)[0];
+    let db = drc_testkit::create_db(s, "metaquiet").await;
+    let meta = format!("{db}_meta");
+    let mut c = drc_testkit::connect(&s.url()).await;
+    schema::ensure(&mut c, &meta).await.expect("ensure");
+    let before = binlog_position(&mut c).await;
+    schema::ensure(&mut c, &meta).await.expect("ensure again");
+    assert_eq!(
+        binlog_position(&mut c).await,
+        before,
+        "a current schema wrote the binlog"
+    );
+    c.query_drop(format!("DROP TABLE `{meta}`.`route_fence`"))
+        .await
+        .expect("drop");
+    schema::ensure(&mut c, &meta)
+        .await
+        .expect("ensure after a drop");
+    let n: Option<u64> = c
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'route_fence'",
+            (&meta,),
+        )
+        .await
+        .expect("count");
+    assert_eq!(n, Some(1), "the missing table is created again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
