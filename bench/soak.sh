@@ -15,7 +15,14 @@ per_seed=${DRC_NEMESIS_SECS:-30}
 dir=${SOAK_DIR:-/tmp/drc-soak-$(date -u +%Y%m%dT%H%M%S)}
 mkdir -p "$dir/logs"
 echo "soak: ${total} s, ${per_seed} s per seed; machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); logs in $dir"
-cargo test -q -p drc --test nemesis --no-run >/dev/null 2>&1 || cargo test -p drc --test nemesis --no-run
+# Build, then run copies of the test and of drc: a rebuild during the soak changes nothing.
+exe=$(cargo test -p drc --test nemesis --no-run --message-format=json 2>/dev/null \
+  | grep -o '"executable":"[^"]*/nemesis-[^"]*"' | head -1 | sed 's/.*:"//; s/"$//')
+[ -x "$exe" ] || { echo "soak: building the nemesis test failed" >&2; cargo test -p drc --test nemesis --no-run; exit 2; }
+mkdir -p "$dir/bin"
+cp "$exe" "$dir/bin/nemesis"
+cp target/debug/drc "$dir/bin/drc"
+echo "soak: code at $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (uncommitted changes)')"
 start=$(date +%s)
 round=0
 failures=()
@@ -26,7 +33,7 @@ while :; do
   chunk=$(( left < 900 ? left : 900 ))
   log="$dir/round-$round.log"
   if DRC_NEMESIS_SECS=$per_seed DRC_NEMESIS_BUDGET_SECS=$chunk DRC_TEST_LOGS="$dir/logs" \
-      cargo test -q -p drc --test nemesis -- --nocapture >"$log" 2>&1; then
+      DRC_BIN="$dir/bin/drc" "$dir/bin/nemesis" --nocapture >"$log" 2>&1; then
     :
   else
     seed=$(grep -oE 'seed [0-9]+ failed' "$log" | head -1 | awk '{print $2}')

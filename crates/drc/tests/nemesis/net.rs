@@ -36,6 +36,14 @@ pub fn proc_name(p: usize) -> String {
     }
 }
 
+/// The `drc` binary: `DRC_BIN` when set (bench/soak.sh runs copies, so that a rebuild during a
+/// soak changes nothing), else the one cargo built with this test.
+fn drc_binary() -> PathBuf {
+    std::env::var_os("DRC_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_drc")))
+}
+
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -234,7 +242,7 @@ impl Run {
             .append(true)
             .open(self.log_dir.join(format!("{}.log", proc_name(p))))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_drc"))
+        let child = Command::new(drc_binary())
             .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
