@@ -64,6 +64,10 @@ pub const SOURCE_RECONNECTS: &str = "drc_source_reconnects_total";
 pub const LINK_CHECKPOINT_AGE: &str = "drc_link_checkpoint_age_seconds";
 /// How far the center's local-delete reader is behind its own binlog, in seconds, by center.
 pub const LOCAL_DELETES_LAG: &str = "drc_local_deletes_lag_seconds";
+/// Local updates of a last-writer-wins table that lowered their row's version, by center and
+/// table (read by the local-delete reader): the sign of a clock behind the row's last writer,
+/// under which writes in several centers can end different (docs/conflicts.md, "Clock skew").
+pub const VERSION_REGRESSIONS: &str = "drc_conflict_version_regressions_total";
 
 /// Buckets of the latency histograms, in seconds: 1 ms to 2 minutes.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -122,6 +126,8 @@ pub struct Metrics {
     pub checkpoint_age: GaugeVec,
     /// [`LOCAL_DELETES_LAG`].
     pub local_deletes_lag: GaugeVec,
+    /// [`VERSION_REGRESSIONS`].
+    pub version_regressions: IntCounterVec,
 }
 
 impl Metrics {
@@ -255,6 +261,14 @@ impl Metrics {
         registry.register(Box::new(source_reconnects.clone()))?;
         registry.register(Box::new(checkpoint_age.clone()))?;
         registry.register(Box::new(local_deletes_lag.clone()))?;
+        let version_regressions = IntCounterVec::new(
+            Opts::new(
+                VERSION_REGRESSIONS,
+                "Local updates of a last-writer-wins table that lowered the row's version",
+            ),
+            &["center", "table"],
+        )?;
+        registry.register(Box::new(version_regressions.clone()))?;
         Ok(Metrics {
             registry,
             rows,
@@ -278,6 +292,7 @@ impl Metrics {
             source_reconnects,
             checkpoint_age,
             local_deletes_lag,
+            version_regressions,
         })
     }
 

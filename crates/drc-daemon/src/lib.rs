@@ -232,6 +232,7 @@ pub fn local_deletes_spec(config: &Config, center: &Center) -> LocalDeletesSpec 
         source: config.source.clone(),
         replica_server_id: replica_server_id(config.source.replica_server_id_base, t, t),
         lag: None,
+        regressions: None,
     }
 }
 
@@ -438,6 +439,7 @@ pub async fn run(
                 .local_deletes_lag
                 .with_label_values(&[center.name.as_str()]),
         );
+        spec.regressions = Some(metrics.version_regressions.clone());
         metrics
             .errors
             .with_label_values(&[spec.checkpoint_name().as_str()]);

@@ -244,6 +244,18 @@ impl Cluster {
         serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
     }
 
+    /// The `/metrics` text of center `i`'s daemon, if it answers.
+    pub async fn metrics(&self, i: usize) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.ports[i]))
+            .await
+            .ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf).to_string())
+    }
+
     /// Waits until every daemon reports all its links running.
     pub async fn wait_running(&self) {
         for (i, name) in NAMES.iter().enumerate() {

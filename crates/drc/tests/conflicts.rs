@@ -597,6 +597,28 @@ async fn a_skewed_clock_changes_who_wins_but_not_convergence() {
     .expect("skewed update");
     cl.wait_converged("s").await;
     assert_eq!(rows(&mut a, "s").await[0], (1, "c1".to_string()));
+    // c's own daemon saw the update lower the row's version, and says so.
+    let series = format!(
+        "drc_conflict_version_regressions_total{{center=\"c\",table=\"{}.s\"}} 1",
+        cl.db
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = cl.metrics(2).await.unwrap_or_default();
+        if m.lines().any(|l| l == series) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "c counts the version regression: {series}\n{}",
+            m.lines()
+                .filter(|l| l.contains("regressions"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(cl.log(2).contains("lowered its row's version"));
     // Concurrent: c writes later in real time, but its version is older, so a wins.
     for i in 0..3 {
         cl.kill9(i);

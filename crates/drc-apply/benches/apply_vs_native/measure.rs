@@ -275,6 +275,7 @@ pub(crate) async fn run_drc(
             source: cfg.source.clone(),
             replica_server_id: replica_id + 1_000_000,
             lag: None,
+            regressions: None,
         };
         Some(tokio::spawn(drc_apply::conflict::local::run_local_deletes(
             rspec,

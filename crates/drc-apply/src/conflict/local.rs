@@ -28,8 +28,9 @@ use drc_mysql::{connect, current_position, server_info};
 use drc_source::{Source, SourceConfig, StartFrom};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
+use super::canon::Canon;
 use super::decide::{claim_hash, Row, Tomb};
 use super::tombstone;
 use crate::filter::origin_rule;
@@ -61,6 +62,9 @@ pub struct LocalDeletesSpec {
     /// Set to how far the reader is behind its server (`drc_local_deletes_lag_seconds`): at
     /// each transaction's commit, the seconds between now and that commit's binlog timestamp.
     pub lag: Option<prometheus::Gauge>,
+    /// Counts local updates that lowered their row's version, by center and table
+    /// (`drc_conflict_version_regressions_total`).
+    pub regressions: Option<prometheus::IntCounterVec>,
 }
 
 impl LocalDeletesSpec {
@@ -138,6 +142,7 @@ pub async fn run_local_deletes(
     let mut last_store = Instant::now();
     let mut last_purge: Option<Instant> = None;
     let retention = spec.conflict.tombstone_retention;
+    let mut warned_at: Option<Instant> = None;
     let _ = tx.send(Some(start));
     loop {
         let ev = tokio::select! {
@@ -180,6 +185,11 @@ pub async fn run_local_deletes(
                     let Some(b) = c.before.as_ref() else {
                         continue;
                     };
+                    if let Some(a) = c.after.as_ref().filter(|_| c.kind == ChangeKind::Update) {
+                        if lowers_version(a, b, v) {
+                            regressed(&spec, &c.table, &mut warned_at);
+                        }
+                    }
                     let deletes_key = match c.kind {
                         ChangeKind::Delete => true,
                         ChangeKind::Update => c.after.as_ref().is_some_and(|a| {
@@ -253,6 +263,33 @@ pub async fn run_local_deletes(
         if versions.len() > 10_000 {
             versions.clear();
         }
+    }
+}
+
+/// Whether the update `b -> a` gave the row a lower version than it had (ordinal `v`).
+fn lowers_version(a: &drc_core::change::Image, b: &drc_core::change::Image, v: usize) -> bool {
+    let (va, vb) = (Canon::from_value(a.get(v)), Canon::from_value(b.get(v)));
+    !matches!(va, Canon::Null)
+        && !matches!(vb, Canon::Null)
+        && va.cmp_version(&vb) == std::cmp::Ordering::Less
+}
+
+/// Counts a local update that lowered its row's version, with a warning at most once a minute.
+fn regressed(spec: &LocalDeletesSpec, table: &TableSchema, warned_at: &mut Option<Instant>) {
+    let name = table.qualified_name();
+    if let Some(m) = &spec.regressions {
+        m.with_label_values(&[spec.center.as_str(), name.as_str()])
+            .inc();
+    }
+    if warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *warned_at = Some(Instant::now());
+        warn!(
+            center = %spec.center,
+            table = %name,
+            "a local update lowered its row's version: this center's clock (or its writer's) is \
+             behind the row's last writer; concurrent writes in other centers can then end \
+             different (docs/conflicts.md, \"Clock skew\"); check the clocks, and run drc verify"
+        );
     }
 }
 
