@@ -34,12 +34,7 @@ impl Store {
 
 /// Appends `bytes` as a hex literal (`X'..'`).
 pub fn hex(out: &mut String, bytes: &[u8]) {
-    use std::fmt::Write as _;
-    out.push_str("X'");
-    for b in bytes {
-        let _ = write!(out, "{b:02X}");
-    }
-    out.push('\'');
+    drc_core::sqltext::hex_literal(out, bytes);
 }
 
 /// One tombstone to write.

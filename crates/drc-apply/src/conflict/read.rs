@@ -232,7 +232,7 @@ async fn read_rows(
             match l {
                 Lookup::Pk(img) if integer_key(t) => {
                     let g = plan.group_of.get(&table_id(t)).copied().unwrap_or(0);
-                    let key = Row::from_image(t, img).pk_hash(t);
+                    let key = decide::image_pk_hash(t, img);
                     rows.push(
                         by_key
                             .get(g)
@@ -250,7 +250,7 @@ async fn read_rows(
             .map(|(i, img)| {
                 rows.get(i)
                     .is_some_and(|r| r.is_empty())
-                    .then(|| Row::from_image(t, img).pk_hash(t))
+                    .then(|| decide::image_pk_hash(t, img))
             })
             .collect();
         out.push(Found {
