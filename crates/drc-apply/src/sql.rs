@@ -73,11 +73,7 @@ pub(crate) fn table_name(out: &mut String, t: &TableSchema) {
 }
 
 fn hex(out: &mut String, bytes: &[u8]) {
-    out.push_str("X'");
-    for b in bytes {
-        let _ = write!(out, "{b:02X}");
-    }
-    out.push('\'');
+    drc_core::sqltext::hex_literal(out, bytes);
 }
 
 /// Appends `v` as an SQL literal.

@@ -2,7 +2,9 @@
 //! status (set by the link and its supervisor), the last applied position, and its binlog
 //! source's connection ([`drc_source::Liveness`]): a running link whose source reconnects shows
 //! as `reconnecting`, with the time since the source last received anything and the last error.
-//! It also keeps when the link last committed a checkpoint (`drc_link_checkpoint_age_seconds`).
+//! It also keeps when the link last committed a checkpoint (`drc_link_checkpoint_age_seconds`)
+//! and the lag it measured at its last applied heartbeat ([`HeartbeatLag`], read by the
+//! daemon's lag gauge).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,6 +27,17 @@ pub enum LinkStatus {
     Paused,
 }
 
+/// The lag a link measured when it committed its source center's heartbeat row: the target's
+/// `NOW(6)` right after the commit minus the heartbeat's stamp by the source's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeartbeatLag {
+    /// The heartbeat's `seq` (its write count in the source center).
+    pub seq: u64,
+    /// Seconds from the heartbeat's write in the source to its commit in the target, off by the
+    /// clock skew between the two servers (negative when the source's clock is ahead by more).
+    pub lag: f64,
+}
+
 /// Shared state of a link, read by `/health` and `drc status`.
 #[derive(Debug)]
 pub struct LinkState {
@@ -33,6 +46,8 @@ pub struct LinkState {
     /// When this process last committed a checkpoint of the link; until the first one, when
     /// the state was created (the daemon's start).
     checkpointed: Mutex<Instant>,
+    /// The lag measured at the newest heartbeat this process applied.
+    heartbeat: Mutex<Option<HeartbeatLag>>,
 }
 
 impl Default for LinkState {
@@ -41,6 +56,7 @@ impl Default for LinkState {
             inner: Mutex::new((LinkStatus::Starting, None)),
             source: Mutex::new(None),
             checkpointed: Mutex::new(Instant::now()),
+            heartbeat: Mutex::new(None),
         }
     }
 }
@@ -123,6 +139,22 @@ impl LinkState {
         match self.checkpointed.lock() {
             Ok(mut g) => *g = Instant::now(),
             Err(p2) => *p2.into_inner() = Instant::now(),
+        }
+    }
+
+    /// Records the lag measured at an applied heartbeat.
+    pub(crate) fn set_heartbeat(&self, h: HeartbeatLag) {
+        match self.heartbeat.lock() {
+            Ok(mut g) => *g = Some(h),
+            Err(p) => *p.into_inner() = Some(h),
+        }
+    }
+
+    /// The lag measured at the newest heartbeat this process applied, if any.
+    pub fn heartbeat(&self) -> Option<HeartbeatLag> {
+        match self.heartbeat.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
         }
     }
 

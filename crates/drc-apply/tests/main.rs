@@ -3,6 +3,7 @@
 
 mod collation;
 mod fence;
+mod lww_merge;
 mod marker;
 mod strict;
 mod tombstone;

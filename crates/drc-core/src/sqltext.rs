@@ -21,6 +21,18 @@ pub fn qualified(out: &mut String, db: &str, table: &str) {
     ident(out, table);
 }
 
+/// Appends `bytes` as an SQL hex literal, `X'0A1B..'` (upper-case digits).
+pub fn hex_literal(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2 + 3);
+    out.push_str("X'");
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out.push('\'');
+}
+
 /// Appends a string literal, escaped for the default sql_mode (backslash escapes on).
 pub fn quoted(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
@@ -51,5 +63,15 @@ mod tests {
         let mut s = String::new();
         quoted(&mut s, "it's a \\ \0\n\r\u{1a}");
         assert_eq!(s, "'it\\'s a \\\\ \\0\\n\\r\\Z'");
+    }
+
+    #[test]
+    fn hex_literals_have_two_upper_case_digits_per_byte() {
+        let mut s = String::new();
+        hex_literal(&mut s, &[0x00, 0x0a, 0xff, 0x5c]);
+        assert_eq!(s, "X'000AFF5C'");
+        let mut s = String::new();
+        hex_literal(&mut s, &[]);
+        assert_eq!(s, "X''");
     }
 }

@@ -179,7 +179,7 @@ async fn health(State(s): State<AppState>, headers: HeaderMap) -> axum::response
             };
             let silence = r.source.as_ref().map(|v| v.since_last_event.as_secs_f64());
             all_up &= link_ok(state, silence);
-            let lag = s.metrics.lag.with_label_values(&[name.as_str()]).get();
+            let lag = series_value(&s.metrics.lag, "link", &name);
             serde_json::json!({
                 "link": name,
                 "state": state,
@@ -207,6 +207,20 @@ async fn health(State(s): State<AppState>, headers: HeaderMap) -> axum::response
         StatusCode::SERVICE_UNAVAILABLE
     };
     json(code, body.to_string())
+}
+
+/// The value of the series `label=value` of `gauge`, if it exists (`with_label_values` would
+/// create it at 0, and a lag of 0 before any heartbeat was measured would be a false figure).
+fn series_value(gauge: &prometheus::GaugeVec, label: &str, value: &str) -> Option<f64> {
+    use prometheus::core::Collector;
+    gauge.collect().iter().find_map(|family| {
+        family.get_metric().iter().find_map(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == label && l.value() == value)
+                .then(|| m.get_gauge().get_value())
+        })
+    })
 }
 
 fn json(code: StatusCode, body: String) -> axum::response::Response {

@@ -20,6 +20,7 @@
 
 mod http;
 mod https;
+mod lag;
 pub mod leader;
 mod notify;
 mod skew;
@@ -297,44 +298,6 @@ async fn heartbeat(config: Config, center: Center, shutdown: watch::Receiver<boo
     }
 }
 
-async fn measure_lag(
-    config: Config,
-    center: Center,
-    metrics: Metrics,
-    shutdown: watch::Receiver<bool>,
-) {
-    let mut conn: Option<mysql_async::Conn> = None;
-    let mut tick = tokio::time::interval(config.heartbeat.interval);
-    let mut sd = shutdown;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = sd.changed() => return,
-        }
-        if conn.is_none() {
-            conn = drc_mysql::connect(center.url(), Duration::from_secs(5))
-                .await
-                .ok();
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        let ages = tokio::time::timeout(
-            config.applier.query_timeout,
-            status::heartbeat_ages(c, &config.replication.meta_database),
-        );
-        match ages.await {
-            Ok(Ok(ages)) => {
-                for (peer, age) in ages {
-                    if peer != center.name {
-                        let link = format!("{peer}->{}", center.name);
-                        metrics.lag.with_label_values(&[link.as_str()]).set(age);
-                    }
-                }
-            }
-            Ok(Err(_)) | Err(_) => conn = None,
-        }
-    }
-}
-
 /// Checks `--replica` against the center's `replicas`; `Some(index)` for a replica.
 fn replica_index(center: &Center, replica: Option<usize>) -> Result<Option<usize>, DaemonError> {
     let n = center.replicas.len();
@@ -563,10 +526,11 @@ pub async fn run(
         ));
     }
     tasks.spawn(heartbeat(config.clone(), center.clone(), shutdown.clone()));
-    tasks.spawn(measure_lag(
+    tasks.spawn(lag::measure_lag(
         config.clone(),
         center.clone(),
         metrics.clone(),
+        handles.clone(),
         shutdown.clone(),
     ));
     tasks.spawn(skew::measure_skew(

@@ -9,6 +9,32 @@ use drc_mysql::clock::{read_clock, Skew};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+/// Every center's heartbeat row in this center's meta database: its `seq` and its age in
+/// seconds by this center's clock (see [`heartbeat_ages`] for what the age means).
+pub async fn heartbeats(
+    conn: &mut Conn,
+    meta: &str,
+) -> Result<Vec<(String, drc_meta::heartbeat::Seen)>, mysql_async::Error> {
+    let rows: Vec<(String, u64, i64)> = conn
+        .query(format!(
+            "SELECT `center`, `seq`, TIMESTAMPDIFF(MICROSECOND, `ts`, NOW(6)) FROM `{}`.`heartbeat`",
+            meta.replace('`', "``")
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(c, seq, us)| {
+            (
+                c,
+                drc_meta::heartbeat::Seen {
+                    seq,
+                    age: us as f64 / 1e6,
+                },
+            )
+        })
+        .collect())
+}
+
 /// Ages in seconds of every center's newest heartbeat seen in this center's meta database.
 ///
 /// The age subtracts a time stamped by the heartbeat's center from this center's clock, so it
@@ -19,15 +45,10 @@ pub async fn heartbeat_ages(
     conn: &mut Conn,
     meta: &str,
 ) -> Result<Vec<(String, f64)>, mysql_async::Error> {
-    let rows: Vec<(String, i64)> = conn
-        .query(format!(
-            "SELECT `center`, TIMESTAMPDIFF(MICROSECOND, `ts`, NOW(6)) FROM `{}`.`heartbeat`",
-            meta.replace('`', "``")
-        ))
-        .await?;
-    Ok(rows
+    Ok(heartbeats(conn, meta)
+        .await?
         .into_iter()
-        .map(|(c, us)| (c, us as f64 / 1e6))
+        .map(|(c, s)| (c, s.age))
         .collect())
 }
 
@@ -133,10 +154,20 @@ pub async fn link_status_lines(config: &Config) -> Vec<LinkRow> {
                     .flatten(),
                 None => None,
             };
-            let lag = ages
-                .iter()
-                .find(|(c, _)| *c == source.name)
-                .map(|(_, a)| *a);
+            // The daemon's figure (measured when the link applied the heartbeat, see
+            // `lag.rs`); without a daemon, the age of the newest heartbeat row.
+            let reported = daemon.as_ref().and_then(|h| {
+                h["links"]
+                    .as_array()?
+                    .iter()
+                    .find(|l| l["link"] == link.as_str())?["lag_seconds"]
+                    .as_f64()
+            });
+            let lag = reported.or_else(|| {
+                ages.iter()
+                    .find(|(c, _)| *c == source.name)
+                    .map(|(_, a)| *a)
+            });
             out.push(LinkRow {
                 link,
                 state: if conn.is_none() && daemon.is_none() {

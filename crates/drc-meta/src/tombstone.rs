@@ -34,12 +34,7 @@ impl Store {
 
 /// Appends `bytes` as a hex literal (`X'..'`).
 pub fn hex(out: &mut String, bytes: &[u8]) {
-    use std::fmt::Write as _;
-    out.push_str("X'");
-    for b in bytes {
-        let _ = write!(out, "{b:02X}");
-    }
-    out.push('\'');
+    drc_core::sqltext::hex_literal(out, bytes);
 }
 
 /// One tombstone to write.
@@ -60,27 +55,67 @@ pub struct Mark<'a> {
 /// The write of `m` into `store`: the stored row changes only when `m`'s rank is higher, so
 /// no pair of concurrent writers can lower a tombstone.
 pub fn write_statement(meta: &str, store: Store, m: &Mark<'_>) -> String {
-    let mut q = String::from("INSERT INTO ");
-    table(&mut q, meta, store.table());
-    q.push_str(" (`db_table`, `pk_hash`, `version`, `row_hash`, `rank_key`) VALUES (");
-    quoted(&mut q, m.db_table);
-    q.push_str(", ");
-    hex(&mut q, m.pk_hash);
-    q.push_str(", ");
-    quoted(&mut q, m.version);
-    q.push_str(", ");
-    hex(&mut q, m.row_hash);
-    q.push_str(", ");
-    hex(&mut q, m.rank_key);
-    // Assignments run in order and see the new values: `rank_key` goes last.
-    q.push_str(
-        ") ON DUPLICATE KEY UPDATE \
-         `version` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`version`), `version`), \
-         `row_hash` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`row_hash`), `row_hash`), \
-         `rank_key` = GREATEST(`rank_key`, VALUES(`rank_key`))",
-    );
+    let mut q = write_head(meta, store);
+    write_values(&mut q, m);
+    q.push_str(WRITE_TAIL);
     q
 }
+
+/// [`write_statement`] of several marks in one statement: each row is raised (or inserted) on
+/// its own, in order, exactly as the single statements would do one after another. `None`
+/// when `marks` is empty.
+pub fn write_many_statement(meta: &str, store: Store, marks: &[Mark<'_>]) -> Option<String> {
+    if marks.is_empty() {
+        return None;
+    }
+    let mut q = write_head(meta, store);
+    for (n, m) in marks.iter().enumerate() {
+        if n > 0 {
+            q.push_str(", ");
+        }
+        write_values(&mut q, m);
+    }
+    q.push_str(WRITE_TAIL);
+    Some(q)
+}
+
+/// The bytes [`write_many_statement`] adds for each mark of `db_table` (an upper bound).
+pub fn write_many_cost(db_table: &str, version: &str, rank_key: &[u8]) -> usize {
+    // Quotes may double, hashes are 32 bytes as 64 hex digits plus `X''`.
+    2 * db_table.len() + 2 * version.len() + 2 * rank_key.len() + 2 * 67 + 16
+}
+
+/// The bytes of a [`write_many_statement`] besides its marks (an upper bound).
+pub fn write_many_overhead(meta: &str) -> usize {
+    write_head(meta, Store::Local).len() + WRITE_TAIL.len() + meta.len()
+}
+
+fn write_head(meta: &str, store: Store) -> String {
+    let mut q = String::from("INSERT INTO ");
+    table(&mut q, meta, store.table());
+    q.push_str(" (`db_table`, `pk_hash`, `version`, `row_hash`, `rank_key`) VALUES ");
+    q
+}
+
+fn write_values(q: &mut String, m: &Mark<'_>) {
+    q.push('(');
+    quoted(q, m.db_table);
+    q.push_str(", ");
+    hex(q, m.pk_hash);
+    q.push_str(", ");
+    quoted(q, m.version);
+    q.push_str(", ");
+    hex(q, m.row_hash);
+    q.push_str(", ");
+    hex(q, m.rank_key);
+    q.push(')');
+}
+
+// Assignments run in order and see the new values: `rank_key` goes last.
+const WRITE_TAIL: &str = " ON DUPLICATE KEY UPDATE \
+     `version` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`version`), `version`), \
+     `row_hash` = IF(VALUES(`rank_key`) > `rank_key`, VALUES(`row_hash`), `row_hash`), \
+     `rank_key` = GREATEST(`rank_key`, VALUES(`rank_key`))";
 
 /// One read of the tombstones at `keys` (`(db_table, pk_hash)`) in both tables, grouped by
 /// table; columns: db_table, HEX(pk_hash), version, HEX(row_hash). A key can come back twice

@@ -80,7 +80,7 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
     for r in &rows {
         let lag = r
             .lag
-            .map(|l| format!("{l:.1}s"))
+            .map(|l| format!("{l:.3}s"))
             .unwrap_or_else(|| "-".into());
         healthy &= r.state == "running";
         println!(

@@ -135,6 +135,7 @@ impl Row {
 
     /// The hash of the primary-key values (the tombstone key).
     pub fn pk_hash(&self, t: &TableSchema) -> [u8; 32] {
+        // Equal to `image_pk_hash` of the row's image: one canonical form for both.
         let pk: Vec<Canon> = self.key(&t.primary_key).into_iter().cloned().collect();
         row_hash(&pk)
     }
@@ -308,6 +309,16 @@ pub fn claim_lookups(c: &RowChange) -> Vec<[u8; 32]> {
     }
 }
 
+/// [`Row::pk_hash`] of `img`'s row, without canonicalizing and hashing the whole row.
+pub fn image_pk_hash(t: &TableSchema, img: &Image) -> [u8; 32] {
+    let pk: Vec<Canon> = t
+        .primary_key
+        .iter()
+        .map(|&i| Canon::from_value(img.get(i)))
+        .collect();
+    row_hash(&pk)
+}
+
 fn same_key(t: &TableSchema, a: &Image, b: &Image) -> bool {
     t.primary_key.iter().all(|&i| a.get(i) == b.get(i))
 }
@@ -331,8 +342,9 @@ impl Overlay {
         self.rows.insert(Overlay::key(t, r), to);
     }
 
-    fn pk(&self, t: &TableSchema, probe: &Row, read: Option<Row>) -> Option<Row> {
-        match self.rows.get(&Overlay::key(t, probe)) {
+    fn pk(&self, t: &TableSchema, probe: &Image, read: Option<Row>) -> Option<Row> {
+        let key = (t.database.clone(), t.table.clone(), image_pk_hash(t, probe));
+        match self.rows.get(&key) {
             Some(o) => o.clone(),
             None => read,
         }
@@ -448,6 +460,9 @@ impl<'a> Ctx<'a, '_> {
     /// Raises the claims on `img`'s unique values to its rank: every version that held a
     /// value claims it, and a row may only hold a value that no higher version claimed.
     fn claim(&mut self, img: &Image) {
+        if self.t.unique_keys.is_empty() {
+            return;
+        }
         let r = Row::from_image(self.t, img);
         for n in unique_keys_of(self.t, img).collect::<Vec<_>>() {
             if let Some(h) = claim_hash(self.t, n, img) {
@@ -614,7 +629,7 @@ pub fn decide<'a>(
     let mut found = found.into_iter();
     let pk = |ctx: &mut Ctx<'a, '_>, probe: &Image, read: Option<Vec<Row>>| {
         let read = read.and_then(|rows| rows.into_iter().next());
-        ctx.overlay.pk(t, &Row::from_image(t, probe), read)
+        ctx.overlay.pk(t, probe, read)
     };
     match (c.kind, &c.before, &c.after) {
         (ChangeKind::Delete, Some(b), _) => {

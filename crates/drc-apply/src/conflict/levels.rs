@@ -1,12 +1,13 @@
 //! [`run_levels`]: the last-writer-wins changes of a share, one dependency level after another,
 //! each in the four steps of the protocol in [`super`]: [`super::read`], [`decide_level`],
-//! [`write_level`], and [`super::verify`] (of the level's writes, done with the next level's
+//! [`write_level`] (multi-row statements, [`super::merge`]), and [`super::verify`] (of the level's writes, done with the next level's
 //! read or, after the last level, before the commit).
 
 use drc_core::schema::TableSchema;
 use mysql_async::Conn;
 
 use super::decide::{decide, Outcome, Overlay, Record, Write};
+use super::merge::{updates_merge, Kind, Merger};
 use super::read::{read_level, Found, Marks};
 use super::sql::write_sql;
 use super::tombstone::Progress;
@@ -120,10 +121,11 @@ fn decide_level<'a>(level: &[LwwChange<'a>], found: Vec<Found>, marks: &Marks) -
     out
 }
 
-/// The write step: each decided write of `level` as a statement into `pending`, followed by
-/// [`crate::strict::COUNT_WARNINGS`] for an insert or update — or, with `checked`, sent alone
-/// and checked ([`crate::strict::checked_write`]). A write longer than the target accepts is
-/// [`crate::sql::RewriteError::RowTooLarge`]. With `track` (a local-delete reader runs),
+/// The write step: the decided writes of `level` into `pending`, merged into multi-row
+/// statements where the rules allow ([`super::merge`]), each followed by
+/// [`crate::strict::COUNT_WARNINGS`] for an insert or update — or, with `checked`, each sent
+/// alone and checked ([`crate::strict::checked_write`]). A write longer than the target accepts
+/// is [`crate::sql::RewriteError::RowTooLarge`]. With `track` (a local-delete reader runs),
 /// returns the checks the writes need ([`rechecks`]).
 async fn write_level(
     conn: &mut Conn,
@@ -134,41 +136,59 @@ async fn write_level(
     checked: Option<&str>,
     track: bool,
 ) -> Result<Vec<Written>, LinkError> {
-    let budget = crate::size::budget(pending.max_allowed_packet());
+    let budget = crate::size::budget(pending.max_allowed_packet()).min(pending.limit());
     let mut written = Vec::new();
+    let mut merger = Merger::new(budget);
     for (lc, d) in level.iter().zip(decided) {
         let t = &*lc.change.table;
         for w in &d.outcome.writes {
-            let sql = write_sql(meta, t, w);
-            if sql.len() > budget {
-                return Err(too_large(lc, t, sql.len()));
-            }
-            let row = match w {
-                Write::Insert(img)
-                | Write::Update(img)
-                | Write::Delete(img)
-                | Write::Evict(img, _) => Some(*img),
-                Write::Tombstone(..) => None,
-            };
-            match checked {
-                // Diagnosis of a refused share: each write alone, checked.
-                Some(at) => crate::strict::checked_write(conn, t, row, &sql, at).await?,
-                None => {
-                    pending
-                        .push(conn, &sql, "conflict resolution write")
-                        .await?;
-                    if matches!(w, Write::Insert(_) | Write::Update(_)) {
-                        pending
-                            .push(conn, crate::strict::COUNT_WARNINGS, "warning count")
-                            .await?;
-                    }
-                }
-            }
             if track {
                 written.extend(rechecks(t, lc.version, w, &d.missing));
             }
+            if let Some(at) = checked {
+                // Diagnosis of a refused share: each write alone, checked.
+                let sql = write_sql(meta, t, w);
+                if sql.len() > budget {
+                    return Err(too_large(lc, t, sql.len()));
+                }
+                let row = match w {
+                    Write::Insert(img)
+                    | Write::Update(img)
+                    | Write::Delete(img)
+                    | Write::Evict(img, _) => Some(*img),
+                    Write::Tombstone(..) => None,
+                };
+                crate::strict::checked_write(conn, t, row, &sql, at).await?;
+                continue;
+            }
+            let merged = match w {
+                Write::Insert(img) => Some((Kind::Insert, *img)),
+                Write::Delete(img) => Some((Kind::Delete, *img)),
+                Write::Update(img) if updates_merge(t) => Some((Kind::Update, *img)),
+                Write::Tombstone(key, tomb) => {
+                    merger.tombstone(t.qualified_name(), *key, tomb.clone());
+                    continue;
+                }
+                Write::Update(_) | Write::Evict(..) => None,
+            };
+            match merged {
+                Some((kind, img)) => {
+                    if let Err(bytes) = merger.add(conn, pending, kind, t, img).await? {
+                        return Err(too_large(lc, t, bytes));
+                    }
+                }
+                None => {
+                    let sql = write_sql(meta, t, w);
+                    if sql.len() > budget {
+                        return Err(too_large(lc, t, sql.len()));
+                    }
+                    let count = matches!(w, Write::Update(_));
+                    merger.single(conn, pending, &sql, count).await?;
+                }
+            }
         }
     }
+    merger.finish(conn, pending, meta).await?;
     Ok(written)
 }
 

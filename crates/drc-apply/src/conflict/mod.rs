@@ -17,8 +17,10 @@
 //! 2. **decide** ([`decide`], pure): which image wins, what to write, and what was lost;
 //! 3. **write**: the outcome with plain statements (`INSERT` of a row that was missing,
 //!    `UPDATE` / `DELETE` of a locked row, `DELETE` of rows that hold a unique value the
-//!    winner takes, tombstones of deleted rows; rendered in `sql.rs`), each data write followed
-//!    by its warning count ([`crate::strict`]);
+//!    winner takes, tombstones of deleted rows; rendered in `sql.rs`), consecutive writes of
+//!    one kind and table merged into multi-row statements and the level's tombstones written
+//!    last (`merge.rs`), each data statement followed by its warning count
+//!    ([`crate::strict`]);
 //! 4. **verify** (`verify.rs`): a row written at a key that was missing, or holding unique
 //!    values, is checked once more against the tombstones and claims read after the write
 //!    (with the next level's read, or before the commit after the last level).
@@ -41,6 +43,7 @@ pub mod decide;
 pub mod keylock;
 mod levels;
 pub mod local;
+mod merge;
 mod read;
 mod sql;
 pub mod tombstone;

@@ -10,8 +10,8 @@
 //!    one multi-statement query with mysql_async 0.37's `collect()` + `is_empty()` can end
 //!    early and hide a later statement's error.)
 //! 2. The lookups lock the rows found (`FOR UPDATE`) until the apply transaction commits.
-//! 3. The position is read *after* the lookups: every local delete that removed a row found
-//!    missing is at or before it.
+//! 3. The position is read *after* the lookups (the last statement of their last query):
+//!    every local delete that removed a row found missing is at or before it.
 //! 4. The tombstones and claims are read only once the local-delete reader has passed that
 //!    position ([`Progress::wait_covers`]), so each such delete has its tombstone committed.
 //!    The same read fetches the keys of the previous level's writes that
@@ -80,10 +80,22 @@ pub(super) async fn read_level(
     progress: Option<&mut Progress>,
     recheck: &[(String, [u8; 32])],
 ) -> Result<LevelRead, LinkError> {
-    let found = read_rows(conn, level, limit, max_allowed_packet).await?;
-    let position = match progress.as_deref() {
-        Some(p) => read_position(conn, p).await?,
-        None => None,
+    // The position query rides at the end of the lookups' last query: the server runs it
+    // after them (point 3), and it costs no round trip of its own.
+    let position_query = progress.as_deref().map(|p| p.position_query);
+    let (found, position_set) =
+        read_rows(conn, level, limit, max_allowed_packet, position_query).await?;
+    let position = match (progress.as_deref(), position_set) {
+        (Some(p), Some(rows)) => {
+            let text = rows
+                .first()
+                .and_then(|r| r.get_opt::<Option<String>, _>(0))
+                .and_then(Result::ok)
+                .flatten()
+                .unwrap_or_default();
+            parse_position(p.position_query, &text)?
+        }
+        _ => None,
     };
     let any_missing = found.iter().any(|f| f.missing.iter().any(Option::is_some));
     let any_claims = found.iter().any(|f| !f.claims.is_empty());
@@ -156,13 +168,15 @@ fn table_id(t: &TableSchema) -> usize {
     t as *const TableSchema as usize
 }
 
-/// Reads the rows of every lookup of `level` and maps them back to their changes.
+/// Reads the rows of every lookup of `level` and maps them back to their changes; with
+/// `last`, also runs that `SELECT` after every lookup and returns its rows.
 async fn read_rows(
     conn: &mut Conn,
     level: &[LwwChange<'_>],
     limit: usize,
     max_allowed_packet: u64,
-) -> Result<Vec<Found>, LinkError> {
+    last: Option<&str>,
+) -> Result<(Vec<Found>, Option<Vec<mysql_async::Row>>), LinkError> {
     let plan = LookupPlan::new(level);
     // One read per `IN` chunk of a group (`Some(group)`), then one per single lookup.
     let mut reads: Vec<String> = Vec::new();
@@ -175,8 +189,22 @@ async fn read_rows(
     }
     read_group.extend(std::iter::repeat_n(None, plan.singles.len()));
     reads.extend(plan.singles);
-    let sets = read_all(conn, &reads, limit, max_allowed_packet).await?;
+    if let Some(q) = last {
+        reads.push(q.to_string());
+    }
+    let mut sets = read_all(conn, &reads, limit, max_allowed_packet).await?;
     drop(reads);
+    let last_set = match last {
+        Some(_) if sets.len() == read_group.len() + 1 => sets.pop(),
+        Some(_) => {
+            return Err(LinkError::ConflictRead(format!(
+                "expected {} lookup results and the position from the target and got {} results",
+                read_group.len(),
+                sets.len()
+            )))
+        }
+        None => None,
+    };
     if sets.len() != read_group.len() {
         return Err(LinkError::ConflictRead(format!(
             "expected {} lookup results from the target and got {}",
@@ -204,7 +232,7 @@ async fn read_rows(
             match l {
                 Lookup::Pk(img) if integer_key(t) => {
                     let g = plan.group_of.get(&table_id(t)).copied().unwrap_or(0);
-                    let key = Row::from_image(t, img).pk_hash(t);
+                    let key = decide::image_pk_hash(t, img);
                     rows.push(
                         by_key
                             .get(g)
@@ -222,7 +250,7 @@ async fn read_rows(
             .map(|(i, img)| {
                 rows.get(i)
                     .is_some_and(|r| r.is_empty())
-                    .then(|| Row::from_image(t, img).pk_hash(t))
+                    .then(|| decide::image_pk_hash(t, img))
             })
             .collect();
         out.push(Found {
@@ -231,7 +259,7 @@ async fn read_rows(
             claims: claim_lookups(lc.change),
         });
     }
-    Ok(out)
+    Ok((out, last_set))
 }
 
 /// Reads one lookup's result rows in canonical form.

@@ -160,6 +160,48 @@ pub fn write_sql(meta: &str, store: Store, db_table: &str, pk_hash: &[u8; 32], t
     )
 }
 
+/// The writes of `tombs` (`(db.table, key hash, tombstone)`, in order) into the applied store
+/// as multi-row raise-only upserts ([`drc_meta::tombstone::write_many_statement`]) of at most
+/// `rows` marks and about `limit` bytes each (one mark per statement at least).
+pub fn write_many_sqls(
+    meta: &str,
+    tombs: &[(String, [u8; 32], Tomb)],
+    limit: usize,
+    rows: usize,
+) -> Vec<String> {
+    let rendered: Vec<(String, Vec<u8>)> = tombs
+        .iter()
+        .map(|(_, _, t)| (version_text(&t.version), rank_key(&t.version, &t.hash)))
+        .collect();
+    let cost = |i: &usize| {
+        let (version, rank) = &rendered[*i];
+        drc_meta::tombstone::write_many_cost(&tombs[*i].0, version, rank)
+    };
+    let idx: Vec<usize> = (0..tombs.len()).collect();
+    let overhead = drc_meta::tombstone::write_many_overhead(meta);
+    let mut out = Vec::new();
+    for chunk in crate::size::chunks(&idx, overhead, limit, cost) {
+        for part in chunk.chunks(rows.max(1)) {
+            let marks: Vec<drc_meta::tombstone::Mark<'_>> = part
+                .iter()
+                .map(|&i| drc_meta::tombstone::Mark {
+                    db_table: &tombs[i].0,
+                    pk_hash: &tombs[i].1,
+                    version: &rendered[i].0,
+                    row_hash: &tombs[i].2.hash,
+                    rank_key: &rendered[i].1,
+                })
+                .collect();
+            out.extend(drc_meta::tombstone::write_many_statement(
+                meta,
+                Store::Applied,
+                &marks,
+            ));
+        }
+    }
+    out
+}
+
 /// One read of the tombstones at `keys` in both tables
 /// ([`drc_meta::tombstone::read_many_statement`]); rows parse with [`from_many_row`].
 pub fn read_many_sql(meta: &str, keys: &[(String, [u8; 32])]) -> Option<String> {

@@ -55,6 +55,11 @@ pub(super) fn rechecks(
         Write::Update(img) => (img, false),
         _ => return Vec::new(),
     };
+    let pk_hash = super::decide::image_pk_hash(t, img);
+    let at_missing = inserted && missing.contains(&Some(pk_hash));
+    if !at_missing && t.unique_keys.is_empty() {
+        return Vec::new();
+    }
     let row = Row::from_image(t, img);
     let check = |key, claim| Written {
         claim,
@@ -64,8 +69,7 @@ pub(super) fn rechecks(
         hash: row.hash,
     };
     let mut out = Vec::new();
-    let pk_hash = row.pk_hash(t);
-    if inserted && missing.contains(&Some(pk_hash)) {
+    if at_missing {
         out.push(check(pk_hash, false));
     }
     for n in 0..t.unique_keys.len() {

@@ -353,7 +353,48 @@ impl Runner {
                 .observe(received.elapsed().as_secs_f64());
         }
         self.state.set_position(&batch.end);
+        let meta = self.spec.replication.meta_database.as_str();
+        if batch
+            .changes
+            .iter()
+            .any(|c| &*c.table.database == meta && &*c.table.table == "heartbeat")
+        {
+            self.measure_heartbeat().await;
+        }
         Ok(())
+    }
+
+    /// The lag at the source's heartbeat this batch just committed: the target's clock now
+    /// minus the source's stamp in the row (drc_meta::heartbeat), one query right after the
+    /// commit, so it resolves microseconds instead of the heartbeat's period. Sets
+    /// `drc_link_lag_seconds` and records the figure for the daemon's lag gauge, which raises
+    /// it while no newer heartbeat arrives. A failed read only leaves the gauge as it was.
+    async fn measure_heartbeat(&mut self) {
+        let meta = self.spec.replication.meta_database.clone();
+        let source = self.spec.source_name.clone();
+        let read = bounded(
+            self.spec.applier.query_timeout,
+            "reading the applied heartbeat",
+            async {
+                drc_meta::heartbeat::applied_lag(&mut self.meta_conn, &meta, &source)
+                    .await
+                    .map_err(LinkError::from)
+            },
+        );
+        match read.await {
+            Ok(Some(seen)) => {
+                self.state.set_heartbeat(crate::state::HeartbeatLag {
+                    seq: seen.seq,
+                    lag: seen.age,
+                });
+                self.metrics
+                    .lag
+                    .with_label_values(&[self.spec.name.as_str()])
+                    .set(seen.age);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the applied heartbeat"),
+        }
     }
 }
 

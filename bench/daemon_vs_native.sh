@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Backlog apply through the real `drc run` binary against native MariaDB replication (issue #16).
+#
+# One sysbench oltp_write_only backlog (default 4 tables x 25,000 rows, 50,000 transactions =
+# 200,000 row changes) is written into source center a. Then, one contender at a time, a fresh
+# target server b gets a's data as of before the backlog and applies the backlog:
+#
+#   native:0 / native:4   native replication from a's GTID position, slave_parallel_threads 0
+#                         (serial) or 4 (optimistic), log_slave_updates ON (it binlogs what it
+#                         applies, as a drc target does)
+#   drc:sw / drc:lww      `drc run --center b --start a=<position>` (release build), the link
+#                         a->b with the default configuration; source wins
+#                         (`[conflict] version_column = ""`) or last-writer-wins on the tables'
+#                         `updated_at` column (with the local-delete reader, as in production)
+#
+# for each durability of the target: relaxed (innodb_flush_log_at_trx_commit=2, sync_binlog=0)
+# and durable (1 and 1). Every target's CHECKSUM TABLE of every table must equal a's, or the run
+# fails. Prints one table: wall seconds from the start of apply until the target holds a's end
+# position, row changes/s, CPU seconds of the target's mariadbd and of the drc process, and drc's
+# peak RSS (VmHWM). The machine and its load are printed with the table.
+#
+# Usage: bench/daemon_vs_native.sh [--txns N] [--rows N] [--tables N] [--modes relaxed,durable]
+#                                  [--contenders native:0,native:4,drc:sw,drc:lww]
+# Needs mariadbd, mariadb-install-db, mariadb (apt-get install -y mariadb-server) and sysbench
+# (apt-get install -y sysbench). Everything runs under a temporary directory that is removed at
+# the end; ports are picked free.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin"
+
+TXNS=50000 ROWS=25000 TABLES=4
+MODES=relaxed,durable
+CONTENDERS=native:0,native:4,drc:sw,drc:lww
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --txns) TXNS=$2; shift 2 ;;
+    --rows) ROWS=$2; shift 2 ;;
+    --tables) TABLES=$2; shift 2 ;;
+    --modes) MODES=$2; shift 2 ;;
+    --contenders) CONTENDERS=$2; shift 2 ;;
+    *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
+  esac
+done
+for tool in mariadbd mariadb-install-db mariadb sysbench; do
+  command -v "$tool" >/dev/null || { echo "$tool not found (see the head of $0)" >&2; exit 2; }
+done
+
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+cargo build --release -q -p drc
+DRC="$TARGET_DIR/release/drc"
+
+WORK=$(mktemp -d /tmp/drc-dvn.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sql() { mariadb --protocol=tcp -h127.0.0.1 -P"$1" -uroot -N -B -e "$2"; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }   # utime + stime (USER_HZ 100)
+
+# A template datadir, installed once and copied for each server.
+mariadb-install-db --no-defaults --datadir="$WORK/template" --auth-root-authentication-method=normal \
+  --skip-test-db >"$WORK/install.log" 2>&1
+
+# start_server NAME SERVER_ID FLUSH SYNC_BINLOG: sets PORT and PID.
+start_server() {
+  local dir="$WORK/$1" port
+  port=$(free_port)
+  cp -a "$WORK/template" "$dir"
+  mariadbd --no-defaults --datadir="$dir" --port="$port" --bind-address=127.0.0.1 \
+    --socket="$dir/sock" --user=root --server-id="$2" --gtid-domain-id="$2" \
+    --log-bin="$dir/bin" --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
+    --log-slave-updates=ON --innodb-buffer-pool-size=256M --innodb-log-file-size=256M \
+    --innodb-flush-log-at-trx-commit="$3" --sync-binlog="$4" --max-connections=200 \
+    --log-error="$dir/error.log" >/dev/null 2>&1 &
+  PID=$!
+  PORT=$port
+  PIDS+=("$PID")
+  for _ in $(seq 1 300); do sql "$port" "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
+  sql "$port" "SELECT 1" >/dev/null || { cat "$dir/error.log" >&2; exit 1; }
+}
+
+stop_server() { kill "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.1; done; }
+
+checksums() {
+  local list="" i
+  for i in $(seq 1 "$TABLES"); do list="$list${list:+, }sbtest.sbtest$i"; done
+  sql "$1" "CHECKSUM TABLE $list" | awk '{print $2}' | tr '\n' ' '
+}
+
+echo "== $(date -u '+%Y-%m-%d %H:%M UTC'): $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -h | awk '/^Mem:/ {print $2}') RAM"
+echo "server: $(mariadbd --version)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Source a: relaxed (it only holds the backlog).
+start_server a 1 2 0
+A_PORT=$PORT
+SB=(sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$A_PORT" --mysql-user=root
+    --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" --rand-seed=20261204)
+sql "$A_PORT" "CREATE DATABASE sbtest"
+"${SB[@]}" oltp_write_only prepare >"$WORK/prepare.log" 2>&1
+# The version column of last-writer-wins (source wins ignores it: version_column = "").
+for i in $(seq 1 "$TABLES"); do
+  sql "$A_PORT" "ALTER TABLE sbtest.sbtest$i ADD COLUMN updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
+done
+mariadb-dump --protocol=tcp -h127.0.0.1 -P"$A_PORT" -uroot --single-transaction --skip-triggers \
+  --databases sbtest >"$WORK/seed.sql"
+START=$(sql "$A_PORT" "SELECT @@gtid_binlog_pos")
+"${SB[@]}" --threads=4 --events="$TXNS" --time=0 --report-interval=0 oltp_write_only run >"$WORK/run.log" 2>&1
+END=$(sql "$A_PORT" "SELECT @@gtid_binlog_pos")
+A_SUM=$(checksums "$A_PORT")
+CHANGES=$((TXNS * 4))
+echo "backlog: $TXNS oltp_write_only transactions ($CHANGES row changes) on $TABLES x $ROWS rows; a's GTIDs $START .. $END"
+
+results=()
+for mode in ${MODES//,/ }; do
+  case "$mode" in
+    relaxed) FLUSH=2 SYNC=0 ;;
+    durable) FLUSH=1 SYNC=1 ;;
+    *) echo "unknown mode $mode" >&2; exit 2 ;;
+  esac
+  for who in ${CONTENDERS//,/ }; do
+    name="b-$mode-${who//:/-}"
+    start_server "$name" 2 "$FLUSH" "$SYNC"
+    B_PORT=$PORT B_PID=$PID
+    mariadb --protocol=tcp -h127.0.0.1 -P"$B_PORT" -uroot --init-command="SET sql_log_bin = 0" <"$WORK/seed.sql"
+    drc_cpu="-" rss="-"
+    case "$who" in
+      native:*)
+        threads=${who#native:}
+        sql "$B_PORT" "SET GLOBAL gtid_slave_pos = '$START'; SET GLOBAL slave_parallel_threads = $threads;
+          SET GLOBAL slave_parallel_mode = 'optimistic';
+          CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $A_PORT, MASTER_USER = 'root',
+            MASTER_USE_GTID = slave_pos"
+        cpu0=$(cpu_s "$B_PID"); t0=$(date +%s.%N)
+        sql "$B_PORT" "START SLAVE"
+        until [ "$(sql "$B_PORT" "SELECT MASTER_GTID_WAIT('$END', 1)")" = "0" ]; do
+          err=$(sql "$B_PORT" "SHOW SLAVE STATUS\G" | awk -F': ' '/Last_SQL_Error/ {print $2}')
+          [ -z "$err" ] || { echo "native replication failed: $err" >&2; exit 1; }
+        done
+        t1=$(date +%s.%N); cpu1=$(cpu_s "$B_PID")
+        sql "$B_PORT" "STOP SLAVE"
+        ;;
+      drc:*)
+        version='""'
+        [ "$who" = drc:lww ] && version='"updated_at"'
+        cat >"$WORK/$name.toml" <<EOF
+[[center]]
+name = "a"
+mysql = "mysql://root@127.0.0.1:$A_PORT"
+
+[[center]]
+name = "b"
+mysql = "mysql://root@127.0.0.1:$B_PORT"
+
+[replication]
+databases = ["sbtest"]
+
+[conflict]
+version_column = $version
+EOF
+        cpu0=$(cpu_s "$B_PID"); t0=$(date +%s.%N)
+        "$DRC" run --config "$WORK/$name.toml" --center b --start "a=$START" --log warn \
+          2>"$WORK/$name.drc.log" &
+        DRC_PID=$!
+        PIDS+=("$DRC_PID")
+        # Done when the link's newest checkpoint ends at a's end position.
+        until [ "$(sql "$B_PORT" "SELECT end_position FROM drc_meta.checkpoint WHERE link = 'a->b' ORDER BY batch DESC LIMIT 1" 2>/dev/null)" = "$END" ]; do
+          kill -0 "$DRC_PID" 2>/dev/null || { echo "drc run stopped:" >&2; cat "$WORK/$name.drc.log" >&2; exit 1; }
+          sleep 0.05
+        done
+        t1=$(date +%s.%N); cpu1=$(cpu_s "$B_PID")
+        drc_cpu=$(cpu_s "$DRC_PID")
+        rss=$(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$DRC_PID/status")
+        kill "$DRC_PID"; wait "$DRC_PID" 2>/dev/null || true
+        ;;
+      *) echo "unknown contender $who" >&2; exit 2 ;;
+    esac
+    B_SUM=$(checksums "$B_PORT")
+    [ "$B_SUM" = "$A_SUM" ] || { echo "$mode $who: checksums differ: a $A_SUM, b $B_SUM" >&2; exit 1; }
+    wall=$(calc "$t1 - $t0")
+    line=$(printf "%-8s %-9s %8.3f %9.0f %8.2f %8s %11s" "$mode" "$who" "$wall" \
+      "$(calc "$CHANGES / $wall")" "$(calc "$cpu1 - $cpu0")" "$drc_cpu" "$rss")
+    echo "$line" >&2
+    results+=("$line")
+    stop_server "$B_PID"
+    rm -rf "${WORK:?}/$name"
+  done
+done
+
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "%-8s %-9s %8s %9s %8s %8s %11s\n" mode contender "wall s" "rows/s" "T cpu s" "drc cpu" "drc VmHWM"
+printf "%s\n" "${results[@]}"
+echo "(every target's CHECKSUM TABLE equals a's: $A_SUM)"

@@ -1,0 +1,373 @@
+//! Last-writer-wins writes merged into multi-row statements (`drc_apply::conflict::merge`)
+//! against a real server: a level's inserts, updates and deletes go out as a few statements,
+//! and every rule decides as it does row by row — ties, a delete against a newer row, an insert
+//! under a tombstone, unique-value evictions and losses, and levels longer than one statement.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drc_apply::conflict::LwwChange;
+use drc_apply::worker::{Applier, Job, Tag};
+use drc_core::change::{ChangeKind, Image, RowChange};
+use drc_core::schema::{ColumnSchema, SqlType, TableSchema, UniqueKey};
+use drc_core::value::{Text, Value};
+use drc_meta as meta;
+use mysql_async::prelude::Queryable;
+
+/// Ordinal of the version column `ver` in every table here.
+const VER: usize = 2;
+
+/// `db.<table> (id INT PRIMARY KEY, v VARCHAR, ver BIGINT)`, `v` unique when asked.
+fn schema(db: &str, table: &str, unique_v: bool) -> Arc<TableSchema> {
+    let col = |n: &str, t: SqlType| ColumnSchema {
+        name: n.into(),
+        sql_type: t,
+        unsigned: false,
+        collation: None,
+    };
+    Arc::new(TableSchema {
+        database: db.into(),
+        table: table.into(),
+        columns: vec![
+            col("id", SqlType::Int),
+            col("v", SqlType::String),
+            col("ver", SqlType::BigInt),
+        ],
+        primary_key: vec![0],
+        unique_keys: if unique_v {
+            vec![UniqueKey {
+                name: "v".into(),
+                columns: vec![1],
+            }]
+        } else {
+            vec![]
+        },
+        unique_keys_known: true,
+    })
+}
+
+fn row(id: i64, v: &str, ver: i64) -> Image {
+    Image(vec![
+        Some(Value::Int(id)),
+        Some(Value::Text(Text::utf8(v))),
+        Some(Value::Int(ver)),
+    ])
+}
+
+fn insert(t: &Arc<TableSchema>, after: Image) -> RowChange {
+    RowChange {
+        table: t.clone(),
+        kind: ChangeKind::Insert,
+        before: None,
+        after: Some(after),
+    }
+}
+
+fn update(t: &Arc<TableSchema>, before: Image, after: Image) -> RowChange {
+    RowChange {
+        table: t.clone(),
+        kind: ChangeKind::Update,
+        before: Some(before),
+        after: Some(after),
+    }
+}
+
+fn delete(t: &Arc<TableSchema>, before: Image) -> RowChange {
+    RowChange {
+        table: t.clone(),
+        kind: ChangeKind::Delete,
+        before: Some(before),
+        after: None,
+    }
+}
+
+struct Target {
+    db: String,
+    url: String,
+    meta: String,
+    applier: Applier,
+}
+
+/// A fresh database on the shared server with `tables` (statements) and drc's meta schema.
+async fn target(prefix: &str, tables: &str) -> Target {
+    let s = &drc_testkit::shared_servers(1)[0];
+    let db = drc_testkit::create_db(s, prefix).await;
+    let meta_db = format!("{db}_meta");
+    let mut c = drc_testkit::connect(&s.url_for(&db)).await;
+    c.query_drop(tables).await.expect("target tables");
+    meta::ensure_schema(&mut c, &meta_db).await.expect("meta");
+    let tag = Tag::Marker(meta::Marker {
+        meta: meta_db.clone(),
+        origin: "a".into(),
+        link: "a->b".into(),
+        worker: 0,
+    });
+    Target {
+        url: s.url_for(&db),
+        applier: Applier::new(s.url(), tag, Duration::from_secs(10)),
+        db,
+        meta: meta_db,
+    }
+}
+
+impl Target {
+    async fn sql(&self, q: &str) {
+        let mut c = drc_testkit::connect(&self.url).await;
+        c.query_drop(q).await.expect("target statement");
+    }
+
+    /// Applies `levels` as one last-writer-wins share and commits it.
+    async fn apply(&mut self, levels: &[Vec<&RowChange>]) {
+        let cp = meta::checkpoint_statement(
+            &self.meta,
+            "a->b",
+            &meta::Checkpoint {
+                worker: 0,
+                batch: 1,
+                workers: 1,
+                start: "0-1-1".parse().expect("position"),
+                end: "0-1-2".parse().expect("position"),
+            },
+        );
+        let lww: Vec<Vec<LwwChange<'_>>> = levels
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|c| LwwChange {
+                        change: c,
+                        version: VER,
+                    })
+                    .collect()
+            })
+            .collect();
+        let job = Job {
+            lww,
+            at: "after 0-1-1 up to 0-1-2".into(),
+            checkpoint: cp,
+            conflict_log: (self.meta.clone(), "a->b".into()),
+            ..Job::default()
+        };
+        self.applier.apply_job(&job).await.expect("share applies");
+    }
+
+    async fn rows(&self, table: &str) -> Vec<(i64, String, i64)> {
+        let mut c = drc_testkit::connect(&self.url).await;
+        c.query(format!("SELECT id, v, ver FROM {table} ORDER BY id"))
+            .await
+            .expect("rows")
+    }
+
+    /// Resolutions recorded in the conflict table, sorted.
+    async fn resolutions(&self) -> Vec<String> {
+        let mut c = drc_testkit::connect(&self.url).await;
+        let mut r: Vec<String> = c
+            .query(format!("SELECT resolution FROM `{}`.`conflict`", self.meta))
+            .await
+            .expect("records");
+        r.sort();
+        r
+    }
+
+    async fn tombstones(&self) -> u64 {
+        let mut c = drc_testkit::connect(&self.url).await;
+        c.query_first(format!("SELECT COUNT(*) FROM `{}`.`tombstone`", self.meta))
+            .await
+            .expect("count")
+            .unwrap_or(0)
+    }
+}
+
+const TABLE: &str =
+    "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL, ver BIGINT NOT NULL)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_level_decides_every_rule_as_row_by_row() {
+    let mut tg = target("lww_merge_mixed", TABLE).await;
+    tg.sql("INSERT INTO t VALUES (1,'old',5), (2,'old',5), (4,'old',5), (5,'old',5), (6,'old',5)")
+        .await;
+    let t = schema(&tg.db, "t", false);
+    // Level 0: every change at its own key.
+    let ins10 = insert(&t, row(10, "n10", 7));
+    let ins11 = insert(&t, row(11, "n11", 7));
+    let ins12 = insert(&t, row(12, "n12", 7));
+    let causal = update(&t, row(1, "old", 5), row(1, "new", 6));
+    let older = update(&t, row(2, "other", 3), row(2, "x", 4));
+    let missing = update(&t, row(3, "gone", 2), row(3, "back", 3));
+    let exact_delete = delete(&t, row(4, "old", 5));
+    let stale_delete = delete(&t, row(5, "old", 3));
+    let blind_delete = delete(&t, row(7, "never", 8));
+    let newer6 = update(&t, row(6, "old", 5), row(6, "six", 9));
+    // Level 1: the keys deleted above come back, older and newer than their tombstones.
+    let under_tomb = insert(&t, row(4, "again", 4));
+    let over_tomb = insert(&t, row(7, "seven", 9));
+    tg.apply(&[
+        vec![
+            &ins10,
+            &ins11,
+            &causal,
+            &older,
+            &ins12,
+            &missing,
+            &exact_delete,
+            &stale_delete,
+            &blind_delete,
+            &newer6,
+        ],
+        vec![&under_tomb, &over_tomb],
+    ])
+    .await;
+    assert_eq!(
+        tg.rows("t").await,
+        [
+            (1, "new".into(), 6),
+            (2, "old".into(), 5),
+            (3, "back".into(), 3),
+            (5, "old".into(), 5),
+            (6, "six".into(), 9),
+            (7, "seven".into(), 9),
+            (10, "n10".into(), 7),
+            (11, "n11".into(), 7),
+            (12, "n12".into(), 7),
+        ]
+    );
+    assert_eq!(
+        tg.resolutions().await,
+        ["delete_skipped", "local_won", "tombstone_won"]
+    );
+    // Rows 4 and 7 (the deletes that applied or met a missing row).
+    assert_eq!(tg.tombstones().await, 2);
+    // Replaying the share changes nothing and records nothing new but the replayed losses.
+    let before = tg.rows("t").await;
+    tg.apply(&[
+        vec![
+            &ins10,
+            &ins11,
+            &causal,
+            &older,
+            &ins12,
+            &missing,
+            &exact_delete,
+            &stale_delete,
+            &blind_delete,
+            &newer6,
+        ],
+        vec![&under_tomb, &over_tomb],
+    ])
+    .await;
+    assert_eq!(tg.rows("t").await, before);
+}
+
+/// Ties on the version are decided by the row hash, the same way whichever row a center holds:
+/// two targets holding each other's rows end equal, for many rows in one merged upsert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ties_in_one_merged_upsert_converge() {
+    let mut x = target("lww_merge_tie_x", TABLE).await;
+    let mut y = target("lww_merge_tie_y", TABLE).await;
+    let n = 50;
+    let mut seed_x = Vec::new();
+    let mut seed_y = Vec::new();
+    for id in 1..=n {
+        seed_x.push(format!("({id}, 'x{id}', 7)"));
+        seed_y.push(format!("({id}, 'y{id}', 7)"));
+    }
+    x.sql(&format!("INSERT INTO t VALUES {}", seed_x.join(", ")))
+        .await;
+    y.sql(&format!("INSERT INTO t VALUES {}", seed_y.join(", ")))
+        .await;
+    let tx = schema(&x.db, "t", false);
+    let ty = schema(&y.db, "t", false);
+    // x receives y's rows (as updates from a common older row), y receives x's.
+    let to_x: Vec<RowChange> = (1..=n)
+        .map(|id| update(&tx, row(id, "base", 1), row(id, &format!("y{id}"), 7)))
+        .collect();
+    let to_y: Vec<RowChange> = (1..=n)
+        .map(|id| update(&ty, row(id, "base", 1), row(id, &format!("x{id}"), 7)))
+        .collect();
+    x.apply(&[to_x.iter().collect()]).await;
+    y.apply(&[to_y.iter().collect()]).await;
+    let (rx, ry) = (x.rows("t").await, y.rows("t").await);
+    assert_eq!(rx, ry, "both targets keep the same row of every tie");
+    let from_x = rx.iter().filter(|r| r.1.starts_with('x')).count();
+    assert!(
+        from_x > 0 && from_x < n as usize,
+        "the hash picks either side: {rx:?}"
+    );
+    // Every tie lost one write, recorded on each side.
+    assert_eq!(x.resolutions().await.len(), n as usize);
+    assert_eq!(y.resolutions().await.len(), n as usize);
+}
+
+/// Levels longer than one statement ([`MERGE_ROWS`] is 200): inserts, updates and deletes of
+/// 450 rows, each level merged into several statements, and every delete's tombstone written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_levels_split_into_several_statements() {
+    let mut tg = target("lww_merge_long", TABLE).await;
+    let t = schema(&tg.db, "t", false);
+    let n = 450;
+    let inserts: Vec<RowChange> = (1..=n)
+        .map(|id| insert(&t, row(id, &format!("r{id}"), 1)))
+        .collect();
+    let updates: Vec<RowChange> = (1..=n)
+        .map(|id| update(&t, row(id, &format!("r{id}"), 1), row(id, "u", 2)))
+        .collect();
+    let deletes: Vec<RowChange> = (1..=n)
+        .filter(|id| id % 3 == 0)
+        .map(|id| delete(&t, row(id, "u", 2)))
+        .collect();
+    tg.apply(&[
+        inserts.iter().collect(),
+        updates.iter().collect(),
+        deletes.iter().collect(),
+    ])
+    .await;
+    let rows = tg.rows("t").await;
+    assert_eq!(rows.len(), (n - n / 3) as usize);
+    assert!(rows
+        .iter()
+        .all(|(id, v, ver)| id % 3 != 0 && v == "u" && *ver == 2));
+    assert_eq!(tg.tombstones().await, (n / 3) as u64);
+    assert!(tg.resolutions().await.is_empty());
+}
+
+/// A table with a unique key besides the primary key: inserts still merge, around the
+/// evictions they cause; updates stay single statements; a value held by a newer row drops the
+/// incoming row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_key_collisions_evict_and_drop_as_row_by_row() {
+    let mut tg = target(
+        "lww_merge_unique",
+        "CREATE TABLE u (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL, ver BIGINT NOT NULL, UNIQUE KEY v (v))",
+    )
+    .await;
+    tg.sql("INSERT INTO u VALUES (1,'a',5), (2,'b',5), (8,'h',5)")
+        .await;
+    let u = schema(&tg.db, "u", true);
+    // Level 0: 3 takes 'a' from the older 1 (evicted); 4 loses 'b' to the newer 2; 5 and 6 are
+    // plain inserts; 8 moves to 'i' (an update, a single statement).
+    let takes_a = insert(&u, row(3, "a", 6));
+    let loses_b = insert(&u, row(4, "b", 4));
+    let plain5 = insert(&u, row(5, "c", 5));
+    let plain6 = insert(&u, row(6, "d", 5));
+    let moves8 = update(&u, row(8, "h", 5), row(8, "i", 6));
+    // Level 1: 2 moves to 'bb' (its old value was claimed by 4's write in level 0).
+    let moves2 = update(&u, row(2, "b", 5), row(2, "bb", 6));
+    tg.apply(&[
+        vec![&takes_a, &loses_b, &plain5, &plain6, &moves8],
+        vec![&moves2],
+    ])
+    .await;
+    assert_eq!(
+        tg.rows("u").await,
+        [
+            (2, "bb".into(), 6),
+            (3, "a".into(), 6),
+            (5, "c".into(), 5),
+            (6, "d".into(), 5),
+            (8, "i".into(), 6),
+        ]
+    );
+    assert_eq!(
+        tg.resolutions().await,
+        ["evicted_local", "local_won_unique"]
+    );
+}
