@@ -21,6 +21,7 @@
 #
 # Usage: bench/daemon_vs_native.sh [--txns N] [--rows N] [--tables N] [--modes relaxed,durable]
 #                                  [--contenders native:0,native:4,drc:sw,drc:lww]
+# DRC_BIN=<path> uses that drc binary instead of building the release one.
 # Needs mariadbd, mariadb-install-db, mariadb (apt-get install -y mariadb-server) and sysbench
 # (apt-get install -y sysbench). Everything runs under a temporary directory that is removed at
 # the end; ports are picked free.
@@ -45,13 +46,22 @@ for tool in mariadbd mariadb-install-db mariadb sysbench; do
   command -v "$tool" >/dev/null || { echo "$tool not found (see the head of $0)" >&2; exit 2; }
 done
 
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p drc
-DRC="$TARGET_DIR/release/drc"
+# DRC_BIN=path runs that binary instead of building one (e.g. to compare two builds).
+if [ -n "${DRC_BIN:-}" ]; then
+  DRC=$DRC_BIN
+else
+  cargo build --release -q -p drc
+  DRC="${CARGO_TARGET_DIR:-target}/release/drc"
+fi
 
 WORK=$(mktemp -d /tmp/drc-dvn.XXXXXX)
 PIDS=()
+# KEEP=1 leaves the servers running and the directory in place (to look at a failed run).
 cleanup() {
+  if [ -n "${KEEP:-}" ]; then
+    echo "kept $WORK and the servers (pids ${PIDS[*]})" >&2
+    return
+  fi
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -189,8 +199,8 @@ EOF
       "$(calc "$CHANGES / $wall")" "$(calc "$cpu1 - $cpu0")" "$drc_cpu" "$rss")
     echo "$line" >&2
     results+=("$line")
-    stop_server "$B_PID"
-    rm -rf "${WORK:?}/$name"
+    [ -n "${KEEP:-}" ] || stop_server "$B_PID"
+    [ -n "${KEEP:-}" ] || rm -rf "${WORK:?}/$name"
   done
 done
 

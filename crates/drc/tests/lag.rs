@@ -56,6 +56,7 @@ async fn the_lag_metric_resolves_milliseconds() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    println!("lag_seconds samples: {seen:?}");
     // Resolution: the figure is not a count of heartbeat periods or of whole seconds. Each
     // sample is microseconds (TIMESTAMPDIFF) of a stamp by one server's clock against another
     // reading; at least one of twelve has a millisecond part that is neither a multiple of
