@@ -84,8 +84,15 @@ async fn run_schedule(
     for p in 0..PROCS {
         run.start(p);
     }
-    if !run.wait_ready(Duration::from_secs(120)).await {
-        return Err(format!("the cluster did not start\n{}", run.logs(30)));
+    let mut tries = 0;
+    while !run
+        .wait_ready(Duration::from_secs(if tries == 0 { 120 } else { 60 }))
+        .await
+    {
+        tries += 1;
+        if tries > 3 || !run.restart_on_taken_ports() {
+            return Err(format!("the cluster did not start\n{}", run.logs(30)));
+        }
     }
     let run = Arc::new(Mutex::new(run));
     let stop = Arc::new(AtomicBool::new(false));
@@ -134,6 +141,9 @@ async fn run_schedule(
             run.logs(40)
         )
     };
+    // A daemon restarted by the nemesis whose metrics port was taken meanwhile is the
+    // harness's problem, not drc's.
+    run.restart_on_taken_ports();
     let crashed = run.crashed();
     if !crashed.is_empty() {
         return Err(report(

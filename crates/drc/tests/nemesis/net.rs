@@ -302,6 +302,27 @@ impl Run {
         out
     }
 
+    /// Restarts, on a new metrics port, every process that exited because its port was taken
+    /// meanwhile (ports are picked free, then bound by drc a moment later: another process on
+    /// the machine can take one in between). True when one was restarted.
+    pub fn restart_on_taken_ports(&mut self) -> bool {
+        let mut again = false;
+        for p in 0..PROCS {
+            let exited = self.procs[p]
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            let log = std::fs::read_to_string(self.log_dir.join(format!("{}.log", proc_name(p))))
+                .unwrap_or_default();
+            if exited && log.contains("Address already in use") {
+                self.procs[p] = None;
+                self.metrics[p] = free_addr();
+                self.start(p);
+                again = true;
+            }
+        }
+        again
+    }
+
     /// `/health` of process `p`, if it answers within 2 s.
     pub async fn health(&self, p: usize) -> Option<serde_json::Value> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
