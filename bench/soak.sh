@@ -36,14 +36,14 @@ while :; do
       DRC_BIN="$dir/bin/drc" "$dir/bin/nemesis" --nocapture >"$log" 2>&1; then
     :
   else
-    seed=$(grep -oE 'seed [0-9]+ failed' "$log" | head -1 | awk '{print $2}')
+    seed=$(grep -oE 'seed [0-9]+ failed' "$log" | head -1 | awk '{print $2}' || true)
     failures+=("seed ${seed:-?} (replay: DRC_NEMESIS_SEED=${seed:-?} DRC_NEMESIS_SECS=$per_seed cargo test -p drc --test nemesis -- --nocapture); log: $log")
     echo "soak: round $round FAILED at seed ${seed:-?} (log: $log)"
   fi
   passed=$(grep -c '^nemesis-tally' "$log" || true)
   echo "soak: round $round: $passed seeds passed ($(( $(date +%s) - start )) s elapsed)"
 done
-cat "$dir"/round-*.log | grep '^nemesis-tally' | awk -v fails="${#failures[@]}" '
+cat "$dir"/round-*.log | { grep '^nemesis-tally' || true; } | awk -v fails="${#failures[@]}" '
   { seeds++
     for (i = 1; i <= NF; i++) {
       split($i, kv, "=")

@@ -91,7 +91,11 @@ async fn run_schedule(
     {
         tries += 1;
         if tries > 3 || !run.restart_on_taken_ports() {
-            return Err(format!("the cluster did not start\n{}", run.logs(30)));
+            return Err(format!(
+                "seed {seed} failed (replay: DRC_NEMESIS_SEED={seed} DRC_NEMESIS_SECS={secs}): \
+                 the cluster did not start\n{}",
+                run.logs(30)
+            ));
         }
     }
     let run = Arc::new(Mutex::new(run));
