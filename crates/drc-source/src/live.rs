@@ -416,18 +416,34 @@ impl Source {
         if self.cfg.fetch_unique_keys {
             let (db, table) = (tme.database_name(), tme.table_name());
             if !self.asm.has_keys(&db, &table) {
+                // Through a half-open network this waits up to query_timeout: the link shows
+                // it (reconnecting, with this message) after idle_timeout, like a silent stream.
+                let (live, idle) = (self.live.clone(), self.cfg.idle_timeout);
+                let waiting = || {
+                    format!(
+                        "no answer from {} for {} s while reading the unique keys of `{db}`.`{table}` \
+                         (still waiting, up to applier.query_timeout_ms)",
+                        self.server,
+                        idle.as_secs()
+                    )
+                };
                 let meta = match self.meta.as_mut() {
                     Some(m) => m,
-                    None => self
-                        .meta
-                        .insert(connect(self.cfg.url.expose(), self.cfg.connect_timeout).await?),
+                    None => self.meta.insert(
+                        live.watch(
+                            idle,
+                            waiting,
+                            connect(self.cfg.url.expose(), self.cfg.connect_timeout),
+                        )
+                        .await?,
+                    ),
                 };
                 let keys = bounded(
                     self.cfg.query_timeout,
                     "reading unique keys",
                     load_unique_keys(meta, &db, &table),
                 );
-                match keys.await {
+                match live.watch(idle, waiting, keys).await {
                     Ok(keys) => self.asm.set_keys(&db, &table, keys),
                     Err(e) => {
                         self.meta = None;

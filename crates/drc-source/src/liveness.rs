@@ -77,6 +77,26 @@ impl Liveness {
             i.last_error = Some(msg);
         })
     }
+
+    /// Awaits `fut`, a query the source needs before it can read on (a table's unique keys).
+    /// Nothing can arrive from the stream meanwhile, so when the query takes longer than
+    /// `after` (the idle timeout) the source shows as reconnecting, with `waiting()` as its
+    /// error, until the next event; the query itself runs on to its own bound.
+    pub(crate) async fn watch<F: std::future::Future>(
+        &self,
+        after: Duration,
+        waiting: impl FnOnce() -> String,
+        fut: F,
+    ) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        match tokio::time::timeout(after, &mut fut).await {
+            Ok(v) => v,
+            Err(_) => {
+                self.failed(&waiting());
+                fut.await
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +116,38 @@ mod tests {
         assert!(!v.reconnecting);
         assert!(v.since_last_event < Duration::from_secs(5));
         assert_eq!(v.last_error.as_deref(), Some("idle for 10 s"));
+    }
+
+    /// A query that outlasts the idle timeout shows as reconnecting while it waits, and still
+    /// returns its answer.
+    #[tokio::test]
+    async fn a_slow_query_shows_reconnecting_while_it_waits() {
+        let l = Liveness::default();
+        let go = std::sync::Arc::new(tokio::sync::Notify::new());
+        let task = {
+            let (l, go) = (l.clone(), go.clone());
+            tokio::spawn(async move {
+                l.watch(Duration::from_millis(10), || "no answer".into(), async {
+                    go.notified().await;
+                    7
+                })
+                .await
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !l.view().reconnecting {
+            assert!(Instant::now() < deadline, "never marked reconnecting");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(l.view().last_error.as_deref(), Some("no answer"));
+        go.notify_one();
+        assert_eq!(task.await.expect("joins"), 7);
+        // A quick query changes nothing.
+        let fresh = Liveness::default();
+        let v = fresh
+            .watch(Duration::from_secs(30), || "unused".into(), async { 1 })
+            .await;
+        assert_eq!(v, 1);
+        assert!(!fresh.view().reconnecting);
     }
 }
