@@ -7,7 +7,9 @@
 #
 # Usage: bench/verify.sh [ROWS] [extra drc verify flags]
 #   e.g. bench/verify.sh 1000000 --chunk-time-ms 100
-# DRC_PROFILE=debug uses a debug build (the servers do the hashing; drc only sends queries).
+# DRC_PROFILE=debug uses a debug build (the servers do the hashing; drc only sends queries);
+# DRC_BIN=<path>[,<path>...] runs those binaries instead of building one, one after the other
+# on the same servers (to compare builds in one run); DRC_RUNS=N repeats that N times.
 # Needs mariadbd, mariadb-install-db, mariadb (apt-get install -y mariadb-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +22,15 @@ echo "cpus: $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 
 echo "memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')"
 echo "server: $(mariadbd --version 2>/dev/null || echo 'mariadbd not found')"
 
-if [ "$PROFILE" = release ]; then
+if [ -n "${DRC_BIN:-}" ]; then
+  IFS=, read -r -a BINS <<<"$DRC_BIN"
+elif [ "$PROFILE" = release ]; then
   cargo build --release -p drc >&2
+  BINS=("${CARGO_TARGET_DIR:-target}/release/drc")
 else
   cargo build -p drc >&2
+  BINS=("${CARGO_TARGET_DIR:-target}/debug/drc")
 fi
-BIN=${CARGO_TARGET_DIR:-target}/$PROFILE/drc
 
 DIR=$(mktemp -d /tmp/drc-bench-verify.XXXXXX)
 PIDS=()
@@ -98,13 +103,19 @@ echo "rows: $ROWS; profile: $PROFILE; flags: $*"
 echo "load before: $(uptime | sed 's/.*load average: //')"
 # A first, unmeasured pass warms every server's buffer pool (the data was just written, but
 # a production table read by verify is usually warm too).
-"$BIN" verify --config "$DIR/drc.toml" --progress quiet >/dev/null
-start_ns=$(date +%s%N)
-set +e
-"$BIN" verify --config "$DIR/drc.toml" --progress plain "$@"
-status=$?
-set -e
-end_ns=$(date +%s%N)
-echo "exit status: $status (0: all centers agree)"
-echo "wall: $(( (end_ns - start_ns) / 1000000 )) ms"
+"${BINS[0]}" verify --config "$DIR/drc.toml" --progress quiet >/dev/null
+for run in $(seq 1 "${DRC_RUNS:-1}"); do
+  for BIN in "${BINS[@]}"; do
+    echo "-- run $run: $BIN"
+    start_ns=$(date +%s%N)
+    set +e
+    "$BIN" verify --config "$DIR/drc.toml" --progress plain "$@"
+    status=$?
+    set -e
+    end_ns=$(date +%s%N)
+    echo "exit status: $status (0: all centers agree)"
+    echo "wall: $(( (end_ns - start_ns) / 1000000 )) ms"
+    [ "$status" = 0 ] || exit 1
+  done
+done
 echo "load after: $(uptime | sed 's/.*load average: //')"

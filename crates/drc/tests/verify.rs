@@ -110,8 +110,18 @@ async fn finds_reports_and_repairs_rows_changed_invisibly() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r = json(&o);
     assert_eq!(r["rows"], 300 + 600, "{}", text(&o));
+    // A value with the separator in it, replicated: the row text of ('ключ-6', '#x') would be
+    // the same as that of ('ключ-6#', 'x') without the length of the key.
+    cluster
+        .conn(0)
+        .await
+        .query_drop("UPDATE strk SET v = '#x' WHERE k = 'ключ-6'")
+        .await
+        .expect("update in a");
+    cluster.wait_converged("strk").await;
 
-    // Invisible changes: b updates, deletes and inserts; c changes a string and a binary key.
+    // Invisible changes: b updates, deletes and inserts; c changes a string and a binary key,
+    // and moves the separator from a value into a key.
     let mut b = cluster.conn(1).await;
     b.query_drop(
         "SET SESSION sql_log_bin = 0; \
@@ -128,7 +138,9 @@ async fn finds_reports_and_repairs_rows_changed_invisibly() {
     c.query_drop(
         "SET SESSION sql_log_bin = 0; \
          UPDATE strk SET v = 'changed' WHERE k = 'ключ-5'; \
-         DELETE FROM bink WHERE k = X'0000F77800FF';",
+         DELETE FROM bink WHERE k = X'0000F77800FF'; \
+         DELETE FROM strk WHERE k = 'ключ-6'; \
+         INSERT INTO strk VALUES ('ключ-6#', 'x');",
     )
     .await
     .expect("changes in c");
@@ -164,6 +176,8 @@ async fn finds_reports_and_repairs_rows_changed_invisibly() {
         (format!("{db}.comp"), r#"{"a":3,"b":"k13"}"#, "b"),
         (format!("{db}.comp"), r#"{"a":5,"b":"k15"}"#, "b"),
         (format!("{db}.strk"), r#"{"k":"ключ-5"}"#, "c"),
+        (format!("{db}.strk"), r#"{"k":"ключ-6"}"#, "c"),
+        (format!("{db}.strk"), r#"{"k":"ключ-6#"}"#, "c"),
         (format!("{db}.bink"), r#"{"k":{"hex":"0000f77800ff"}}"#, "c"),
     ];
     assert_eq!(found.len(), expect.len(), "{}", text(&o));
