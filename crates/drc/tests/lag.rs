@@ -142,3 +142,105 @@ async fn commit_to_visible_lag_idle() {
         cl.kill9(2);
     }
 }
+
+/// The probe of `bench/lag.sh`: servers and daemons are the script's. Inserts a row into
+/// `DRC_LAG_TABLE` (default `sbtest.lagprobe (id INT PRIMARY KEY)`) of `DRC_LAG_SOURCE` and
+/// polls every target of `DRC_LAG_TARGETS` (`name=url,...`) for it at once, each on its own
+/// connection, `DRC_LAG_PROBES` times (default 300), 20 ms apart; ids start at `DRC_LAG_BASE`.
+/// Prints one line per target: p50/p90/p99/max, and the mean of the first and the last tenth
+/// of the probes (growth under load shows as the second far above the first). Skips when
+/// `DRC_LAG_SOURCE` is unset. A target that does not show a probe within `DRC_LAG_CAP_SECS`
+/// (default 120) is reported as fallen behind and polled no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: bench/lag.sh"]
+async fn commit_to_visible_probe() {
+    let Ok(source) = std::env::var("DRC_LAG_SOURCE") else {
+        println!("DRC_LAG_SOURCE is unset: nothing to probe (bench/lag.sh sets it)");
+        return;
+    };
+    let env_num = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let probes = env_num("DRC_LAG_PROBES", 300);
+    let base = env_num("DRC_LAG_BASE", 0);
+    let table = std::env::var("DRC_LAG_TABLE").unwrap_or_else(|_| "sbtest.lagprobe".into());
+    let label = std::env::var("DRC_LAG_LABEL").unwrap_or_default();
+    let targets: Vec<(String, String)> = std::env::var("DRC_LAG_TARGETS")
+        .expect("DRC_LAG_TARGETS=name=url,...")
+        .split(',')
+        .map(|t| {
+            let (n, u) = t.split_once('=').expect("name=url");
+            (n.to_string(), u.to_string())
+        })
+        .collect();
+    let mut a = drc_testkit::connect(&source).await;
+    let mut conns = Vec::new();
+    for (_, url) in &targets {
+        conns.push(drc_testkit::connect(url).await);
+    }
+    let select = format!("SELECT id FROM {table} WHERE id = ?");
+    let cap = Duration::from_secs(env_num("DRC_LAG_CAP_SECS", 120) as u64);
+    let mut lags: Vec<Vec<f64>> = vec![Vec::with_capacity(probes); targets.len()];
+    // Per target, the probe it fell behind at: it never showed within `cap`, and the target is
+    // polled no more.
+    let mut behind: Vec<Option<usize>> = vec![None; targets.len()];
+    for i in 0..probes {
+        if behind.iter().all(Option::is_some) {
+            break;
+        }
+        let id = (base + i) as i64;
+        let t0 = Instant::now();
+        a.exec_drop(format!("INSERT INTO {table} (id) VALUES (?)"), (id,))
+            .await
+            .expect("insert");
+        let polls = conns.iter_mut().zip(&behind).map(|(c, b)| {
+            let select = select.clone();
+            let skip = b.is_some();
+            async move {
+                while !skip && t0.elapsed() < cap {
+                    let seen: Option<i64> = c.exec_first(&select, (id,)).await.expect("poll");
+                    if seen.is_some() {
+                        return Some(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+                None
+            }
+        });
+        for (n, ms) in futures_util::future::join_all(polls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            match ms {
+                Some(ms) => lags[n].push(ms),
+                None if behind[n].is_none() => behind[n] = Some(i),
+                None => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (((name, _), l), behind) in targets.iter().zip(lags).zip(behind) {
+        if let Some(i) = behind {
+            println!(
+                "lag {label} {name}: fell behind: probe {i} was not visible within {} s",
+                cap.as_secs()
+            );
+            continue;
+        }
+        let tenth = (l.len() / 10).max(1);
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+        let (first, last) = (mean(&l[..tenth]), mean(&l[l.len() - tenth..]));
+        let mut sorted = l.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "lag {label} {name}: {probes} probes, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; mean of the first tenth {first:.1} ms, of the last tenth {last:.1} ms",
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.9),
+            percentile(&sorted, 0.99),
+            sorted[sorted.len() - 1]
+        );
+    }
+}
