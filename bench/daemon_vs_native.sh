@@ -73,6 +73,12 @@ trap 'exit 130' INT TERM
 source bench/lib.sh
 make_template
 
+checksums() {
+  local list="" i
+  for i in $(seq 1 "$TABLES"); do list="$list${list:+, }sbtest.sbtest$i"; done
+  sql "$1" "CHECKSUM TABLE $list" | awk '{print $2}' | tr '\n' ' '
+}
+
 machine
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
