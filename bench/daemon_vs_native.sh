@@ -21,7 +21,8 @@
 #
 # Usage: bench/daemon_vs_native.sh [--txns N] [--rows N] [--tables N] [--modes relaxed,durable]
 #                                  [--contenders native:0,native:4,drc:sw,drc:lww]
-# DRC_BIN=<path> uses that drc binary instead of building the release one.
+# DRC_BIN=<path> uses that drc binary instead of building the release one. KEEP=1 leaves the
+# servers running and the directory in place.
 # Needs mariadbd, mariadb-install-db, mariadb (apt-get install -y mariadb-server) and sysbench
 # (apt-get install -y sysbench). Everything runs under a temporary directory that is removed at
 # the end; ports are picked free.
@@ -54,24 +55,9 @@ else
   DRC="${CARGO_TARGET_DIR:-target}/release/drc"
 fi
 
-WORK=$(mktemp -d /tmp/drc-dvn.XXXXXX)
-PIDS=()
-# KEEP=1 leaves the servers running and the directory in place (to look at a failed run).
-cleanup() {
-  if [ -n "${KEEP:-}" ]; then
-    echo "kept $WORK and the servers (pids ${PIDS[*]})" >&2
-    return
-  fi
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-make_template
+bench_setup dvn
 
 checksums() {
   local list="" i
@@ -83,16 +69,7 @@ machine
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Source a: relaxed (it only holds the backlog).
-start_server a 1 2 0
-A_PORT=$PORT
-SB=(sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$A_PORT" --mysql-user=root
-    --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" --rand-seed=20261204)
-sql "$A_PORT" "CREATE DATABASE sbtest"
-"${SB[@]}" oltp_write_only prepare >"$WORK/prepare.log" 2>&1
-# The version column of last-writer-wins (source wins ignores it: version_column = "").
-for i in $(seq 1 "$TABLES"); do
-  sql "$A_PORT" "ALTER TABLE sbtest.sbtest$i ADD COLUMN updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
-done
+sysbench_source "$TABLES" "$ROWS"
 mariadb-dump --protocol=tcp -h127.0.0.1 -P"$A_PORT" -uroot --single-transaction --skip-triggers \
   --databases sbtest >"$WORK/seed.sql"
 START=$(sql "$A_PORT" "SELECT @@gtid_binlog_pos")

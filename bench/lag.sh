@@ -55,37 +55,15 @@ fi
 cargo test -q -p drc --test main --no-run 2>/dev/null
 PROBE_CMD=(cargo test -q -p drc --test main lag::commit_to_visible_probe -- --ignored --exact --nocapture)
 
-WORK=$(mktemp -d /tmp/drc-lag.XXXXXX)
-PIDS=()
 SB_PID=
-cleanup() {
-  [ -z "$SB_PID" ] || kill "$SB_PID" 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then
-    echo "kept $WORK and the servers (pids ${PIDS[*]})" >&2
-    return
-  fi
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+before_cleanup() { [ -z "$SB_PID" ] || kill "$SB_PID" 2>/dev/null || true; }
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-make_template
+bench_setup lag
 machine
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-start_server a 1 2 0
-A_PORT=$PORT
-SB=(sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$A_PORT" --mysql-user=root
-    --mysql-db=sbtest --tables=4 --table-size=25000 --rand-seed=20261204)
-sql "$A_PORT" "CREATE DATABASE sbtest"
-"${SB[@]}" oltp_write_only prepare >"$WORK/prepare.log" 2>&1
-for i in 1 2 3 4; do
-  sql "$A_PORT" "ALTER TABLE sbtest.sbtest$i ADD COLUMN updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
-done
+sysbench_source 4 25000
 sql "$A_PORT" "CREATE TABLE sbtest.lagprobe (id INT PRIMARY KEY, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))"
 mariadb-dump --protocol=tcp -h127.0.0.1 -P"$A_PORT" -uroot --single-transaction --skip-triggers \
   --databases sbtest >"$WORK/seed.sql"

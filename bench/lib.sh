@@ -37,3 +37,42 @@ machine() {
   echo "== $(date -u '+%Y-%m-%d %H:%M UTC'): $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -h | awk '/^Mem:/ {print $2}') RAM"
   echo "server: $(mariadbd --version)"
 }
+
+# bench_setup NAME: a temporary directory $WORK (/tmp/drc-NAME.*), the server list $PIDS, the
+# template datadir, and an exit trap that stops every server and removes $WORK. KEEP=1 leaves
+# both (to look at a failed run). A script may define before_cleanup to stop its own
+# processes first.
+bench_setup() {
+  WORK=$(mktemp -d "/tmp/drc-$1.XXXXXX")
+  PIDS=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  make_template
+}
+
+bench_cleanup() {
+  if declare -F before_cleanup >/dev/null; then before_cleanup; fi
+  if [ -n "${KEEP:-}" ]; then
+    echo "kept $WORK and the servers (pids ${PIDS[*]})" >&2
+    return
+  fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+
+# sysbench_source TABLES ROWS: source server a (relaxed) with a sysbench schema of TABLES
+# tables of ROWS rows, each with the `updated_at` version column last-writer-wins uses (source
+# wins ignores it). Sets A_PORT and SB, the sysbench command with its connection and tables.
+sysbench_source() {
+  local i
+  start_server a 1 2 0
+  A_PORT=$PORT
+  SB=(sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$A_PORT" --mysql-user=root
+      --mysql-db=sbtest --tables="$1" --table-size="$2" --rand-seed=20261204)
+  sql "$A_PORT" "CREATE DATABASE sbtest"
+  "${SB[@]}" oltp_write_only prepare >"$WORK/prepare.log" 2>&1
+  for i in $(seq 1 "$1"); do
+    sql "$A_PORT" "ALTER TABLE sbtest.sbtest$i ADD COLUMN updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
+  done
+}

@@ -36,5 +36,6 @@ pub use error::TestkitError;
 pub use options::{
     BinlogFormat, BinlogRowImage, BinlogRowMetadata, ServerOptions, FIRST_AUTO_SERVER_ID,
 };
+pub use port::free_port;
 pub use server::MariaDb;
 pub use shared::{shared_servers, unique_db_name};

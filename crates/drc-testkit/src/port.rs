@@ -29,6 +29,14 @@ const CANDIDATES: u32 = 200;
 
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
+/// A port for a process a test starts (a daemon's metrics or Raft listener): free a moment ago,
+/// below the ephemeral range, and never handed out before by this process, so that two picks
+/// in a row cannot return the same port (binding `127.0.0.1:0` twice can). The caller must
+/// still expect "address in use" from another process.
+pub fn free_port() -> u16 {
+    pick_free_port().unwrap_or_else(|e| panic!("no free port for a test: {e}"))
+}
+
 /// Returns a port that was free a moment ago and that this process has not used before.
 pub(crate) fn pick_free_port() -> Result<u16, TestkitError> {
     let mut guard = HANDED_OUT

@@ -16,10 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const AHEAD_S: f64 = 3600.0;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    drc_testkit::free_port()
 }
 
 async fn get(port: u16, path: &str) -> Option<String> {

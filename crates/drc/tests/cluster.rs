@@ -22,10 +22,7 @@ pub fn servers() -> &'static [MariaDb] {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    drc_testkit::free_port()
 }
 
 /// A cluster of three centers for one test.

@@ -70,9 +70,7 @@ impl Drop for Proxy {
 }
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
+    SocketAddr::from(([127, 0, 0, 1], drc_testkit::free_port()))
 }
 
 /// The target center's name.

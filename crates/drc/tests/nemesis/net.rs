@@ -45,9 +45,7 @@ fn drc_binary() -> PathBuf {
 }
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
+    SocketAddr::from(([127, 0, 0, 1], drc_testkit::free_port()))
 }
 
 /// The three servers, shared by every seed of the test; the nemesis stops and starts them.
