@@ -43,20 +43,11 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
-for tool in mariadbd mariadb-install-db mariadb sysbench; do
-  command -v "$tool" >/dev/null || { echo "$tool not found (see the head of $0)" >&2; exit 2; }
-done
-
-# DRC_BIN=path runs that binary instead of building one (e.g. to compare two builds).
-if [ -n "${DRC_BIN:-}" ]; then
-  DRC=$DRC_BIN
-else
-  cargo build --release -q -p drc
-  DRC="${CARGO_TARGET_DIR:-target}/release/drc"
-fi
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+need_tools mariadbd mariadb-install-db mariadb sysbench
+drc_binary
+
 bench_setup dvn
 
 checksums() {

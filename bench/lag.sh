@@ -41,24 +41,16 @@ case "$CONFLICT" in
   sw) VERSION='""' ;;
   *) echo "--conflict is lww or sw, not $CONFLICT" >&2; exit 2 ;;
 esac
-for tool in mariadbd mariadb-install-db mariadb sysbench; do
-  command -v "$tool" >/dev/null || { echo "$tool not found (see the head of $0)" >&2; exit 2; }
-done
-
-if [ -n "${DRC_BIN:-}" ]; then
-  DRC=$DRC_BIN
-else
-  cargo build --release -q -p drc
-  DRC="${CARGO_TARGET_DIR:-target}/release/drc"
-fi
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+need_tools mariadbd mariadb-install-db mariadb sysbench curl
+drc_binary
 # The probe: the debug test binary is enough (it waits on the network, not on its CPU).
 cargo test -q -p drc --test main --no-run 2>/dev/null
 PROBE_CMD=(cargo test -q -p drc --test main lag::commit_to_visible_probe -- --ignored --exact --nocapture)
 
 SB_PID=
 before_cleanup() { [ -z "$SB_PID" ] || kill "$SB_PID" 2>/dev/null || true; }
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 bench_setup lag
 machine
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"

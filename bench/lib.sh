@@ -76,3 +76,22 @@ sysbench_source() {
     sql "$A_PORT" "ALTER TABLE sbtest.sbtest$i ADD COLUMN updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
   done
 }
+
+# need_tools TOOL...: exits 2 naming the first one missing.
+need_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$tool not found (see the head of $0)" >&2; exit 2; }
+  done
+}
+
+# drc_binary: sets DRC to $DRC_BIN when given (e.g. to compare two builds), or else to a
+# fresh release build.
+drc_binary() {
+  if [ -n "${DRC_BIN:-}" ]; then
+    DRC=$DRC_BIN
+  else
+    cargo build --release -q -p drc
+    DRC="${CARGO_TARGET_DIR:-target}/release/drc"
+  fi
+}
