@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
 done
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-need_tools mariadbd mariadb-install-db mariadb sysbench
+need_tools mariadbd mariadb-install-db mariadb sysbench curl
 drc_binary
 
 bench_setup dvn
@@ -86,10 +86,7 @@ for mode in ${MODES//,/ }; do
     case "$who" in
       native:*)
         threads=${who#native:}
-        sql "$B_PORT" "SET GLOBAL gtid_slave_pos = '$START'; SET GLOBAL slave_parallel_threads = $threads;
-          SET GLOBAL slave_parallel_mode = 'optimistic';
-          CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $A_PORT, MASTER_USER = 'root',
-            MASTER_USE_GTID = slave_pos"
+        replicate_from_a "$B_PORT" "$START" "$threads"
         cpu0=$(cpu_s "$B_PID"); t0=$(date +%s.%N)
         sql "$B_PORT" "START SLAVE"
         until [ "$(sql "$B_PORT" "SELECT MASTER_GTID_WAIT('$END', 1)")" = "0" ]; do
@@ -102,28 +99,16 @@ for mode in ${MODES//,/ }; do
       drc:*)
         version='""'
         [ "$who" = drc:lww ] && version='"updated_at"'
-        cat >"$WORK/$name.toml" <<EOF
-[[center]]
-name = "a"
-mysql = "mysql://root@127.0.0.1:$A_PORT"
-
-[[center]]
-name = "b"
-mysql = "mysql://root@127.0.0.1:$B_PORT"
-
-[replication]
-databases = ["sbtest"]
-
-[conflict]
-version_column = $version
-EOF
+        drc_config "$WORK/$name.toml" "$version"
         cpu0=$(cpu_s "$B_PID"); t0=$(date +%s.%N)
+        metrics=$(free_port)
         "$DRC" run --config "$WORK/$name.toml" --center b --start "a=$START" --log warn \
-          2>"$WORK/$name.drc.log" &
+          --metrics-listen "127.0.0.1:$metrics" 2>"$WORK/$name.drc.log" &
         DRC_PID=$!
         PIDS+=("$DRC_PID")
-        # Done when the link's newest checkpoint ends at a's end position.
-        until [ "$(sql "$B_PORT" "SELECT end_position FROM drc_meta.checkpoint WHERE link = 'a->b' ORDER BY batch DESC LIMIT 1" 2>/dev/null)" = "$END" ]; do
+        # Done when the link has applied up to a's end position, every worker's share of the
+        # last batch included.
+        until [ "$(link_position "$metrics")" = "$END" ]; do
           kill -0 "$DRC_PID" 2>/dev/null || { echo "drc run stopped:" >&2; cat "$WORK/$name.drc.log" >&2; exit 1; }
           sleep 0.05
         done

@@ -95,3 +95,48 @@ drc_binary() {
     DRC="${CARGO_TARGET_DIR:-target}/release/drc"
   fi
 }
+
+# replicate_from_a PORT START THREADS: points the server on PORT at source a (A_PORT) from GTID
+# position START, native replication with THREADS parallel threads (optimistic); not started.
+replicate_from_a() {
+  sql "$1" "SET GLOBAL gtid_slave_pos = '$2'; SET GLOBAL slave_parallel_threads = $3;
+    SET GLOBAL slave_parallel_mode = 'optimistic';
+    CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $A_PORT, MASTER_USER = 'root',
+      MASTER_USE_GTID = slave_pos"
+}
+
+# drc_config FILE VERSION_COLUMN [EXTRA_TOML]: the topology of centers a (A_PORT) and b (B_PORT),
+# replicating database sbtest, with `[conflict] version_column` = VERSION_COLUMN (a TOML
+# string: '""' is source wins) and EXTRA_TOML appended.
+drc_config() {
+  cat >"$1" <<TOML
+[[center]]
+name = "a"
+mysql = "mysql://root@127.0.0.1:$A_PORT"
+
+[[center]]
+name = "b"
+mysql = "mysql://root@127.0.0.1:$B_PORT"
+
+[replication]
+databases = ["sbtest"]
+
+[conflict]
+version_column = $2
+
+${3:-}
+TOML
+}
+
+# link_position METRICS_PORT: the position of the link a->b in that daemon's /health: what it
+# has applied completely (empty until its first batch). (A worker's row in drc_meta.checkpoint is not enough: the other
+# workers of the same batch may still be committing.)
+link_position() {
+  { curl -s "http://127.0.0.1:$1/health" 2>/dev/null || true; } | python3 -c '
+import json, sys
+try:
+    links = json.load(sys.stdin)["links"]
+except Exception:
+    sys.exit(0)
+print(next((l.get("position") or "" for l in links if l.get("link") == "a->b"), ""))' || true
+}
