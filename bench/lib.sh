@@ -13,7 +13,8 @@ make_template() {
     --skip-test-db >"$WORK/install.log" 2>&1
 }
 
-# start_server NAME SERVER_ID FLUSH SYNC_BINLOG: sets PORT and PID.
+# start_server NAME SERVER_ID FLUSH SYNC_BINLOG: sets PORT and PID. MARIADB_EXTRA adds server
+# options (e.g. --performance-schema=ON to see where a target's time goes).
 start_server() {
   local dir="$WORK/$1" port
   port=$(free_port)
@@ -23,7 +24,7 @@ start_server() {
     --log-bin="$dir/bin" --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
     --log-slave-updates=ON --innodb-buffer-pool-size=256M --innodb-log-file-size=256M \
     --innodb-flush-log-at-trx-commit="$3" --sync-binlog="$4" --max-connections=200 \
-    --log-error="$dir/error.log" >/dev/null 2>&1 &
+    --log-error="$dir/error.log" ${MARIADB_EXTRA:-} >/dev/null 2>&1 &
   PID=$!
   PORT=$port
   PIDS+=("$PID")

@@ -7,7 +7,7 @@ use drc_core::schema::TableSchema;
 use mysql_async::Conn;
 
 use super::decide::{decide, Outcome, Overlay, Record, Write};
-use super::merge::{updates_merge, Kind, Merger};
+use super::merge::{free_tables, updates_merge, Kind, Merger};
 use super::read::{read_level, Found, Marks};
 use super::sql::write_sql;
 use super::tombstone::Progress;
@@ -24,7 +24,8 @@ use crate::LinkError;
 ///    reader (`progress`) has passed that position — the tombstones of the keys found missing,
 ///    the claims of the incoming unique values, and the keys of the previous level's writes;
 /// 2. **verify** the previous level's writes against what that read found
-///    (`Unverified::check`);
+///    (`Unverified::check`), unless no local transaction committed since that level's
+///    lookups (then nothing local can have slipped in between);
 /// 3. **decide** (`decide_level`, pure);
 /// 4. **write** (`write_level`): the decided writes into `pending`, noting which of them
 ///    must be verified.
@@ -63,10 +64,12 @@ pub async fn run_levels(
             pending.max_allowed_packet(),
             level,
             progress.as_deref_mut(),
-            &unverified.keys(),
+            &unverified,
         )
         .await?;
-        unverified.check(&read.marks)?;
+        if read.rechecked {
+            unverified.check(&read.marks)?;
+        }
         let decided = decide_level(level, read.found, &read.marks);
         let written = write_level(
             conn,
@@ -138,7 +141,13 @@ async fn write_level(
 ) -> Result<Vec<Written>, LinkError> {
     let budget = crate::size::budget(pending.max_allowed_packet()).min(pending.limit());
     let mut written = Vec::new();
-    let mut merger = Merger::new(budget);
+    let free = free_tables(
+        level
+            .iter()
+            .zip(decided)
+            .flat_map(|(lc, d)| d.outcome.writes.iter().map(|w| (&*lc.change.table, w))),
+    );
+    let mut merger = Merger::new(budget, free);
     for (lc, d) in level.iter().zip(decided) {
         let t = &*lc.change.table;
         for w in &d.outcome.writes {
@@ -183,7 +192,7 @@ async fn write_level(
                         return Err(too_large(lc, t, sql.len()));
                     }
                     let count = matches!(w, Write::Update(_));
-                    merger.single(conn, pending, &sql, count).await?;
+                    merger.single(conn, pending, t, &sql, count).await?;
                 }
             }
         }

@@ -4,8 +4,7 @@
 //! statement (and one warning count) per row; the server's cost is mostly per statement (parse,
 //! open and lock the table, a binlog rows event each).
 //!
-//! - **Consecutive** writes of one kind, table and column set merge, in decision order, into
-//!   one statement: `INSERT INTO t (..) VALUES (..), (..)` for inserts of missing rows,
+//! - Writes of one kind, table and column set merge into one statement: `INSERT INTO t (..) VALUES (..), (..)` for inserts of missing rows,
 //!   `DELETE FROM t WHERE pk IN (..)` for deletes by primary key, and, for a table whose only
 //!   unique key is its primary key, `INSERT INTO t (..) VALUES (..), (..) ON DUPLICATE KEY
 //!   UPDATE c = VALUES(c), ..` for updates. A merged statement does what its rows' single
@@ -15,6 +14,16 @@
 //!   statement that fails fails the whole share, which is rolled back and decided again, as a
 //!   failing single statement does. Evictions (`DELETE .. WHERE <unique key> AND NOT <pk>`) and
 //!   updates of tables with other unique keys stay single statements in their place.
+//! - **Which writes merge.** Writes of different tables never meet (each statement touches one
+//!   table, the session runs with `foreign_key_checks = 0`), so each table has statements of
+//!   its own open at once. Within a table, writes keep their decision order — a write of another
+//!   kind closes what is open for that table first — unless the table is *free* in this level
+//!   ([`free_tables`]): its only unique key is an integer primary key and every write of the
+//!   level hits another primary-key value. Writes of distinct rows of such a table commute
+//!   (no second unique key can make one row's write collide with another's), so all its
+//!   inserts, all its upserts and all its deletes each merge into one statement. This matters
+//!   where a level's changes alternate between tables and kinds (sysbench's transactions):
+//!   merging only consecutive writes sent about one statement per row there.
 //! - **Tombstones** (and claims) of the level go last, merged into multi-row raise-only upserts
 //!   of `<meta>.tombstone` ([`drc_meta::tombstone::write_many_statement`]): nothing in a level
 //!   reads them (its reads ran before its writes, the verify step reads after a flush), and a
@@ -27,12 +36,15 @@
 //! budget ([`crate::size::budget`]); a row whose statement alone is longer than the budget is
 //! [`crate::sql::RewriteError::RowTooLarge`].
 
+use std::collections::{HashMap, HashSet};
+
 use drc_core::change::Image;
 use drc_core::schema::TableSchema;
 use drc_core::value::Value;
 use mysql_async::Conn;
 
-use super::decide::Tomb;
+use super::decide::{image_pk_hash, Tomb, Write};
+use super::sql::integer_key;
 use super::tombstone;
 use crate::size::Joiner;
 use crate::sql::{ident, literal, table_name};
@@ -58,6 +70,38 @@ pub(super) fn updates_merge(t: &TableSchema) -> bool {
     t.unique_keys_known && t.unique_keys.is_empty() && !t.primary_key.is_empty()
 }
 
+/// A table's identity within one level: its schema's address (schemas are shared and
+/// immutable within a batch).
+pub(super) fn table_id(t: &TableSchema) -> usize {
+    t as *const TableSchema as usize
+}
+
+/// The tables of a level whose writes may merge in any order ([`Merger`]): those whose only
+/// unique key is an integer primary key ([`updates_merge`], [`integer_key`]: the server's
+/// equality is the values' equality) and whose inserts, updates and deletes in `writes` each
+/// hit another primary-key value. The level's construction already keeps changes of one key
+/// apart; a table where two writes share a key anyway keeps its decision order.
+pub(super) fn free_tables<'w, 'a: 'w>(
+    writes: impl Iterator<Item = (&'w TableSchema, &'w Write<'a>)>,
+) -> HashSet<usize> {
+    let mut keys: HashMap<usize, HashSet<[u8; 32]>> = HashMap::new();
+    let mut shared: HashSet<usize> = HashSet::new();
+    for (t, w) in writes {
+        let img = match w {
+            Write::Insert(img) | Write::Update(img) | Write::Delete(img) => *img,
+            Write::Evict(..) | Write::Tombstone(..) => continue,
+        };
+        if !(updates_merge(t) && integer_key(t)) {
+            continue;
+        }
+        let id = table_id(t);
+        if !keys.entry(id).or_default().insert(image_pk_hash(t, img)) {
+            shared.insert(id);
+        }
+    }
+    keys.into_keys().filter(|id| !shared.contains(id)).collect()
+}
+
 fn value(img: &Image, i: usize) -> &Value {
     img.get(i).unwrap_or(&Value::Null)
 }
@@ -75,20 +119,26 @@ struct Open {
     tail: String,
 }
 
-/// Merges consecutive writes into multi-row statements pushed into a [`Joiner`], and gathers
-/// the level's tombstones for the end ([`Merger::finish`]).
+/// Merges one level's writes into multi-row statements pushed into a [`Joiner`] (which ones
+/// merge: the module docs), and gathers the level's tombstones for the end
+/// ([`Merger::finish`]).
 pub(super) struct Merger {
     budget: usize,
-    open: Option<Open>,
+    /// The statements being built, at most one per kind, table and column set.
+    open: Vec<Open>,
+    /// The level's free tables ([`free_tables`]).
+    free: HashSet<usize>,
     tombs: Vec<(String, [u8; 32], Tomb)>,
 }
 
 impl Merger {
-    /// A merger for queries of at most `budget` bytes.
-    pub(super) fn new(budget: usize) -> Self {
+    /// A merger for queries of at most `budget` bytes, for a level whose free tables are
+    /// `free` ([`free_tables`]).
+    pub(super) fn new(budget: usize, free: HashSet<usize>) -> Self {
         Merger {
             budget,
-            open: None,
+            open: Vec::new(),
+            free,
             tombs: Vec::new(),
         }
     }
@@ -111,48 +161,61 @@ impl Merger {
         };
         let mut row = String::with_capacity(128);
         render_row(&mut row, kind, t, &cols, img);
-        let id = t as *const TableSchema as usize;
-        let fits = self.open.as_ref().is_some_and(|o| {
-            o.kind == kind
-                && o.table == id
-                && o.cols == cols
-                && o.rows < MERGE_ROWS
+        let id = table_id(t);
+        if !self.free.contains(&id) {
+            // Decision order within the table: what is open of another kind goes first.
+            self.close_where(conn, pending, |o| {
+                o.table == id && (o.kind != kind || o.cols != cols)
+            })
+            .await?;
+        }
+        let same = |o: &Open| o.kind == kind && o.table == id && o.cols == cols;
+        let fits = |o: &Open| {
+            o.rows < MERGE_ROWS
                 && o.sql.len() + separator(kind, t).len() + row.len() + o.tail.len() <= self.budget
-        });
-        if !fits {
-            self.close(conn, pending).await?;
-            let (head, tail) = head_tail(kind, t, &cols);
-            if head.len() + row.len() + tail.len() > self.budget {
-                return Ok(Err(head.len() + row.len() + tail.len()));
-            }
-            self.open = Some(Open {
-                kind,
-                table: id,
-                cols,
-                sql: head,
-                rows: 0,
-                tail,
-            });
+        };
+        if self.open.iter().any(|o| same(o) && !fits(o)) {
+            self.close_where(conn, pending, same).await?;
         }
-        if let Some(o) = self.open.as_mut() {
-            if o.rows > 0 {
-                o.sql.push_str(separator(kind, t));
+        let o = match self.open.iter().position(same) {
+            Some(n) => &mut self.open[n],
+            None => {
+                let (head, tail) = head_tail(kind, t, &cols);
+                if head.len() + row.len() + tail.len() > self.budget {
+                    return Ok(Err(head.len() + row.len() + tail.len()));
+                }
+                self.open.push(Open {
+                    kind,
+                    table: id,
+                    cols,
+                    sql: head,
+                    rows: 0,
+                    tail,
+                });
+                let last = self.open.len() - 1;
+                &mut self.open[last]
             }
-            o.sql.push_str(&row);
-            o.rows += 1;
+        };
+        if o.rows > 0 {
+            o.sql.push_str(separator(kind, t));
         }
+        o.sql.push_str(&row);
+        o.rows += 1;
         Ok(Ok(()))
     }
 
-    /// Sends a single statement in its place: what is merged so far goes first.
+    /// Sends a single statement of table `t` in its place: what is merged so far of `t` goes
+    /// first.
     pub(super) async fn single(
         &mut self,
         conn: &mut Conn,
         pending: &mut Joiner,
+        t: &TableSchema,
         sql: &str,
         count_warnings: bool,
     ) -> Result<(), LinkError> {
-        self.close(conn, pending).await?;
+        let id = table_id(t);
+        self.close_where(conn, pending, |o| o.table == id).await?;
         pending.push(conn, sql, "conflict resolution write").await?;
         if count_warnings {
             pending
@@ -167,31 +230,38 @@ impl Merger {
         self.tombs.push((db_table, key, t));
     }
 
-    /// Pushes the open statement, if any.
-    async fn close(&mut self, conn: &mut Conn, pending: &mut Joiner) -> Result<(), LinkError> {
-        let Some(mut o) = self.open.take() else {
-            return Ok(());
-        };
-        o.sql.push_str(&o.tail);
-        pending
-            .push(conn, &o.sql, "conflict resolution write")
-            .await?;
-        if o.kind != Kind::Delete {
+    /// Pushes the open statements that `which` selects, in the order they were opened.
+    async fn close_where(
+        &mut self,
+        conn: &mut Conn,
+        pending: &mut Joiner,
+        which: impl Fn(&Open) -> bool,
+    ) -> Result<(), LinkError> {
+        let (closing, open): (Vec<Open>, Vec<Open>) =
+            std::mem::take(&mut self.open).into_iter().partition(which);
+        self.open = open;
+        for mut o in closing {
+            o.sql.push_str(&o.tail);
             pending
-                .push(conn, crate::strict::COUNT_WARNINGS, "warning count")
+                .push(conn, &o.sql, "conflict resolution write")
                 .await?;
+            if o.kind != Kind::Delete {
+                pending
+                    .push(conn, crate::strict::COUNT_WARNINGS, "warning count")
+                    .await?;
+            }
         }
         Ok(())
     }
 
-    /// Pushes the open statement, then the level's tombstones as multi-row raise-only upserts.
+    /// Pushes the open statements, then the level's tombstones as multi-row raise-only upserts.
     pub(super) async fn finish(
         mut self,
         conn: &mut Conn,
         pending: &mut Joiner,
         meta: &str,
     ) -> Result<(), LinkError> {
-        self.close(conn, pending).await?;
+        self.close_where(conn, pending, |_| true).await?;
         for q in tombstone::write_many_sqls(meta, &self.tombs, self.budget, MERGE_ROWS) {
             pending.push(conn, &q, "tombstone write").await?;
         }
@@ -370,6 +440,28 @@ mod tests {
             merged(Kind::Delete, &t, &[img(1, "a", 5), img(1, "b", 6)]),
             "DELETE FROM `shop`.`t` WHERE (`id` = 1 AND `name` = _utf8mb4'a') OR (`id` = 1 AND `name` = _utf8mb4'b')"
         );
+    }
+
+    #[test]
+    fn free_tables_have_an_integer_primary_key_only_and_distinct_keys_in_the_level() {
+        let t = table(false);
+        let shared = table(false);
+        let unique = table(true);
+        let mut text_key = table(false);
+        text_key.primary_key = vec![1];
+        let (a, b, a2) = (img(1, "a", 5), img(2, "b", 5), img(1, "c", 6));
+        let writes = [
+            (&t, Write::Update(&a)),
+            (&t, Write::Delete(&b)),
+            (&shared, Write::Delete(&a)),
+            (&shared, Write::Insert(&b)),
+            (&shared, Write::Insert(&a2)),
+            (&unique, Write::Insert(&a)),
+            (&text_key, Write::Insert(&a)),
+            (&text_key, Write::Insert(&b)),
+        ];
+        let free = free_tables(writes.iter().map(|(t, w)| (*t, w)));
+        assert_eq!(free, HashSet::from([table_id(&t)]));
     }
 
     #[test]

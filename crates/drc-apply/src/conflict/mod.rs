@@ -17,9 +17,9 @@
 //! 2. **decide** ([`decide`], pure): which image wins, what to write, and what was lost;
 //! 3. **write**: the outcome with plain statements (`INSERT` of a row that was missing,
 //!    `UPDATE` / `DELETE` of a locked row, `DELETE` of rows that hold a unique value the
-//!    winner takes, tombstones of deleted rows; rendered in `sql.rs`), consecutive writes of
-//!    one kind and table merged into multi-row statements and the level's tombstones written
-//!    last (`merge.rs`), each data statement followed by its warning count
+//!    winner takes, tombstones of deleted rows; rendered in `sql.rs`), writes of one kind and
+//!    table merged into multi-row statements where their order allows and the level's
+//!    tombstones written last (`merge.rs`), each data statement followed by its warning count
 //!    ([`crate::strict`]);
 //! 4. **verify** (`verify.rs`): a row written at a key that was missing, or holding unique
 //!    values, is checked once more against the tombstones and claims read after the write

@@ -33,8 +33,10 @@ use mysql_async::Conn;
 
 use super::canon::Canon;
 use super::decide::{self, claim_lookups, lookups, tomb_lookups, Lookup, Row, Tomb};
+use super::merge::table_id;
 use super::sql::{in_lookup_sqls, integer_key, lookup_sql};
 use super::tombstone::{self, Progress};
+use super::verify::Unverified;
 use super::LwwChange;
 use crate::LinkError;
 
@@ -64,13 +66,23 @@ pub(super) struct LevelRead {
     /// The tombstones and claims read: at the keys found missing, at the level's claim keys,
     /// and at the `recheck` keys. Empty when none of these was asked for.
     pub(super) marks: Marks,
+    /// False when the recheck keys were not read: no local transaction committed since
+    /// the previous level's lookups ([`read_level`]).
+    pub(super) rechecked: bool,
 }
 
 /// The read step: sends the lookups of `level` (after the caller flushed earlier statements),
 /// reads the target's position, and — when a key was found missing, a change claims unique
-/// values, or `recheck` (the previous level's keys to verify) is not empty — waits for the
+/// values, or `recheck` (the previous level's writes to verify) holds keys — waits for the
 /// local-delete reader to pass that position and reads the tombstones and claims.
 /// `limit` bounds each query ([`crate::size::Joiner::limit`]).
+///
+/// When no local transaction committed between the position read before the previous level's
+/// writes ([`Unverified::before`]) and this read's position
+/// ([`Progress::no_local_commit_between`]), no local writer can have created and removed a
+/// rechecked key or held a rechecked value meanwhile, so the recheck keys are not read
+/// ([`LevelRead::rechecked`] is false), as [`super::verify::Unverified::finish`] does after
+/// the last level.
 pub(super) async fn read_level(
     conn: &mut Conn,
     meta: &str,
@@ -78,7 +90,7 @@ pub(super) async fn read_level(
     max_allowed_packet: u64,
     level: &[LwwChange<'_>],
     progress: Option<&mut Progress>,
-    recheck: &[(String, [u8; 32])],
+    recheck: &Unverified,
 ) -> Result<LevelRead, LinkError> {
     // The position query rides at the end of the lookups' last query: the server runs it
     // after them (point 3), and it costs no round trip of its own.
@@ -97,6 +109,11 @@ pub(super) async fn read_level(
         }
         _ => None,
     };
+    let quiet = match (progress.as_deref(), &recheck.before, &position) {
+        (Some(p), Some(a), Some(b)) => p.no_local_commit_between(a, b),
+        _ => false,
+    };
+    let recheck = if quiet { Vec::new() } else { recheck.keys() };
     let any_missing = found.iter().any(|f| f.missing.iter().any(Option::is_some));
     let any_claims = found.iter().any(|f| !f.claims.is_empty());
     let mut marks = Marks::new();
@@ -104,7 +121,7 @@ pub(super) async fn read_level(
         if let Some(p) = progress {
             wait_for_reader(p, position.as_ref()).await?;
         }
-        let mut keys = recheck.to_vec();
+        let mut keys = recheck;
         for (lc, f) in level.iter().zip(&found) {
             for h in f.missing.iter().flatten().chain(&f.claims) {
                 keys.push((lc.change.table.qualified_name(), *h));
@@ -116,6 +133,7 @@ pub(super) async fn read_level(
         found,
         position,
         marks,
+        rechecked: !quiet,
     })
 }
 
@@ -161,11 +179,6 @@ impl<'a> LookupPlan<'a> {
             singles,
         }
     }
-}
-
-/// A table's identity within one level (its schema's address).
-fn table_id(t: &TableSchema) -> usize {
-    t as *const TableSchema as usize
 }
 
 /// Reads the rows of every lookup of `level` and maps them back to their changes; with

@@ -11,7 +11,9 @@
 //! the target's position after the write, and a tombstone or claim that now outranks the row
 //! fails the share with [`LinkError::ConflictRead`] (transient), which decides it again from
 //! fresh reads. From the write on, the row exists and is locked, so no local write can slip in
-//! any more.
+//! any more. When the local domain's GTID did not move between the lookups before the write
+//! and the position read after it, no local transaction committed in that window, and the
+//! check is skipped (MariaDB only: elsewhere it always runs).
 //!
 //! Only with a local-delete reader ([`Progress`]): without one there are no local tombstones
 //! to wait for.
