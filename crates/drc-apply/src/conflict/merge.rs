@@ -4,15 +4,15 @@
 //! statement (and one warning count) per row; the server's cost is mostly per statement (parse,
 //! open and lock the table, a binlog rows event each).
 //!
-//! - Writes of one kind, table and column set merge into one statement: `INSERT INTO t (..) VALUES (..), (..)` for inserts of missing rows,
-//!   `DELETE FROM t WHERE pk IN (..)` for deletes by primary key, and, for a table whose only
-//!   unique key is its primary key, `INSERT INTO t (..) VALUES (..), (..) ON DUPLICATE KEY
-//!   UPDATE c = VALUES(c), ..` for updates. A merged statement does what its rows' single
-//!   statements do in that order: the changes of a level touch disjoint key values, every
-//!   update's row exists and is locked by the read (`FOR UPDATE`, so the upsert always takes its
-//!   update branch at the primary key: no other unique key can route it to another row), and a
-//!   statement that fails fails the whole share, which is rolled back and decided again, as a
-//!   failing single statement does. Evictions (`DELETE .. WHERE <unique key> AND NOT <pk>`) and
+//! - Writes of one kind, table and column set merge into one statement: `INSERT INTO t (..)
+//!   VALUES (..), (..)` for inserts of missing rows, `DELETE FROM t WHERE pk IN (..)` for
+//!   deletes by primary key, and, for a table whose only unique key is its primary key,
+//!   `INSERT INTO t (..) VALUES (..), (..) ON DUPLICATE KEY UPDATE c = VALUES(c), ..` for
+//!   updates. A merged statement does what its rows' single statements do in that order: the
+//!   changes of a level touch disjoint key values, every update's row exists and is locked by
+//!   the read (`FOR UPDATE`, so the upsert always takes its update branch at the primary key:
+//!   no other unique key can route it to another row), and a statement that fails fails the
+//!   whole share, which is rolled back and decided again, as a failing single statement does. Evictions (`DELETE .. WHERE <unique key> AND NOT <pk>`) and
 //!   updates of tables with other unique keys stay single statements in their place.
 //! - **Which writes merge.** Writes of different tables never meet (each statement touches one
 //!   table, the session runs with `foreign_key_checks = 0`), so each table has statements of
