@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drc_apply::conflict::LwwChange;
+use drc_apply::plan::Placed;
 use drc_apply::worker::{Applier, Job, Tag};
 use drc_core::change::{ChangeKind, Image, RowChange};
 use drc_core::schema::{ColumnSchema, SqlType, TableSchema, UniqueKey};
@@ -118,6 +119,22 @@ impl Target {
 
     /// Applies `levels` as one last-writer-wins share and commits it.
     async fn apply(&mut self, levels: &[Vec<&RowChange>]) {
+        let placed: Vec<Vec<Placed<'_>>> = levels
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|c| Placed {
+                        change: c,
+                        chained: false,
+                    })
+                    .collect()
+            })
+            .collect();
+        self.apply_placed(&placed).await;
+    }
+
+    /// Applies `levels` as placed by the planner (folded chains marked) and commits them.
+    async fn apply_placed(&mut self, levels: &[Vec<Placed<'_>>]) {
         let cp = meta::checkpoint_statement(
             &self.meta,
             "a->b",
@@ -133,9 +150,10 @@ impl Target {
             .iter()
             .map(|l| {
                 l.iter()
-                    .map(|c| LwwChange {
-                        change: c,
+                    .map(|p| LwwChange {
+                        change: p.change,
                         version: VER,
+                        chained: p.chained,
                     })
                     .collect()
             })
@@ -446,4 +464,246 @@ async fn alternating_tables_and_kinds_merge_per_table_and_keep_what_order_needs(
         per_table,
         [(format!("{}.s", tg.db), 1), (format!("{}.t", tg.db), 2)]
     );
+}
+
+impl Target {
+    /// The applied tombstones, `(table, key hash, version, row hash)`, sorted.
+    async fn tomb_dump(&self) -> Vec<(String, String, String, String)> {
+        let mut c = drc_testkit::connect(&self.url).await;
+        c.query(format!(
+            "SELECT SUBSTRING_INDEX(db_table, '.', -1), HEX(pk_hash), version, HEX(row_hash) \
+             FROM `{}`.`tombstone` ORDER BY 1, 2",
+            self.meta
+        ))
+        .await
+        .expect("tombstones")
+    }
+}
+
+/// Rows of `t` and `s`, tombstones and resolutions of a target.
+type Outcome = (
+    Vec<(i64, String, i64)>,
+    Vec<(i64, String, i64)>,
+    Vec<(String, String, String, String)>,
+    Vec<String>,
+);
+
+/// Two targets seeded alike, each with tables `t` (seeded) and `s` (empty) of [`TABLE`]'s
+/// shape; `changes` (in source order, of `t` and `s`) applied to the first with the planner's
+/// folded chains and to the second one level per change of a key, as before folding. Returns
+/// both targets' outcomes.
+async fn folded_and_unfolded(
+    prefix: &str,
+    seed_rows: &str,
+    seed: &[RowChange],
+    changes: impl Fn(&Arc<TableSchema>, &Arc<TableSchema>) -> Vec<RowChange>,
+) -> [Outcome; 2] {
+    let mut out = Vec::new();
+    for fold in [true, false] {
+        let mut tg = target(&format!("{prefix}_{}", if fold { "f" } else { "u" }), TABLE).await;
+        tg.sql("CREATE TABLE s LIKE t").await;
+        let t = schema(&tg.db, "t", false);
+        let s = schema(&tg.db, "s", false);
+        // The seed's tombstones: its deletes, one level each.
+        let seed: Vec<RowChange> = seed
+            .iter()
+            .map(|c| RowChange {
+                table: t.clone(),
+                ..c.clone()
+            })
+            .collect();
+        for c in &seed {
+            tg.apply(&[vec![c]]).await;
+        }
+        // Then the rows, as a local writer would write them: a row may sit under a newer
+        // tombstone.
+        if !seed_rows.is_empty() {
+            tg.sql(&format!("INSERT INTO t VALUES {seed_rows}")).await;
+        }
+        let changes = changes(&t, &s);
+        let refs: Vec<&RowChange> = changes.iter().collect();
+        let levels = if fold {
+            drc_apply::plan::lww_levels(&refs, drc_apply::conflict::foldable)
+        } else {
+            drc_apply::plan::levels(&refs)
+                .into_iter()
+                .map(|l| {
+                    l.into_iter()
+                        .map(|change| Placed {
+                            change,
+                            chained: false,
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        tg.apply_placed(&levels).await;
+        out.push((
+            tg.rows("t").await,
+            tg.rows("s").await,
+            tg.tomb_dump().await,
+            tg.resolutions().await,
+        ));
+    }
+    let unfolded = out.pop().expect("two runs");
+    let folded = out.pop().expect("two runs");
+    [folded, unfolded]
+}
+
+/// A hot key's changes fold into one level: each is decided in source order against what the
+/// chain did before it (the row it left, the tombstone its delete raised), and the key gets
+/// the chain's net write. Every outcome equals the one of a level per change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folded_chain_decides_as_its_levels_would_and_writes_its_net_effect() {
+    let chain = |t: &Arc<TableSchema>, s: &Arc<TableSchema>| {
+        vec![
+            // A chain of another table in the same level: its tombstone stays its own.
+            insert(s, row(1, "s", 5)),
+            delete(s, row(1, "s", 5)),
+            // 1 existed: updated, deleted, and an insert older than the delete's tombstone.
+            update(t, row(1, "a", 5), row(1, "a1", 6)),
+            // 2 existed: deleted and inserted again (net: an update).
+            delete(t, row(2, "b", 5)),
+            update(t, row(1, "a1", 6), row(1, "a1x", 6)),
+            insert(t, row(2, "b2", 7)),
+            delete(t, row(1, "a1x", 6)),
+            // 3 missing under a tombstone at 8: an insert below it loses, an update above it
+            // inserts.
+            insert(t, row(3, "c", 7)),
+            insert(t, row(1, "a2", 4)),
+            update(t, row(3, "c", 7), row(3, "c2", 9)),
+            // 4 missing: inserted and deleted (net: only its tombstone).
+            insert(t, row(4, "d", 5)),
+            delete(t, row(4, "d", 5)),
+        ]
+    };
+    {
+        let t = schema("x", "t", false);
+        let changes = chain(&t, &schema("x", "s", false));
+        let refs: Vec<&RowChange> = changes.iter().collect();
+        let levels = drc_apply::plan::lww_levels(&refs, drc_apply::conflict::foldable);
+        assert_eq!(levels.len(), 1, "every chain folds into one level");
+        assert!(levels[0].iter().all(|p| p.chained));
+        assert_eq!(
+            drc_apply::plan::levels(&refs).len(),
+            4,
+            "unfolded: 4 levels"
+        );
+    }
+    let seed = [delete(&schema("x", "t", false), row(3, "x", 8))];
+    let [folded, unfolded] =
+        folded_and_unfolded("lww_fold_named", "(1,'a',5), (2,'b',5)", &seed, chain).await;
+    assert_eq!(
+        folded.0,
+        [(2, "b2".into(), 7), (3, "c2".into(), 9)],
+        "rows of the folded run"
+    );
+    assert!(folded.1.is_empty(), "s: inserted and deleted");
+    assert_eq!(folded.3, ["tombstone_won", "tombstone_won"]);
+    // Tombstones at t's 1 (6), 2 (5), 3 (8, the seed's) and 4 (5), and at s's 1.
+    let tables: Vec<&str> = folded.2.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(tables, ["s", "t", "t", "t", "t"], "{:?}", folded.2);
+    assert_eq!(folded, unfolded, "folded and unfolded outcomes differ");
+}
+
+/// Random chains on a few hot keys (inserts, causal and blind updates, deletes, versions going
+/// both ways, ties), over a target that holds other rows and tombstones than the source (and
+/// rows under newer tombstones, as a local writer can leave them):
+/// folded and unfolded end with the same rows, tombstones and conflict records. Seeds from
+/// `DRC_TEST_SEED` or the clock, printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_folded_chains_end_as_unfolded_levels() {
+    let seeds: Vec<u64> = match std::env::var("DRC_TEST_SEED") {
+        Ok(s) => vec![s.parse().expect("DRC_TEST_SEED is a number")],
+        Err(_) => {
+            let base = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            (0..4).map(|i| base.wrapping_add(i)).collect()
+        }
+    };
+    for seed in seeds {
+        eprintln!("folded chains: seed {seed} (rerun with DRC_TEST_SEED={seed})");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let keys = 1..=6i64;
+        let val = |rng: &mut fastrand::Rng| ["p", "q", "r"][rng.usize(..3)].to_string();
+        // The target: some keys hold a row, some a tombstone (seeded deletes at missing keys).
+        let mut seed_rows = Vec::new();
+        let mut seed_deletes = Vec::new();
+        let mut src: std::collections::BTreeMap<i64, (String, i64)> = Default::default();
+        for id in keys.clone() {
+            match rng.u8(..5) {
+                0 => seed_rows.push(format!("({id}, '{}', {})", val(&mut rng), rng.i64(1..8))),
+                1 => seed_deletes.push((id, val(&mut rng), rng.i64(1..8))),
+                2 => {
+                    seed_deletes.push((id, val(&mut rng), rng.i64(5..10)));
+                    seed_rows.push(format!("({id}, '{}', {})", val(&mut rng), rng.i64(1..5)));
+                }
+                _ => {}
+            }
+            if rng.bool() {
+                src.insert(id, (val(&mut rng), rng.i64(1..8)));
+            }
+        }
+        let seed_table = schema("x", "t", false);
+        let seed_changes: Vec<RowChange> = seed_deletes
+            .iter()
+            .map(|(id, v, ver)| delete(&seed_table, row(*id, v, *ver)))
+            .collect();
+        // The source's stream: mostly consistent with its own rows, sometimes not (a write
+        // this link does not carry changed the row in between).
+        // (table s, kind: 0 insert, 1 update, 2 delete, id, before, after)
+        type Planned = (bool, u8, i64, (String, i64), (String, i64));
+        let mut plan: Vec<Planned> = Vec::new();
+        let mut src_s: std::collections::BTreeMap<i64, (String, i64)> = Default::default();
+        for _ in 0..40 {
+            // Table s (empty at first) takes a third of the changes.
+            let on_s = rng.u8(..3) == 0;
+            let src = if on_s { &mut src_s } else { &mut src };
+            let id = rng.i64(keys.clone());
+            let next = (val(&mut rng), rng.i64(1..10));
+            match src.get(&id).cloned() {
+                Some(cur) => {
+                    let before = if rng.u8(..8) == 0 {
+                        (val(&mut rng), rng.i64(1..10))
+                    } else {
+                        cur
+                    };
+                    if rng.u8(..3) == 0 {
+                        plan.push((on_s, 2, id, before, next));
+                        src.remove(&id);
+                    } else {
+                        plan.push((on_s, 1, id, before, next.clone()));
+                        src.insert(id, next);
+                    }
+                }
+                None => {
+                    plan.push((on_s, 0, id, next.clone(), next.clone()));
+                    src.insert(id, next);
+                }
+            }
+        }
+        let changes = |t: &Arc<TableSchema>, s: &Arc<TableSchema>| {
+            plan.iter()
+                .map(|(on_s, kind, id, b, a)| (if *on_s { s } else { t }, kind, id, b, a))
+                .map(|(t, kind, id, b, a)| match kind {
+                    0 => insert(t, row(*id, &a.0, a.1)),
+                    1 => update(t, row(*id, &b.0, b.1), row(*id, &a.0, a.1)),
+                    _ => delete(t, row(*id, &b.0, b.1)),
+                })
+                .collect()
+        };
+        let [folded, unfolded] = folded_and_unfolded(
+            &format!("lww_fold_{}", seed % 100_000),
+            &seed_rows.join(", "),
+            &seed_changes,
+            changes,
+        )
+        .await;
+        assert_eq!(
+            folded, unfolded,
+            "seed {seed}: folded and unfolded outcomes differ (rerun with DRC_TEST_SEED={seed})"
+        );
+    }
 }

@@ -112,7 +112,11 @@ impl Target {
         let cp = self.checkpoint();
         let level: Vec<LwwChange<'_>> = changes
             .iter()
-            .map(|c| LwwChange { change: c, version })
+            .map(|c| LwwChange {
+                change: c,
+                version,
+                chained: false,
+            })
             .collect();
         let job = Job {
             lww: vec![level],

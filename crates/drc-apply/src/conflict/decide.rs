@@ -326,10 +326,15 @@ fn same_key(t: &TableSchema, a: &Image, b: &Image) -> bool {
 /// Key of a row in the overlay: the table and the primary key's canonical hash.
 type OverlayKey = (Arc<str>, Arc<str>, [u8; 32]);
 
-/// Rows written earlier in the same level (reads of a level happen before its writes).
+/// Rows written earlier in the same level (reads of a level happen before its writes), and the
+/// tombstones raised there.
 #[derive(Debug, Default)]
 pub struct Overlay {
     rows: HashMap<OverlayKey, Option<Row>>,
+    /// The highest tombstone written at a primary key in this level: a later change of the
+    /// key (a folded chain, or a key whose row a change evicted) decides against it together
+    /// with the one read.
+    tombs: HashMap<OverlayKey, Tomb>,
 }
 
 impl Overlay {
@@ -340,6 +345,38 @@ impl Overlay {
 
     fn set(&mut self, t: &TableSchema, r: &Row, to: Option<Row>) {
         self.rows.insert(Overlay::key(t, r), to);
+    }
+
+    fn raise(&mut self, t: &TableSchema, deleted: &Row, tomb: &Tomb) {
+        let e = self.tombs.entry(Overlay::key(t, deleted));
+        match e {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                if beats_rank(&tomb.version, &tomb.hash, &o.get().version, &o.get().hash).is_some()
+                {
+                    o.insert(tomb.clone());
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(tomb.clone());
+            }
+        }
+    }
+
+    /// The tombstone at `probe`'s key: the higher of the one read and the one raised in this
+    /// level.
+    fn tomb(&self, t: &TableSchema, probe: &Image, read: Option<Tomb>) -> Option<Tomb> {
+        if self.tombs.is_empty() {
+            return read;
+        }
+        let key = (t.database.clone(), t.table.clone(), image_pk_hash(t, probe));
+        match (self.tombs.get(&key), read) {
+            (None, read) => read,
+            (Some(o), None) => Some(o.clone()),
+            (Some(o), Some(r)) => match beats_rank(&o.version, &o.hash, &r.version, &r.hash) {
+                Some(_) => Some(o.clone()),
+                None => Some(r),
+            },
+        }
     }
 
     fn pk(&self, t: &TableSchema, probe: &Image, read: Option<Row>) -> Option<Row> {
@@ -412,10 +449,11 @@ impl<'a> Ctx<'a, '_> {
     }
 
     fn tombstone(&mut self, deleted: &Row) {
-        self.out.writes.push(Write::Tombstone(
-            deleted.pk_hash(self.t),
-            Tomb::of(deleted, self.v),
-        ));
+        let tomb = Tomb::of(deleted, self.v);
+        self.overlay.raise(self.t, deleted, &tomb);
+        self.out
+            .writes
+            .push(Write::Tombstone(deleted.pk_hash(self.t), tomb));
     }
 
     /// The delete rule at `b`'s key; `l` is the target row there, `tomb` the tombstone there
@@ -601,8 +639,10 @@ pub fn decide<'a>(
     overlay: &mut Overlay,
 ) -> Outcome<'a> {
     let mut tombs = tombs.into_iter();
-    let mut tomb = || tombs.next().flatten();
     let t = &*c.table;
+    // The tombstone at the next key of `tomb_lookups`, named by `probe`.
+    let mut tomb =
+        |ctx: &Ctx<'a, '_>, probe: &Image| ctx.overlay.tomb(t, probe, tombs.next().flatten());
     let key_img = c.after.as_ref().or(c.before.as_ref());
     let key = match key_img {
         Some(img) => {
@@ -634,25 +674,28 @@ pub fn decide<'a>(
     match (c.kind, &c.before, &c.after) {
         (ChangeKind::Delete, Some(b), _) => {
             let l = pk(&mut ctx, b, found.next());
-            ctx.delete(b, l, tomb());
+            let tb = tomb(&ctx, b);
+            ctx.delete(b, l, tb);
             ctx.claim(b);
         }
         (ChangeKind::Insert, _, Some(a)) => {
             let l = pk(&mut ctx, a, found.next());
-            ctx.place(a, l, false, found.collect(), tomb(), claims);
+            let ta = tomb(&ctx, a);
+            ctx.place(a, l, false, found.collect(), ta, claims);
         }
         (ChangeKind::Update, Some(b), Some(a)) => {
             if same_key(t, b, a) {
                 let l = pk(&mut ctx, a, found.next());
                 let b_hash = Row::from_image(t, b).hash;
                 let causal = l.as_ref().is_some_and(|l| l.hash == b_hash);
-                ctx.place(a, l, causal, found.collect(), tomb(), claims);
+                let ta = tomb(&ctx, a);
+                ctx.place(a, l, causal, found.collect(), ta, claims);
             } else {
                 let lb = pk(&mut ctx, b, found.next());
-                let tb = tomb();
+                let tb = tomb(&ctx, b);
                 ctx.delete(b, lb, tb);
                 let la = pk(&mut ctx, a, found.next());
-                let ta = tomb();
+                let ta = tomb(&ctx, a);
                 ctx.place(a, la, false, found.collect(), ta, claims);
             }
             ctx.claim(b);

@@ -7,7 +7,8 @@ use drc_core::schema::TableSchema;
 use mysql_async::Conn;
 
 use super::decide::{decide, Outcome, Overlay, Record, Write};
-use super::merge::{free_tables, updates_merge, Kind, Merger};
+use super::merge::{free_tables, table_id, updates_merge, Kind, Merger};
+use super::net::{net_writes, ChangeWrites};
 use super::read::{read_level, Found, Marks};
 use super::sql::write_sql;
 use super::tombstone::Progress;
@@ -110,7 +111,7 @@ fn decide_level<'a>(level: &[LwwChange<'a>], found: Vec<Found>, marks: &Marks) -
         let table = lc.change.table.qualified_name();
         let mark = |h: &[u8; 32]| marks.get(&(table.clone(), *h)).cloned();
         let tombs = f
-            .missing
+            .tomb_at
             .iter()
             .map(|h| h.as_ref().and_then(mark))
             .collect();
@@ -124,12 +125,13 @@ fn decide_level<'a>(level: &[LwwChange<'a>], found: Vec<Found>, marks: &Marks) -
     out
 }
 
-/// The write step: the decided writes of `level` into `pending`, merged into multi-row
-/// statements where the rules allow ([`super::merge`]), each followed by
-/// [`crate::strict::COUNT_WARNINGS`] for an insert or update — or, with `checked`, each sent
-/// alone and checked ([`crate::strict::checked_write`]). A write longer than the target accepts
-/// is [`crate::sql::RewriteError::RowTooLarge`]. With `track` (a local-delete reader runs),
-/// returns the checks the writes need ([`rechecks`]).
+/// The write step: the decided writes of `level` into `pending`, each folded chain's replaced
+/// by its net effect ([`super::net`]), merged into multi-row statements where the rules allow
+/// ([`super::merge`]), each followed by [`crate::strict::COUNT_WARNINGS`] for an insert or
+/// update — or, with `checked`, the decided writes each sent alone and checked
+/// ([`crate::strict::checked_write`]). A write longer than the target accepts is
+/// [`crate::sql::RewriteError::RowTooLarge`]. With `track` (a local-delete reader runs),
+/// returns the checks the decided writes need ([`rechecks`]).
 async fn write_level(
     conn: &mut Conn,
     pending: &mut Joiner,
@@ -140,22 +142,34 @@ async fn write_level(
     track: bool,
 ) -> Result<Vec<Written>, LinkError> {
     let budget = crate::size::budget(pending.max_allowed_packet()).min(pending.limit());
-    let mut written = Vec::new();
-    let free = free_tables(
-        level
+    let net = net_writes(
+        &level
             .iter()
             .zip(decided)
-            .flat_map(|(lc, d)| d.outcome.writes.iter().map(|w| (&*lc.change.table, w))),
+            .map(|(lc, d)| ChangeWrites {
+                table: &lc.change.table,
+                chained: lc.chained,
+                writes: &d.outcome.writes,
+            })
+            .collect::<Vec<_>>(),
     );
-    let mut merger = Merger::new(budget, free);
-    for (lc, d) in level.iter().zip(decided) {
-        let t = &*lc.change.table;
-        for w in &d.outcome.writes {
-            if track {
-                written.extend(rechecks(t, lc.version, w, &d.missing));
+    let mut written = Vec::new();
+    if track {
+        for (lc, d) in level.iter().zip(decided) {
+            let t = &*lc.change.table;
+            for w in &d.outcome.writes {
+                written.extend(rechecks(t, lc.version, w, &d.missing).into_iter().map(|c| {
+                    let own = c.tomb_key().and_then(|k| net.own.get(&(table_id(t), k)));
+                    c.with_own(own)
+                }));
             }
-            if let Some(at) = checked {
-                // Diagnosis of a refused share: each write alone, checked.
+        }
+    }
+    if let Some(at) = checked {
+        // Diagnosis of a refused share: each decided write alone, checked.
+        for (lc, d) in level.iter().zip(decided) {
+            let t = &*lc.change.table;
+            for w in &d.outcome.writes {
                 let sql = write_sql(meta, t, w);
                 if sql.len() > budget {
                     return Err(too_large(lc, t, sql.len()));
@@ -168,32 +182,42 @@ async fn write_level(
                     Write::Tombstone(..) => None,
                 };
                 crate::strict::checked_write(conn, t, row, &sql, at).await?;
+            }
+        }
+        return Ok(written);
+    }
+    let free = free_tables(
+        net.writes
+            .iter()
+            .map(|(i, w)| (&*level[*i].change.table, w)),
+    );
+    let mut merger = Merger::new(budget, free);
+    for (i, w) in &net.writes {
+        let lc = &level[*i];
+        let t = &*lc.change.table;
+        let merged = match w {
+            Write::Insert(img) => Some((Kind::Insert, *img)),
+            Write::Delete(img) => Some((Kind::Delete, *img)),
+            Write::Update(img) if updates_merge(t) => Some((Kind::Update, *img)),
+            Write::Tombstone(key, tomb) => {
+                merger.tombstone(t.qualified_name(), *key, tomb.clone());
                 continue;
             }
-            let merged = match w {
-                Write::Insert(img) => Some((Kind::Insert, *img)),
-                Write::Delete(img) => Some((Kind::Delete, *img)),
-                Write::Update(img) if updates_merge(t) => Some((Kind::Update, *img)),
-                Write::Tombstone(key, tomb) => {
-                    merger.tombstone(t.qualified_name(), *key, tomb.clone());
-                    continue;
+            Write::Update(_) | Write::Evict(..) => None,
+        };
+        match merged {
+            Some((kind, img)) => {
+                if let Err(bytes) = merger.add(conn, pending, kind, t, img).await? {
+                    return Err(too_large(lc, t, bytes));
                 }
-                Write::Update(_) | Write::Evict(..) => None,
-            };
-            match merged {
-                Some((kind, img)) => {
-                    if let Err(bytes) = merger.add(conn, pending, kind, t, img).await? {
-                        return Err(too_large(lc, t, bytes));
-                    }
+            }
+            None => {
+                let sql = write_sql(meta, t, w);
+                if sql.len() > budget {
+                    return Err(too_large(lc, t, sql.len()));
                 }
-                None => {
-                    let sql = write_sql(meta, t, w);
-                    if sql.len() > budget {
-                        return Err(too_large(lc, t, sql.len()));
-                    }
-                    let count = matches!(w, Write::Update(_));
-                    merger.single(conn, pending, t, &sql, count).await?;
-                }
+                let count = matches!(w, Write::Update(_));
+                merger.single(conn, pending, t, &sql, count).await?;
             }
         }
     }
@@ -260,6 +284,7 @@ mod tests {
         Found {
             rows: vec![Vec::new()],
             missing: vec![key],
+            tomb_at: vec![key],
             claims: Vec::new(),
         }
     }
@@ -272,10 +297,12 @@ mod tests {
             LwwChange {
                 change: &a,
                 version: 1,
+                chained: false,
             },
             LwwChange {
                 change: &b,
                 version: 1,
+                chained: false,
             },
         ];
         let found = vec![missing(&a), missing(&b)];

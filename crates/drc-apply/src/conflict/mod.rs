@@ -44,6 +44,7 @@ pub mod keylock;
 mod levels;
 pub mod local;
 mod merge;
+mod net;
 mod read;
 mod sql;
 pub mod tombstone;
@@ -64,6 +65,17 @@ pub struct LwwChange<'a> {
     pub change: &'a RowChange,
     /// Ordinal of the version column in the change's table.
     pub version: usize,
+    /// Part of a folded chain: another change of the level has the same primary key
+    /// ([`crate::plan::lww_levels`], [`foldable`]).
+    pub chained: bool,
+}
+
+/// Whether a table's changes may fold into chains ([`crate::plan::lww_levels`]): its only
+/// unique key is an integer primary key, so a key's identity is its values' (no collation), a
+/// change touches one key, and the level's writes at distinct keys merge in any order
+/// (`merge.rs`).
+pub fn foldable(t: &TableSchema) -> bool {
+    merge::updates_merge(t) && sql::integer_key(t)
 }
 
 /// The version column of `t` under `conflict`: `Ok(Some(ordinal))` for last-writer-wins,

@@ -51,6 +51,12 @@ pub(super) struct Found {
     /// Per key of [`tomb_lookups`], in that order: the key's primary-key hash when its row is
     /// missing (its tombstone then takes part in the decision), `None` when the row exists.
     pub(super) missing: Vec<Option<[u8; 32]>>,
+    /// Per key of [`tomb_lookups`], in that order: the primary-key hash whose tombstone is read
+    /// and takes part in the decision. The key of `missing`, or for a change of a folded chain
+    /// ([`LwwChange::chained`]) its key whether the row exists or not: an earlier change of the
+    /// chain may delete the row, and a later one then decides against the tombstone that was
+    /// there before as well as the one the delete raised.
+    pub(super) tomb_at: Vec<Option<[u8; 32]>>,
     /// The change's claim keys ([`claim_lookups`]).
     pub(super) claims: Vec<[u8; 32]>,
 }
@@ -114,7 +120,7 @@ pub(super) async fn read_level(
         _ => false,
     };
     let recheck = if quiet { Vec::new() } else { recheck.keys() };
-    let any_missing = found.iter().any(|f| f.missing.iter().any(Option::is_some));
+    let any_missing = found.iter().any(|f| f.tomb_at.iter().any(Option::is_some));
     let any_claims = found.iter().any(|f| !f.claims.is_empty());
     let mut marks = Marks::new();
     if any_missing || any_claims || !recheck.is_empty() {
@@ -123,7 +129,7 @@ pub(super) async fn read_level(
         }
         let mut keys = recheck;
         for (lc, f) in level.iter().zip(&found) {
-            for h in f.missing.iter().flatten().chain(&f.claims) {
+            for h in f.tomb_at.iter().flatten().chain(&f.claims) {
                 keys.push((lc.change.table.qualified_name(), *h));
             }
         }
@@ -258,17 +264,18 @@ async fn read_rows(
                 _ => rows.push(sets.next().map(|s| rows_of(t, s)).unwrap_or_default()),
             }
         }
-        let missing = tomb_lookups(lc.change)
-            .into_iter()
-            .map(|(i, img)| {
-                rows.get(i)
-                    .is_some_and(|r| r.is_empty())
-                    .then(|| decide::image_pk_hash(t, img))
-            })
-            .collect();
+        let mut missing = Vec::new();
+        let mut tomb_at = Vec::new();
+        for (i, img) in tomb_lookups(lc.change) {
+            let gone = rows.get(i).is_some_and(|r| r.is_empty());
+            let key = (gone || lc.chained).then(|| decide::image_pk_hash(t, img));
+            missing.push(key.filter(|_| gone));
+            tomb_at.push(key);
+        }
         out.push(Found {
             rows,
             missing,
+            tomb_at,
             claims: claim_lookups(lc.change),
         });
     }

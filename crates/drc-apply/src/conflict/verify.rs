@@ -23,7 +23,7 @@ use drc_core::schema::TableSchema;
 use mysql_async::Conn;
 
 use super::canon::Canon;
-use super::decide::{self, claim_hash, Row, Write};
+use super::decide::{self, claim_hash, Row, Tomb, Write};
 use super::read::{read_position, read_tombstones, wait_for_reader, Marks};
 use super::tombstone::{self, Progress};
 use crate::size::Joiner;
@@ -41,6 +41,24 @@ pub(super) struct Written {
     key: [u8; 32],
     version: Canon,
     hash: [u8; 32],
+    /// The highest tombstone this level's folded chain wrote at the key itself
+    /// ([`super::net`]): found there again, it is not a local writer's.
+    own: Option<Tomb>,
+}
+
+impl Written {
+    /// The key of a primary-key check (`None` for a claim).
+    pub(super) fn tomb_key(&self) -> Option<[u8; 32]> {
+        (!self.claim).then_some(self.key)
+    }
+
+    /// The check, knowing that the level itself raised the key's tombstone to `own`.
+    pub(super) fn with_own(mut self, own: Option<&Tomb>) -> Written {
+        if !self.claim {
+            self.own = own.cloned();
+        }
+        self
+    }
 }
 
 /// The checks one write of table `t` (version column `version`) needs: an insert at a key of
@@ -69,6 +87,7 @@ pub(super) fn rechecks(
         key,
         version: row.vals.get(version).cloned().unwrap_or(Canon::Null),
         hash: row.hash,
+        own: None,
     };
     let mut out = Vec::new();
     if at_missing {
@@ -144,7 +163,12 @@ impl Unverified {
 fn check_written(verify: &[Written], found: &Marks) -> Result<(), LinkError> {
     for v in verify {
         if let Some(t) = found.get(&(v.table.clone(), v.key)) {
-            let lost = if v.claim {
+            let own = v.own.as_ref().is_some_and(|o| same_rank(o, t));
+            let lost = if own {
+                // The chain's own tombstone, the highest there: no local writer's is above it,
+                // and the chain decided against everything below it that was there.
+                false
+            } else if v.claim {
                 decide::beats_rank(&t.version, &t.hash, &v.version, &v.hash).is_some()
             } else {
                 decide::beats_rank(&v.version, &v.hash, &t.version, &t.hash).is_none()
@@ -164,6 +188,11 @@ fn check_written(verify: &[Written], found: &Marks) -> Result<(), LinkError> {
     Ok(())
 }
 
+/// Equal ranks: the same version and row hash.
+fn same_rank(a: &Tomb, b: &Tomb) -> bool {
+    a.hash == b.hash && a.version.cmp_version(&b.version) == std::cmp::Ordering::Equal
+}
+
 #[cfg(test)]
 mod tests {
     use drc_core::change::Image;
@@ -171,7 +200,6 @@ mod tests {
     use drc_core::value::{Text, Value};
 
     use super::*;
-    use crate::conflict::decide::Tomb;
 
     /// `shop.users (id INT PRIMARY KEY, email VARCHAR UNIQUE, version BIGINT)`.
     fn users() -> TableSchema {
@@ -243,6 +271,33 @@ mod tests {
         assert!(rechecks(&t, 2, &Write::Update(&n), &[]).is_empty());
         assert!(rechecks(&t, 2, &Write::Delete(&i), &missing).is_empty());
         assert!(rechecks(&t, 2, &Write::Evict(&i, 0), &missing).is_empty());
+    }
+
+    #[test]
+    fn a_chains_own_tombstone_does_not_count_against_its_insert() {
+        let mut t = users();
+        t.unique_keys.clear();
+        let i = img(1, Some("a@x"), 5);
+        let own = Tomb {
+            version: Canon::Int(6),
+            hash: [7; 32],
+        };
+        let checks: Vec<Written> = rechecks(&t, 2, &Write::Insert(&i), &[Some(pk(&t, &i))])
+            .into_iter()
+            .map(|c| c.with_own(Some(&own)))
+            .collect();
+        let at = |tomb: Tomb| Marks::from([(("shop.users".to_string(), pk(&t, &i)), tomb)]);
+        // The chain deleted the row it inserted at a newer rank: that tombstone is its own.
+        assert!(check_written(&checks, &at(own.clone())).is_ok());
+        // Above the chain's own: a local writer's, which the chain did not decide against.
+        let newer = Tomb {
+            version: Canon::Int(7),
+            hash: [0; 32],
+        };
+        assert!(matches!(
+            check_written(&checks, &at(newer)),
+            Err(LinkError::ConflictRead(_))
+        ));
     }
 
     #[test]

@@ -238,17 +238,18 @@ impl Runner {
                 crate::size::budget(self.max_allowed_packet),
             )
             .map_err(|e| self.too_large(batch, e.into()))?;
-            let lww = crate::plan::levels(&lww)
+            let lww = crate::plan::lww_levels(&lww, crate::conflict::foldable)
                 .into_iter()
                 .map(|level| {
                     level
                         .into_iter()
-                        .map(|change| LwwChange {
-                            change,
+                        .map(|p| LwwChange {
+                            change: p.change,
                             version: versions
-                                .get(&(Arc::as_ptr(&change.table) as usize))
+                                .get(&(Arc::as_ptr(&p.change.table) as usize))
                                 .copied()
                                 .unwrap_or(0),
+                            chained: p.chained,
                         })
                         .collect()
                 })
