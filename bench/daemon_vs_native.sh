@@ -22,7 +22,8 @@
 # Usage: bench/daemon_vs_native.sh [--txns N] [--rows N] [--tables N] [--modes relaxed,durable]
 #                                  [--contenders native:0,native:4,drc:sw,drc:lww]
 # DRC_BIN=<path> uses that drc binary instead of building the release one. KEEP=1 leaves the
-# servers running and the directory in place.
+# servers running and the directory in place. DRC_EXTRA_TOML="<toml>" appends to drc's
+# configuration (e.g. $'[applier]\nparallelism = 8'); MARIADB_EXTRA adds server options.
 # Needs mariadbd, mariadb-install-db, mariadb (apt-get install -y mariadb-server) and sysbench
 # (apt-get install -y sysbench). Everything runs under a temporary directory that is removed at
 # the end; ports are picked free.
@@ -99,7 +100,7 @@ for mode in ${MODES//,/ }; do
       drc:*)
         version='""'
         [ "$who" = drc:lww ] && version='"updated_at"'
-        drc_config "$WORK/$name.toml" "$version"
+        drc_config "$WORK/$name.toml" "$version" "${DRC_EXTRA_TOML:-}"
         cpu0=$(cpu_s "$B_PID"); t0=$(date +%s.%N)
         metrics=$(free_port)
         "$DRC" run --config "$WORK/$name.toml" --center b --start "a=$START" --log warn \
