@@ -68,7 +68,12 @@ async fn run_schedule(
 ) -> Result<check::Counts, String> {
     let plan: Vec<String> = events.iter().map(|e| format!("  {e}")).collect();
     eprintln!(
-        "nemesis: seed {seed}, {secs} s of writes under this schedule:\n{}",
+        "nemesis: seed {seed} (lww.u {}), {secs} s of writes under this schedule:\n{}",
+        if seed % 2 == 1 {
+            "unique"
+        } else {
+            "not unique: chains fold"
+        },
         plan.join("\n")
     );
     let mut mine: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -80,7 +85,7 @@ async fn run_schedule(
         .iter()
         .map(|(k, v)| format!("{}:{v}", k.replace(' ', "_")))
         .collect();
-    let mut run = Run::new(servers, seed, writer::SCHEMA).await;
+    let mut run = Run::new(servers, seed, &writer::schema(seed)).await;
     for p in 0..PROCS {
         run.start(p);
     }

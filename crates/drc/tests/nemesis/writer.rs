@@ -2,8 +2,9 @@
 //! unique token and recorded by outcome.
 //!
 //! - Last-writer-wins table `lww`: inserts, updates, deletes, primary-key changes, and unique
-//!   values (`u`) taken and released, on a small key set shared by all centers (so they
-//!   conflict). Every such transaction also inserts a `wlog` row `(tok, prev, op)`: the token it
+//!   values (`u`) taken and released (odd seeds; on even seeds `u` is not unique and a key's
+//!   run of changes folds into one level, [`schema`]), on a small key set shared by all
+//!   centers (so they conflict). Every such transaction also inserts a `wlog` row `(tok, prev, op)`: the token it
 //!   wrote (or a fresh one for a delete) and the token of the row it replaced, read under
 //!   `FOR UPDATE` in the same transaction. `wlog` replicates like any table, so after the run
 //!   every center holds the exact history of committed writes, whatever the client saw.
@@ -34,10 +35,22 @@ use mysql_async::Conn;
 
 use crate::schedule::Clocks;
 
-/// The schema of the test database.
-pub const SCHEMA: &str = "\
-    CREATE TABLE lww (id INT PRIMARY KEY, tok VARCHAR(40) NOT NULL, u VARCHAR(8) NULL UNIQUE, \
-      updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)); \
+/// The schema of the test database for `seed`: on odd seeds `lww.u` is unique (values taken
+/// and released), on even seeds it is a plain index, so that `lww`'s only unique key is its
+/// integer primary key and the appliers fold a key's run of changes into one level
+/// (`drc_apply::plan::lww_levels`).
+pub fn schema(seed: u64) -> String {
+    let u = if seed % 2 == 1 { "UNIQUE" } else { "" };
+    let key = if seed % 2 == 1 { "" } else { ", KEY (u)" };
+    format!(
+        "CREATE TABLE lww (id INT PRIMARY KEY, tok VARCHAR(40) NOT NULL, u VARCHAR(8) NULL {u}, \
+         updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6){key}); {}",
+        OTHER_TABLES
+    )
+}
+
+/// The tables besides `lww`.
+const OTHER_TABLES: &str = "\
     CREATE TABLE wlog (tok VARCHAR(40) PRIMARY KEY, prev VARCHAR(40) NULL, op VARCHAR(8) NOT NULL); \
     CREATE TABLE home (k INT PRIMARY KEY, n INT NOT NULL, last_tok VARCHAR(40) NOT NULL); \
     CREATE TABLE ev (tok VARCHAR(40) PRIMARY KEY, k INT NOT NULL, n INT NOT NULL, KEY (k));";
