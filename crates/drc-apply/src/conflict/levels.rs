@@ -241,29 +241,14 @@ mod tests {
     use std::sync::Arc;
 
     use drc_core::change::{ChangeKind, Image, RowChange};
-    use drc_core::schema::{ColumnSchema, SqlType};
     use drc_core::value::Value;
 
     use super::*;
     use crate::conflict::canon::Canon;
     use crate::conflict::decide::{Row, Tomb};
 
-    /// `shop.t (id INT PRIMARY KEY, version BIGINT)`.
     fn table() -> Arc<TableSchema> {
-        let col = |n: &str, t| ColumnSchema {
-            name: n.into(),
-            sql_type: t,
-            unsigned: false,
-            collation: None,
-        };
-        Arc::new(TableSchema {
-            database: "shop".into(),
-            table: "t".into(),
-            columns: vec![col("id", SqlType::Int), col("version", SqlType::BigInt)],
-            primary_key: vec![0],
-            unique_keys: vec![],
-            unique_keys_known: true,
-        })
+        Arc::new(crate::conflict::fixtures::table())
     }
 
     fn insert(t: &Arc<TableSchema>, id: i64, version: i64) -> RowChange {

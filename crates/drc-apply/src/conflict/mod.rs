@@ -58,6 +58,34 @@ use decide::Record;
 
 pub use levels::run_levels;
 
+/// Schemas the unit tests of the conflict modules share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use drc_core::schema::{ColumnSchema, SqlType, TableSchema};
+
+    /// A signed column without collation.
+    pub(crate) fn col(name: &str, sql_type: SqlType) -> ColumnSchema {
+        ColumnSchema {
+            name: name.into(),
+            sql_type,
+            unsigned: false,
+            collation: None,
+        }
+    }
+
+    /// `shop.t (id INT PRIMARY KEY, version BIGINT)`.
+    pub(crate) fn table() -> TableSchema {
+        TableSchema {
+            database: "shop".into(),
+            table: "t".into(),
+            columns: vec![col("id", SqlType::Int), col("version", SqlType::BigInt)],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            unique_keys_known: true,
+        }
+    }
+}
+
 /// A change of a last-writer-wins table, with the ordinal of its version column.
 #[derive(Debug, Clone, Copy)]
 pub struct LwwChange<'a> {

@@ -159,29 +159,11 @@ pub(super) fn net_writes<'a>(changes: &[ChangeWrites<'_, 'a>]) -> Net<'a> {
 
 #[cfg(test)]
 mod tests {
-    use drc_core::schema::{ColumnSchema, SqlType};
     use drc_core::value::Value;
 
     use super::*;
     use crate::conflict::canon::Canon;
-
-    /// `shop.t (id INT PRIMARY KEY, version BIGINT)`.
-    fn table() -> TableSchema {
-        let col = |n: &str, t| ColumnSchema {
-            name: n.into(),
-            sql_type: t,
-            unsigned: false,
-            collation: None,
-        };
-        TableSchema {
-            database: "shop".into(),
-            table: "t".into(),
-            columns: vec![col("id", SqlType::Int), col("version", SqlType::BigInt)],
-            primary_key: vec![0],
-            unique_keys: vec![],
-            unique_keys_known: true,
-        }
-    }
+    use crate::conflict::fixtures::table;
 
     fn img(id: i64, v: i64) -> Image {
         Image(vec![Some(Value::Int(id)), Some(Value::Int(v))])

@@ -196,19 +196,14 @@ fn same_rank(a: &Tomb, b: &Tomb) -> bool {
 #[cfg(test)]
 mod tests {
     use drc_core::change::Image;
-    use drc_core::schema::{ColumnSchema, SqlType, UniqueKey};
+    use drc_core::schema::{SqlType, UniqueKey};
     use drc_core::value::{Text, Value};
 
     use super::*;
+    use crate::conflict::fixtures::col;
 
     /// `shop.users (id INT PRIMARY KEY, email VARCHAR UNIQUE, version BIGINT)`.
     fn users() -> TableSchema {
-        let col = |n: &str, t| ColumnSchema {
-            name: n.into(),
-            sql_type: t,
-            unsigned: false,
-            collation: None,
-        };
         TableSchema {
             database: "shop".into(),
             table: "users".into(),
