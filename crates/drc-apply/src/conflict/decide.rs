@@ -347,9 +347,9 @@ impl Overlay {
         self.rows.insert(Overlay::key(t, r), to);
     }
 
-    fn raise(&mut self, t: &TableSchema, deleted: &Row, tomb: &Tomb) {
-        let e = self.tombs.entry(Overlay::key(t, deleted));
-        match e {
+    /// Raises the level's tombstone at primary-key hash `key` of `t` to `tomb`.
+    fn raise(&mut self, t: &TableSchema, key: [u8; 32], tomb: &Tomb) {
+        match self.tombs.entry((t.database.clone(), t.table.clone(), key)) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
                 if beats_rank(&tomb.version, &tomb.hash, &o.get().version, &o.get().hash).is_some()
                 {
@@ -449,11 +449,9 @@ impl<'a> Ctx<'a, '_> {
     }
 
     fn tombstone(&mut self, deleted: &Row) {
-        let tomb = Tomb::of(deleted, self.v);
-        self.overlay.raise(self.t, deleted, &tomb);
-        self.out
-            .writes
-            .push(Write::Tombstone(deleted.pk_hash(self.t), tomb));
+        let (key, tomb) = (deleted.pk_hash(self.t), Tomb::of(deleted, self.v));
+        self.overlay.raise(self.t, key, &tomb);
+        self.out.writes.push(Write::Tombstone(key, tomb));
     }
 
     /// The delete rule at `b`'s key; `l` is the target row there, `tomb` the tombstone there
