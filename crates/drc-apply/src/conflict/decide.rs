@@ -187,6 +187,17 @@ impl Tomb {
             hash: r.hash,
         }
     }
+
+    /// Keeps in `m` at `key` the higher rank of `self` and what is there (tombstones are
+    /// raise-only).
+    pub(super) fn raise_in<K: std::hash::Hash + Eq>(self, m: &mut HashMap<K, Tomb>, key: K) {
+        match m.get(&key) {
+            Some(o) if beats_rank(&self.version, &self.hash, &o.version, &o.hash).is_none() => {}
+            _ => {
+                m.insert(key, self);
+            }
+        }
+    }
 }
 
 /// A write the decision asks for.
@@ -347,21 +358,6 @@ impl Overlay {
         self.rows.insert(Overlay::key(t, r), to);
     }
 
-    /// Raises the level's tombstone at primary-key hash `key` of `t` to `tomb`.
-    fn raise(&mut self, t: &TableSchema, key: [u8; 32], tomb: &Tomb) {
-        match self.tombs.entry((t.database.clone(), t.table.clone(), key)) {
-            std::collections::hash_map::Entry::Occupied(mut o) => {
-                if beats_rank(&tomb.version, &tomb.hash, &o.get().version, &o.get().hash).is_some()
-                {
-                    o.insert(tomb.clone());
-                }
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(tomb.clone());
-            }
-        }
-    }
-
     /// The tombstone at `probe`'s key: the higher of the one read and the one raised in this
     /// level.
     fn tomb(&self, t: &TableSchema, probe: &Image, read: Option<Tomb>) -> Option<Tomb> {
@@ -450,7 +446,8 @@ impl<'a> Ctx<'a, '_> {
 
     fn tombstone(&mut self, deleted: &Row) {
         let (key, tomb) = (deleted.pk_hash(self.t), Tomb::of(deleted, self.v));
-        self.overlay.raise(self.t, key, &tomb);
+        let at = (self.t.database.clone(), self.t.table.clone(), key);
+        tomb.clone().raise_in(&mut self.overlay.tombs, at);
         self.out.writes.push(Write::Tombstone(key, tomb));
     }
 

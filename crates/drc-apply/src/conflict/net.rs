@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use drc_core::change::Image;
 use drc_core::schema::TableSchema;
 
-use super::decide::{beats_rank, image_pk_hash, Tomb, Write};
+use super::decide::{image_pk_hash, Tomb, Write};
 use super::merge::table_id;
 
 /// A primary key of a level: the table's identity ([`table_id`]) and the key's hash.
@@ -71,13 +71,11 @@ fn data_image<'a>(w: &Write<'a>) -> Option<&'a Image> {
     }
 }
 
-fn key_of(t: &TableSchema, img: &Image) -> KeyId {
-    (table_id(t), image_pk_hash(t, img))
-}
-
 /// The level's writes with every folded chain replaced by its net effect (module docs).
 pub(super) fn net_writes<'a>(changes: &[ChangeWrites<'_, 'a>]) -> Net<'a> {
     let mut chains: HashMap<KeyId, Chain> = HashMap::new();
+    // The key of each chained data write, by `(change index, write index)`: hashed once.
+    let mut keys: HashMap<(usize, usize), KeyId> = HashMap::new();
     // Tombstones of chains, in first-seen order (deterministic statements), each with the
     // index of the change that first raised one at its key (a write names its table by its
     // change).
@@ -88,23 +86,17 @@ pub(super) fn net_writes<'a>(changes: &[ChangeWrites<'_, 'a>]) -> Net<'a> {
         for (j, w) in c.writes.iter().enumerate() {
             if let Write::Tombstone(key, tomb) = w {
                 let id = (table_id(t), *key);
-                match own.get(&id) {
-                    None => {
-                        tombs.push((i, id));
-                        own.insert(id, tomb.clone());
-                    }
-                    Some(o)
-                        if beats_rank(&tomb.version, &tomb.hash, &o.version, &o.hash).is_some() =>
-                    {
-                        own.insert(id, tomb.clone());
-                    }
-                    Some(_) => {}
+                if !own.contains_key(&id) {
+                    tombs.push((i, id));
                 }
+                tomb.clone().raise_in(&mut own, id);
             }
             let Some(img) = data_image(w) else { continue };
             let full = img.0.len() == t.columns.len() && img.0.iter().all(Option::is_some);
+            let id = (table_id(t), image_pk_hash(t, img));
+            keys.insert((i, j), id);
             chains
-                .entry(key_of(t, img))
+                .entry(id)
                 .and_modify(|ch| {
                     ch.last = (i, j);
                     ch.full &= full;
@@ -131,7 +123,7 @@ pub(super) fn net_writes<'a>(changes: &[ChangeWrites<'_, 'a>]) -> Net<'a> {
                 }
                 continue;
             };
-            let chain = chains.get(&key_of(c.table, img));
+            let chain = keys.get(&(i, j)).and_then(|id| chains.get(id));
             match chain {
                 Some(ch) if ch.full => {
                     if ch.last != (i, j) {

@@ -427,13 +427,7 @@ pub(super) async fn read_tombstones(
             )
         }) {
             // The applied and the local table: the higher rank counts.
-            match out.get(&key) {
-                Some(o)
-                    if decide::beats_rank(&t.version, &t.hash, &o.version, &o.hash).is_none() => {}
-                _ => {
-                    out.insert(key, t);
-                }
-            }
+            t.raise_in(&mut out, key);
         }
     }
     Ok(out)
