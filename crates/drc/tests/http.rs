@@ -103,8 +103,16 @@ async fn https_and_a_bearer_token_guard_every_endpoint_but_liveness() {
     assert!(drc_route::centers::http_get_json(&addr, "/livez")
         .await
         .is_err());
-    // drc status reads every daemon over HTTPS with the token.
-    let (code, out) = cl.drc(&["status"]);
+    // drc status reads every daemon over HTTPS with the token. Only a's readiness was waited
+    // for above: b's and c's links may still be starting, so ask until all six run.
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    let (code, out) = loop {
+        let (code, out) = cl.drc(&["status"]);
+        if out.matches("running").count() == 6 || tokio::time::Instant::now() > deadline {
+            break (code, out);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("unknown"), "{out}");
     assert_eq!(out.matches("running").count(), 6, "{out}");
