@@ -37,6 +37,7 @@ pub mod link;
 pub mod metrics;
 pub mod origin;
 pub mod plan;
+pub mod query;
 pub mod size;
 pub mod sql;
 pub mod state;

@@ -293,12 +293,12 @@ impl Applier {
         let mut q = Joiner::new(self.max_allowed_packet, QUERY_BYTES);
         let conn = self.session().await?;
         if let Some(f) = fence {
-            // The fence check must be answered before anything is written (crate::fence).
-            let stored = async {
-                conn.query_drop("START TRANSACTION").await?;
-                conn.query_first::<(u64, u32), _>(f.check_statement()).await
-            }
-            .await;
+            // The fence check must be answered before anything is written (crate::fence):
+            // the transaction's start and the check are one round trip, the writes follow.
+            let q = format!("START TRANSACTION;\n{}", f.check_statement());
+            let stored = crate::query::select_sets(conn, q, "checking the fence")
+                .await
+                .and_then(|sets| fence_row(sets, &f));
             match stored {
                 Ok(Some((term, _))) if term == f.term => {}
                 Ok(other) => {
@@ -307,7 +307,7 @@ impl Applier {
                 }
                 Err(e) => {
                     let _ = conn.query_drop("ROLLBACK").await;
-                    return Err(LinkError::target("checking the fence", e));
+                    return Err(e);
                 }
             }
         } else {
@@ -490,6 +490,22 @@ impl Applier {
 }
 
 /// True for a duplicate-key error of the target ([`drc_mysql::codes::DUPLICATE_KEY`]).
+/// The `(term, replica)` of the fence check's answer `sets` (`None` when the fence row is
+/// missing); a row of other types is [`LinkError::Checkpoint`].
+fn fence_row(sets: Vec<Vec<mysql_async::Row>>, f: &Fence) -> Result<Option<(u64, u32)>, LinkError> {
+    match sets.into_iter().next().and_then(|s| s.into_iter().next()) {
+        None => Ok(None),
+        Some(row) => mysql_async::from_row_opt::<(u64, u32)>(row)
+            .map(Some)
+            .map_err(|e| {
+                LinkError::Checkpoint(format!(
+                    "the fence row of center {} does not read as (term, replica): {e}",
+                    f.center
+                ))
+            }),
+    }
+}
+
 fn is_duplicate(e: &LinkError) -> bool {
     match e {
         LinkError::Target { source, .. } => {

@@ -5,5 +5,6 @@ mod collation;
 mod fence;
 mod lww_merge;
 mod marker;
+mod multi;
 mod strict;
 mod tombstone;

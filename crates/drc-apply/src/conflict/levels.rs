@@ -20,9 +20,10 @@ use crate::LinkError;
 /// Runs what `pending` holds (statements already part of the open transaction, possibly
 /// none) followed by each level of `levels` in four steps:
 ///
-/// 1. **read** (`read_level`): after the previous level's writes were flushed on their own,
-///    the locking lookups, the target position after them, and — once the local-delete
-///    reader (`progress`) has passed that position — the tombstones of the keys found missing,
+/// 1. **read** (`read_level`): in one query after what `pending` holds (the previous level's
+///    writes), the locking lookups, the target position after them and the guessed tombstones
+///    and claims; then, unless the guess covers them and the local-delete reader (`progress`)
+///    had passed that position before the query, the tombstones of the keys found missing,
 ///    the claims of the incoming unique values, and the keys of the previous level's writes;
 /// 2. **verify** the previous level's writes against what that read found
 ///    (`Unverified::check`), unless no local transaction committed since that level's
@@ -55,14 +56,12 @@ pub async fn run_levels(
     let mut records = Vec::new();
     let mut unverified = Unverified::default();
     for level in levels {
-        // The previous level's writes first, on their own: the reads then return only
-        // `SELECT` result sets, one per statement.
-        pending.flush(conn).await?;
+        // What `pending` holds (the previous level's writes, or the transaction's start) runs
+        // first, in the lookups' query.
         let read = read_level(
             conn,
             meta,
-            pending.limit(),
-            pending.max_allowed_packet(),
+            pending,
             level,
             progress.as_deref_mut(),
             &unverified,

@@ -26,7 +26,7 @@
 //!   merging only consecutive writes sent about one statement per row there.
 //! - **Tombstones** (and claims) of the level go last, merged into multi-row raise-only upserts
 //!   of `<meta>.tombstone` ([`drc_meta::tombstone::write_many_statement`]): nothing in a level
-//!   reads them (its reads ran before its writes, the verify step reads after a flush), and a
+//!   reads them (its reads ran before its writes, the verify step reads after them), and a
 //!   tombstone is only ever raised, so their order among themselves does not matter either.
 //! - Every merged insert or upsert is followed by one [`crate::strict::COUNT_WARNINGS`]: the
 //!   warning count of a statement covers all its rows. A refused or warned share is diagnosed

@@ -10,10 +10,12 @@
 //! 1. **read** (`read.rs`): the target rows each change touches — by primary key and by every
 //!    unique key of the incoming row — with `SELECT .. FOR UPDATE` (integer primary keys in
 //!    one `IN` read per table, the other lookups one statement each, joined into queries that
-//!    fit `max_allowed_packet` ([`crate::size`]), sent after the previous level's writes were
-//!    sent on their own); then the target's binlog position, and, once the local-delete reader
-//!    ([`local`]) has passed that position, the tombstones of keys found missing and the
-//!    claims of the incoming unique values ([`tombstone`]);
+//!    fit `max_allowed_packet` ([`crate::size`]), the first of them carrying the previous
+//!    level's writes in front); then the target's binlog position, and the tombstones of keys
+//!    found missing and the claims of the incoming unique values ([`tombstone`]), which count
+//!    once the local-delete reader ([`local`]) has passed that position: read with the
+//!    lookups for the keys likely missing when the reader had passed it already, after them
+//!    otherwise;
 //! 2. **decide** ([`decide`], pure): which image wins, what to write, and what was lost;
 //! 3. **write**: the outcome with plain statements (`INSERT` of a row that was missing,
 //!    `UPDATE` / `DELETE` of a locked row, `DELETE` of rows that hold a unique value the

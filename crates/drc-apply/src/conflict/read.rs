@@ -4,18 +4,23 @@
 //!
 //! Ordering, each point needed by the one after it:
 //!
-//! 1. The caller has flushed every earlier statement (the previous level's writes) on its own
-//!    before the lookups are sent, so each lookup query holds `SELECT`s only and returns one
-//!    result set per statement ([`select_sets`]). (Reading writes' results and `SELECT`s from
-//!    one multi-statement query with mysql_async 0.37's `collect()` + `is_empty()` can end
-//!    early and hide a later statement's error.)
+//! 1. What the caller still holds (the transaction's start, the previous level's writes) runs
+//!    first, in the lookups' query: the server runs the statements of a query in order and
+//!    stops at the first that fails, and [`crate::query::select_sets`] returns that error
+//!    whichever statement it was.
 //! 2. The lookups lock the rows found (`FOR UPDATE`) until the apply transaction commits.
-//! 3. The position is read *after* the lookups (the last statement of their last query):
-//!    every local delete that removed a row found missing is at or before it.
-//! 4. The tombstones and claims are read only once the local-delete reader has passed that
-//!    position ([`Progress::wait_covers`]), so each such delete has its tombstone committed.
-//!    The same read fetches the keys of the previous level's writes that
-//!    [`super::verify`] checks again.
+//! 3. The position is read *after* the lookups (in their last query): every local delete that
+//!    removed a row found missing is at or before it.
+//! 4. The tombstones and claims count only when read after the local-delete reader has passed
+//!    that position ([`Progress::passed`]), so each such delete has its tombstone committed.
+//!    They are *guessed* and read in the lookups' query too, after the position
+//!    ([`guessed_keys`]: the keys of inserts, of folded chains, and the claims); that read
+//!    counts when the reader had already passed the position before the query was sent.
+//!    Otherwise, and for keys found missing that were not guessed, they are read after the
+//!    lookups, once the reader has passed the position ([`Progress::wait_covers`]). That read
+//!    also fetches the keys of the previous level's writes that [`super::verify`] checks
+//!    again. On a target without local writes (or whose reader keeps up), a level is then one
+//!    round trip of reads.
 //!
 //! Every query fits the target's `max_allowed_packet` ([`crate::size`]): reads are split into
 //! several queries of the one transaction. Errors: a failed statement is
@@ -23,9 +28,9 @@
 //! [`LinkError::ConflictRead`] (transient: the share is decided again); a position that does
 //! not parse is [`LinkError::TargetPosition`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use drc_core::change::Image;
+use drc_core::change::{ChangeKind, Image};
 use drc_core::position::Position;
 use drc_core::schema::TableSchema;
 use mysql_async::prelude::Queryable;
@@ -38,6 +43,8 @@ use super::sql::{in_lookup_sqls, integer_key, lookup_sql};
 use super::tombstone::{self, Progress};
 use super::verify::Unverified;
 use super::LwwChange;
+use crate::query::run_then_read;
+use crate::size::Joiner;
 use crate::LinkError;
 
 /// Tombstones and claims by `(db.table, key hash)`: of both tombstone tables, the higher rank.
@@ -77,11 +84,12 @@ pub(super) struct LevelRead {
     pub(super) rechecked: bool,
 }
 
-/// The read step: sends the lookups of `level` (after the caller flushed earlier statements),
-/// reads the target's position, and — when a key was found missing, a change claims unique
-/// values, or `recheck` (the previous level's writes to verify) holds keys — waits for the
-/// local-delete reader to pass that position and reads the tombstones and claims.
-/// `limit` bounds each query ([`crate::size::Joiner::limit`]).
+/// The read step: runs what `pending` holds, sends the lookups of `level`, reads the target's
+/// position and the guessed tombstones and claims, and — when a key was found missing, a
+/// change claims unique values, or `recheck` (the previous level's writes to verify) holds
+/// keys, and the guess does not cover them — waits for the local-delete reader to pass that
+/// position and reads the rest (module docs, point 4). `pending`'s limit bounds each query
+/// ([`crate::size::Joiner::limit`]).
 ///
 /// When no local transaction committed between the position read before the previous level's
 /// writes ([`Unverified::before`]) and this read's position
@@ -92,48 +100,62 @@ pub(super) struct LevelRead {
 pub(super) async fn read_level(
     conn: &mut Conn,
     meta: &str,
-    limit: usize,
-    max_allowed_packet: u64,
+    pending: &mut Joiner,
     level: &[LwwChange<'_>],
     progress: Option<&mut Progress>,
     recheck: &Unverified,
 ) -> Result<LevelRead, LinkError> {
-    // The position query rides at the end of the lookups' last query: the server runs it
-    // after them (point 3), and it costs no round trip of its own.
-    let position_query = progress.as_deref().map(|p| p.position_query);
-    let (found, position_set) =
-        read_rows(conn, level, limit, max_allowed_packet, position_query).await?;
-    let position = match (progress.as_deref(), position_set) {
-        (Some(p), Some(rows)) => {
-            let text = rows
-                .first()
-                .and_then(|r| r.get_opt::<Option<String>, _>(0))
-                .and_then(Result::ok)
-                .flatten()
-                .unwrap_or_default();
-            parse_position(p.position_query, &text)?
-        }
-        _ => None,
+    let limit = pending.limit();
+    // The reader's progress before anything is sent: a tombstone read in the lookups' query
+    // is complete when the reader had already passed the position read there (point 4).
+    let reader_before = progress.as_deref().map(Progress::reader);
+    let guessed = guessed_keys(level);
+    // After the lookups, in the same query: the position (point 3), then the guessed
+    // tombstones and claims.
+    let mut tail: Vec<String> = progress
+        .as_deref()
+        .map(|p| p.position_query.to_string())
+        .into_iter()
+        .collect();
+    tail.extend(tombstone_reads(meta, &guessed, limit));
+    let (found, tail_sets) = read_rows(conn, pending, level, &tail).await?;
+    let mut tail_sets = tail_sets.into_iter();
+    let position = match progress.as_deref() {
+        Some(p) => position_of(p, tail_sets.next().unwrap_or_default())?,
+        None => None,
     };
     let quiet = match (progress.as_deref(), &recheck.before, &position) {
         (Some(p), Some(a), Some(b)) => p.no_local_commit_between(a, b),
         _ => false,
     };
-    let recheck = if quiet { Vec::new() } else { recheck.keys() };
-    let any_missing = found.iter().any(|f| f.tomb_at.iter().any(Option::is_some));
-    let any_claims = found.iter().any(|f| !f.claims.is_empty());
+    let mut needed = if quiet { Vec::new() } else { recheck.keys() };
+    for (lc, f) in level.iter().zip(&found) {
+        for h in f.tomb_at.iter().flatten().chain(&f.claims) {
+            needed.push((lc.change.table.qualified_name(), *h));
+        }
+    }
     let mut marks = Marks::new();
-    if any_missing || any_claims || !recheck.is_empty() {
-        if let Some(p) = progress {
+    if !needed.is_empty() {
+        let complete = match (progress.as_deref(), &position) {
+            (Some(p), Some(at)) => reader_before.flatten().is_some_and(|r| p.passed(&r, at)),
+            // No reader: only drc's own tombstones count, all committed before the read. No
+            // position: nothing was ever written on the target, so no local delete either.
+            _ => true,
+        };
+        if complete {
+            for set in tail_sets {
+                raise_rows(&mut marks, &set);
+            }
+            let guessed: HashSet<&(String, [u8; 32])> = guessed.iter().collect();
+            needed.retain(|k| !guessed.contains(k));
+        } else if let Some(p) = progress {
             wait_for_reader(p, position.as_ref()).await?;
         }
-        let mut keys = recheck;
-        for (lc, f) in level.iter().zip(&found) {
-            for h in f.tomb_at.iter().flatten().chain(&f.claims) {
-                keys.push((lc.change.table.qualified_name(), *h));
+        if !needed.is_empty() {
+            for (key, t) in read_tombstones(conn, meta, &needed, limit).await? {
+                t.raise_in(&mut marks, key);
             }
         }
-        marks = read_tombstones(conn, meta, &keys, limit).await?;
     }
     Ok(LevelRead {
         found,
@@ -141,6 +163,35 @@ pub(super) async fn read_level(
         marks,
         rechecked: !quiet,
     })
+}
+
+/// The tombstone and claim keys the decisions of `level` will most likely need, read with
+/// the lookups before it is known which keys are missing: the key of each insert, the new key
+/// of each update that changes it, every key of a folded chain's change
+/// ([`Found::tomb_at`]), and every claim. Deletes and updates in place expect their row to
+/// exist; when it is missing after all, its tombstone is read after the lookups.
+fn guessed_keys(level: &[LwwChange<'_>]) -> Vec<(String, [u8; 32])> {
+    let mut out = Vec::new();
+    for lc in level {
+        let c = lc.change;
+        let t = &*c.table;
+        let name = t.qualified_name();
+        for (i, img) in tomb_lookups(c) {
+            let likely_missing = lc.chained
+                || match c.kind {
+                    ChangeKind::Insert => true,
+                    ChangeKind::Update => i == 1,
+                    ChangeKind::Delete => false,
+                };
+            if likely_missing {
+                out.push((name.clone(), decide::image_pk_hash(t, img)));
+            }
+        }
+        for h in claim_lookups(c) {
+            out.push((name.clone(), h));
+        }
+    }
+    out
 }
 
 /// The lookups of a level, grouped for reading: primary-key lookups of integer keys are
@@ -187,15 +238,16 @@ impl<'a> LookupPlan<'a> {
     }
 }
 
-/// Reads the rows of every lookup of `level` and maps them back to their changes; with
-/// `last`, also runs that `SELECT` after every lookup and returns its rows.
+/// Runs what `pending` holds, then reads the rows of every lookup of `level` and maps them
+/// back to their changes; also runs the `tail` reads after every lookup and returns their
+/// result sets, in order.
 async fn read_rows(
     conn: &mut Conn,
+    pending: &mut Joiner,
     level: &[LwwChange<'_>],
-    limit: usize,
-    max_allowed_packet: u64,
-    last: Option<&str>,
-) -> Result<(Vec<Found>, Option<Vec<mysql_async::Row>>), LinkError> {
+    tail: &[String],
+) -> Result<(Vec<Found>, Vec<Vec<mysql_async::Row>>), LinkError> {
+    let limit = pending.limit();
     let plan = LookupPlan::new(level);
     // One read per `IN` chunk of a group (`Some(group)`), then one per single lookup.
     let mut reads: Vec<String> = Vec::new();
@@ -208,29 +260,32 @@ async fn read_rows(
     }
     read_group.extend(std::iter::repeat_n(None, plan.singles.len()));
     reads.extend(plan.singles);
-    if let Some(q) = last {
-        reads.push(q.to_string());
-    }
-    let mut sets = read_all(conn, &reads, limit, max_allowed_packet).await?;
-    drop(reads);
-    let last_set = match last {
-        Some(_) if sets.len() == read_group.len() + 1 => sets.pop(),
-        Some(_) => {
-            return Err(LinkError::ConflictRead(format!(
-                "expected {} lookup results and the position from the target and got {} results",
-                read_group.len(),
-                sets.len()
-            )))
-        }
-        None => None,
+    reads.extend(tail.iter().cloned());
+    let what = if pending.is_empty() {
+        "reading target rows for conflict resolution"
+    } else {
+        "applying changes and reading target rows for conflict resolution"
     };
-    if sets.len() != read_group.len() {
+    let prefix = pending.take();
+    let mut sets = run_then_read(
+        conn,
+        prefix,
+        &reads,
+        limit,
+        pending.max_allowed_packet(),
+        what,
+    )
+    .await?;
+    drop(reads);
+    if sets.len() != read_group.len() + tail.len() {
         return Err(LinkError::ConflictRead(format!(
-            "expected {} lookup results from the target and got {}",
+            "expected {} lookup results and {} more from the target and got {} results",
             read_group.len(),
+            tail.len(),
             sets.len()
         )));
     }
+    let tail_sets = sets.split_off(read_group.len());
     let mut by_key: Vec<HashMap<[u8; 32], Row>> = vec![HashMap::new(); plan.groups.len()];
     let mut single_sets = Vec::new();
     for (g, rows) in read_group.iter().zip(sets) {
@@ -279,7 +334,7 @@ async fn read_rows(
             claims: claim_lookups(lc.change),
         });
     }
-    Ok((out, last_set))
+    Ok((out, tail_sets))
 }
 
 /// Reads one lookup's result rows in canonical form.
@@ -303,54 +358,6 @@ fn rows_of(t: &TableSchema, rows: Vec<mysql_async::Row>) -> Vec<Row> {
         .collect()
 }
 
-/// Sends `q` and returns the rows of every result set that has columns (the `SELECT`s), in
-/// order; statements without a result set (the writes) are skipped.
-async fn select_sets(conn: &mut Conn, q: String) -> Result<Vec<Vec<mysql_async::Row>>, LinkError> {
-    let what = "reading target rows for conflict resolution";
-    let mut result = conn
-        .query_iter(q)
-        .await
-        .map_err(|e| LinkError::target(what, e))?;
-    let mut sets = Vec::new();
-    loop {
-        let is_select = !result.columns_ref().is_empty();
-        let rows: Vec<mysql_async::Row> = result
-            .collect()
-            .await
-            .map_err(|e| LinkError::target(what, e))?;
-        if is_select {
-            sets.push(rows);
-        }
-        if result.is_empty() {
-            break;
-        }
-    }
-    Ok(sets)
-}
-
-/// Sends `reads` (each a `SELECT`) in queries of at most `limit` bytes and returns their
-/// result sets, one per read, in order.
-async fn read_all(
-    conn: &mut Conn,
-    reads: &[String],
-    limit: usize,
-    max_allowed_packet: u64,
-) -> Result<Vec<Vec<mysql_async::Row>>, LinkError> {
-    let mut sets = Vec::with_capacity(reads.len());
-    for chunk in crate::size::chunks(reads, 0, limit, |r| r.len() + 2) {
-        let q = chunk.join(";\n");
-        if q.len() > crate::size::budget(max_allowed_packet) {
-            return Err(LinkError::StatementTooLarge {
-                what: "conflict resolution read",
-                bytes: q.len(),
-                max_allowed_packet,
-            });
-        }
-        sets.extend(select_sets(conn, q).await?);
-    }
-    Ok(sets)
-}
-
 fn text(r: &mysql_async::Row, i: usize) -> Option<String> {
     match r.as_ref(i) {
         Some(mysql_async::Value::Bytes(b)) => String::from_utf8(b.clone()).ok(),
@@ -370,23 +377,45 @@ pub(super) async fn wait_for_reader(
     }
 }
 
-/// The target's position (the local-delete reader's position query), parsed once here:
-/// `None` when the server has none (NULL or empty: nothing was ever written there), and
-/// [`LinkError::TargetPosition`] when its text does not parse.
-pub(super) async fn read_position(
+/// Runs what `pending` holds and then reads the target's position (the local-delete reader's
+/// position query), in one query when it fits ([`position_of`]).
+pub(super) async fn position_after(
     conn: &mut Conn,
+    pending: &mut Joiner,
     p: &Progress,
 ) -> Result<Option<Position>, LinkError> {
-    let text = conn
-        .query_first::<Option<String>, _>(p.position_query)
-        .await
-        .map_err(|e| LinkError::target("reading the target's position", e))?
+    let what = if pending.is_empty() {
+        "reading the target's position"
+    } else {
+        "applying changes and reading the target's position"
+    };
+    let prefix = pending.take();
+    let sets = run_then_read(
+        conn,
+        prefix,
+        &[p.position_query.to_string()],
+        pending.limit(),
+        pending.max_allowed_packet(),
+        what,
+    )
+    .await?;
+    position_of(p, sets.into_iter().next().unwrap_or_default())
+}
+
+/// The position in the rows of a position query, parsed once here: `None` when the server
+/// has none (NULL or empty: nothing was ever written there), and
+/// [`LinkError::TargetPosition`] when its text does not parse.
+fn position_of(p: &Progress, rows: Vec<mysql_async::Row>) -> Result<Option<Position>, LinkError> {
+    let text = rows
+        .first()
+        .and_then(|r| r.get_opt::<Option<String>, _>(0))
+        .and_then(Result::ok)
         .flatten()
         .unwrap_or_default();
     parse_position(p.position_query, &text)
 }
 
-/// The position in a position query's answer `text` (see [`read_position`]).
+/// The position in a position query's answer `text` (see [`position_of`]).
 fn parse_position(query: &'static str, text: &str) -> Result<Option<Position>, LinkError> {
     if text.trim().is_empty() {
         return Ok(None);
@@ -400,6 +429,32 @@ fn parse_position(query: &'static str, text: &str) -> Result<Option<Position>, L
         })
 }
 
+/// The reads of the tombstones at `keys` (both tables, [`tombstone::read_many_sql`]), each
+/// at most `limit` bytes.
+fn tombstone_reads(meta: &str, keys: &[(String, [u8; 32])], limit: usize) -> Vec<String> {
+    // A key costs its hash in both tables' `IN` lists, at most its table's clause twice.
+    let cost = |(t, _): &(String, [u8; 32])| 2 * (t.len() + 120);
+    crate::size::chunks(keys, 512 + meta.len() * 2, limit, cost)
+        .into_iter()
+        .filter_map(|chunk| tombstone::read_many_sql(meta, chunk))
+        .collect()
+}
+
+/// Adds the tombstones of a [`tombstone_reads`] result to `marks`: of the applied and the
+/// local table, the higher rank counts.
+fn raise_rows(marks: &mut Marks, rows: &[mysql_async::Row]) {
+    for (key, t) in rows.iter().filter_map(|r| {
+        tombstone::from_many_row(
+            &text(r, 0).unwrap_or_default(),
+            &text(r, 1).unwrap_or_default(),
+            &text(r, 2).unwrap_or_default(),
+            &text(r, 3).unwrap_or_default(),
+        )
+    }) {
+        t.raise_in(marks, key);
+    }
+}
+
 /// The tombstones at `keys`, in reads of at most `limit` bytes.
 pub(super) async fn read_tombstones(
     conn: &mut Conn,
@@ -408,27 +463,12 @@ pub(super) async fn read_tombstones(
     limit: usize,
 ) -> Result<Marks, LinkError> {
     let mut out = Marks::new();
-    // A key costs its hash in both tables' `IN` lists, at most its table's clause twice.
-    let cost = |(t, _): &(String, [u8; 32])| 2 * (t.len() + 120);
-    for chunk in crate::size::chunks(keys, 512 + meta.len() * 2, limit, cost) {
-        let Some(q) = tombstone::read_many_sql(meta, chunk) else {
-            continue;
-        };
+    for q in tombstone_reads(meta, keys, limit) {
         let rows: Vec<mysql_async::Row> = conn
             .query(q)
             .await
             .map_err(|e| LinkError::target("reading tombstones", e))?;
-        for (key, t) in rows.iter().filter_map(|r| {
-            tombstone::from_many_row(
-                &text(r, 0).unwrap_or_default(),
-                &text(r, 1).unwrap_or_default(),
-                &text(r, 2).unwrap_or_default(),
-                &text(r, 3).unwrap_or_default(),
-            )
-        }) {
-            // The applied and the local table: the higher rank counts.
-            t.raise_in(&mut out, key);
-        }
+        raise_rows(&mut out, &rows);
     }
     Ok(out)
 }

@@ -275,8 +275,14 @@ impl Progress {
         Some(p)
     }
 
-    /// True when `reader` has read every local transaction up to `p`.
-    fn passed(&self, reader: &Position, p: &Position) -> bool {
+    /// Where the reader has read to now (`None` before its first report).
+    pub fn reader(&self) -> Option<Position> {
+        self.rx.borrow().clone()
+    }
+
+    /// True when `reader` (a position of the reader) has read every local transaction up to
+    /// `p`.
+    pub fn passed(&self, reader: &Position, p: &Position) -> bool {
         match (self.local_domain, reader, p) {
             (Some(d), Position::MariaGtid(r), Position::MariaGtid(t)) => match t.get(d) {
                 Some(g) => r.get(d).is_some_and(|h| h.seq >= g.seq),

@@ -24,7 +24,7 @@ use mysql_async::Conn;
 
 use super::canon::Canon;
 use super::decide::{self, claim_hash, Row, Tomb, Write};
-use super::read::{read_position, read_tombstones, wait_for_reader, Marks};
+use super::read::{position_after, read_tombstones, wait_for_reader, Marks};
 use super::tombstone::{self, Progress};
 use crate::size::Joiner;
 use crate::LinkError;
@@ -124,8 +124,8 @@ impl Unverified {
         check_written(&self.written, marks)
     }
 
-    /// The check of the last level's writes: sends them (`pending` is flushed), reads the
-    /// target's position after them and — unless no local transaction committed since
+    /// The check of the last level's writes: sends them (what `pending` holds) and reads the
+    /// target's position after them in one query, and — unless no local transaction committed since
     /// `before` ([`Progress::no_local_commit_between`]) — waits for the local-delete reader
     /// to pass it and reads the tombstones and claims again.
     pub(super) async fn finish(
@@ -141,8 +141,8 @@ impl Unverified {
         if self.written.is_empty() {
             return Ok(());
         }
-        pending.flush(conn).await?;
-        let after = read_position(conn, p).await?;
+        // The writes and the position after them in one query.
+        let after = position_after(conn, pending, p).await?;
         let quiet = match (&self.before, &after) {
             (Some(a), Some(b)) => p.no_local_commit_between(a, b),
             _ => false,
