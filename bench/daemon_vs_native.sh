@@ -16,7 +16,9 @@
 # for each durability of the target: relaxed (innodb_flush_log_at_trx_commit=2, sync_binlog=0)
 # and durable (1 and 1). Every target's CHECKSUM TABLE of every table must equal a's, or the run
 # fails. Prints one table: wall seconds from the start of apply until the target holds a's end
-# position, row changes/s, CPU seconds of the target's mariadbd and of the drc process, and drc's
+# position, row changes/s, CPU seconds of the target's mariadbd, of the source's mariadbd (it
+# sends its binlog to either contender) and of the drc process, how busy the whole machine's
+# CPUs were meanwhile (/proc/stat: everything but idle and iowait, kernel included), and drc's
 # peak RSS (VmHWM). The machine and its load are printed with the table.
 #
 # Usage: bench/daemon_vs_native.sh [--txns N] [--rows N] [--tables N] [--modes relaxed,durable]
@@ -71,6 +73,17 @@ A_SUM=$(checksums "$A_PORT")
 CHANGES=$((TXNS * 4))
 echo "backlog: $TXNS oltp_write_only transactions ($CHANGES row changes) on $TABLES x $ROWS rows; a's GTIDs $START .. $END"
 
+# machine_ticks: "busy total" jiffies of all CPUs from /proc/stat (busy: all but idle, iowait).
+machine_ticks() {
+  awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+}
+# busy_pct "BUSY0 TOTAL0" "BUSY1 TOTAL1": the share of the CPUs' time that was busy in between.
+busy_pct() {
+  local b0 t0 b1 t1
+  read -r b0 t0 <<<"$1"; read -r b1 t1 <<<"$2"
+  calc "100 * ($b1 - $b0) / ($t1 - $t0)"
+}
+
 results=()
 for mode in ${MODES//,/ }; do
   case "$mode" in
@@ -88,20 +101,20 @@ for mode in ${MODES//,/ }; do
       native:*)
         threads=${who#native:}
         replicate_from_a "$B_PORT" "$START" "$threads"
-        cpu0=$(cpu_s "$B_PID"); t0=$(date +%s.%N)
+        cpu0=$(cpu_s "$B_PID"); s0=$(cpu_s "$A_PID"); m0=$(machine_ticks); t0=$(date +%s.%N)
         sql "$B_PORT" "START SLAVE"
         until [ "$(sql "$B_PORT" "SELECT MASTER_GTID_WAIT('$END', 1)")" = "0" ]; do
           err=$(sql "$B_PORT" "SHOW SLAVE STATUS\G" | awk -F': ' '/Last_SQL_Error/ {print $2}')
           [ -z "$err" ] || { echo "native replication failed: $err" >&2; exit 1; }
         done
-        t1=$(date +%s.%N); cpu1=$(cpu_s "$B_PID")
+        t1=$(date +%s.%N); cpu1=$(cpu_s "$B_PID"); s1=$(cpu_s "$A_PID"); m1=$(machine_ticks)
         sql "$B_PORT" "STOP SLAVE"
         ;;
       drc:*)
         version='""'
         [ "$who" = drc:lww ] && version='"updated_at"'
         drc_config "$WORK/$name.toml" "$version" "${DRC_EXTRA_TOML:-}"
-        cpu0=$(cpu_s "$B_PID"); t0=$(date +%s.%N)
+        cpu0=$(cpu_s "$B_PID"); s0=$(cpu_s "$A_PID"); m0=$(machine_ticks); t0=$(date +%s.%N)
         metrics=$(free_port)
         "$DRC" run --config "$WORK/$name.toml" --center b --start "a=$START" --log warn \
           --metrics-listen "127.0.0.1:$metrics" 2>"$WORK/$name.drc.log" &
@@ -109,11 +122,9 @@ for mode in ${MODES//,/ }; do
         PIDS+=("$DRC_PID")
         # Done when the link has applied up to a's end position, every worker's share of the
         # last batch included.
-        until [ "$(link_position "$metrics")" = "$END" ]; do
-          kill -0 "$DRC_PID" 2>/dev/null || { echo "drc run stopped:" >&2; cat "$WORK/$name.drc.log" >&2; exit 1; }
-          sleep 0.05
-        done
-        t1=$(date +%s.%N); cpu1=$(cpu_s "$B_PID")
+        wait_link_position "$metrics" "$END" "$DRC_PID" ||
+          { echo "drc run stopped:" >&2; cat "$WORK/$name.drc.log" >&2; exit 1; }
+        t1=$(date +%s.%N); cpu1=$(cpu_s "$B_PID"); s1=$(cpu_s "$A_PID"); m1=$(machine_ticks)
         drc_cpu=$(cpu_s "$DRC_PID")
         rss=$(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$DRC_PID/status")
         kill "$DRC_PID"; wait "$DRC_PID" 2>/dev/null || true
@@ -123,8 +134,9 @@ for mode in ${MODES//,/ }; do
     B_SUM=$(checksums "$B_PORT")
     [ "$B_SUM" = "$A_SUM" ] || { echo "$mode $who: checksums differ: a $A_SUM, b $B_SUM" >&2; exit 1; }
     wall=$(calc "$t1 - $t0")
-    line=$(printf "%-8s %-9s %8.3f %9.0f %8.2f %8s %11s" "$mode" "$who" "$wall" \
-      "$(calc "$CHANGES / $wall")" "$(calc "$cpu1 - $cpu0")" "$drc_cpu" "$rss")
+    line=$(printf "%-8s %-9s %8.3f %9.0f %8.2f %8.2f %8s %7.0f %11s" "$mode" "$who" "$wall" \
+      "$(calc "$CHANGES / $wall")" "$(calc "$cpu1 - $cpu0")" "$(calc "$s1 - $s0")" "$drc_cpu" \
+      "$(busy_pct "$m0" "$m1")" "$rss")
     echo "$line" >&2
     results+=("$line")
     [ -n "${KEEP:-}" ] || stop_server "$B_PID"
@@ -133,6 +145,6 @@ for mode in ${MODES//,/ }; do
 done
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-8s %-9s %8s %9s %8s %8s %11s\n" mode contender "wall s" "rows/s" "T cpu s" "drc cpu" "drc VmHWM"
+printf "%-8s %-9s %8s %9s %8s %8s %8s %7s %11s\n" mode contender "wall s" "rows/s" "T cpu s" "S cpu s" "drc cpu" "busy %" "drc VmHWM"
 printf "%s\n" "${results[@]}"
 echo "(every target's CHECKSUM TABLE equals a's: $A_SUM)"

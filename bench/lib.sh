@@ -64,11 +64,12 @@ bench_cleanup() {
 
 # sysbench_source TABLES ROWS: source server a (relaxed) with a sysbench schema of TABLES
 # tables of ROWS rows, each with the `updated_at` version column last-writer-wins uses (source
-# wins ignores it). Sets A_PORT and SB, the sysbench command with its connection and tables.
+# wins ignores it). Sets A_PORT, A_PID and SB, the sysbench command with its connection and
+# tables.
 sysbench_source() {
   local i
   start_server a 1 2 0
-  A_PORT=$PORT
+  A_PORT=$PORT A_PID=$PID
   SB=(sysbench --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$A_PORT" --mysql-user=root
       --mysql-db=sbtest --tables="$1" --table-size="$2" --rand-seed=20261204)
   sql "$A_PORT" "CREATE DATABASE sbtest"
@@ -129,15 +130,30 @@ ${3:-}
 TOML
 }
 
-# link_position METRICS_PORT: the position of the link a->b in that daemon's /health: what it
-# has applied completely (empty until its first batch). (A worker's row in drc_meta.checkpoint is not enough: the other
-# workers of the same batch may still be committing.)
-link_position() {
-  { curl -s "http://127.0.0.1:$1/health" 2>/dev/null || true; } | python3 -c '
-import json, sys
-try:
-    links = json.load(sys.stdin)["links"]
-except Exception:
-    sys.exit(0)
-print(next((l.get("position") or "" for l in links if l.get("link") == "a->b"), ""))' || true
+# wait_link_position METRICS_PORT POSITION PID: waits until the link a->b of the daemon PID,
+# whose /health listens on METRICS_PORT, has applied up to POSITION completely (a worker's row
+# in drc_meta.checkpoint is not enough: the other workers of the same batch may still be
+# committing). One python3 process polls every 20 ms: a new curl and python3 per poll cost a
+# third of a core on a 2-core machine, taken from the daemon being measured. Fails when PID
+# exits first.
+wait_link_position() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, os, sys, time, urllib.request
+port, want, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url = f"http://127.0.0.1:{port}/health"
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            links = json.load(r).get("links", [])
+        pos = next((l.get("position") or "" for l in links if l.get("link") == "a->b"), "")
+        if pos == want:
+            sys.exit(0)
+    except Exception:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)
+    time.sleep(0.02)
+PY
 }
