@@ -97,25 +97,30 @@ fn warnings_of(rows: Vec<Row>) -> Vec<(String, u32, String)> {
         .collect()
 }
 
-/// Sends `prefix` (drc's own statements, unchecked, one round trip), then each of `stmts` in a
-/// round trip of its own, so that an error is the statement's without doubt; a statement whose
-/// OK packet counts warnings is followed by `SHOW WARNINGS`. (Results of one multi-statement
-/// query are not used for this: mysql_async 0.37 can end such a result early after an error
-/// in a later statement, which hides the error.)
+/// Sends each of `stmts` in a round trip of its own, the first with `prefix` (drc's own
+/// statements: the transaction's start, the origin marker) in front, so that an error is the
+/// statement's without doubt (or the prefix's, whose statements do not fail on data); a
+/// statement whose OK packet counts warnings (the last OK packet of the query: the
+/// statement's) is followed by `SHOW WARNINGS`. Without statements, `prefix` is sent alone.
+/// The prefix is a few hundred bytes: the margin of [`crate::size::budget`] leaves room for it
+/// beside a statement of the full budget.
 pub(crate) async fn run(
     conn: &mut Conn,
     prefix: &str,
     stmts: &[Statement<'_>],
 ) -> Result<(), Failure> {
-    if !prefix.is_empty() {
+    if stmts.is_empty() && !prefix.is_empty() {
         conn.query_drop(prefix)
             .await
             .map_err(|e| Failure::Error(None, e))?;
     }
     for (i, s) in stmts.iter().enumerate() {
-        conn.query_drop(&s.sql)
-            .await
-            .map_err(|e| Failure::Error(Some(i), e))?;
+        let sent = if i == 0 && !prefix.is_empty() {
+            conn.query_drop(format!("{prefix};\n{}", s.sql)).await
+        } else {
+            conn.query_drop(&s.sql).await
+        };
+        sent.map_err(|e| Failure::Error(Some(i), e))?;
         if conn.get_warnings() > 0 {
             let rows: Vec<Row> = conn
                 .query("SHOW WARNINGS")

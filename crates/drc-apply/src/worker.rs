@@ -489,7 +489,6 @@ impl Applier {
     }
 }
 
-/// True for a duplicate-key error of the target ([`drc_mysql::codes::DUPLICATE_KEY`]).
 /// The `(term, replica)` of the fence check's answer `sets` (`None` when the fence row is
 /// missing); a row of other types is [`LinkError::Checkpoint`].
 fn fence_row(sets: Vec<Vec<mysql_async::Row>>, f: &Fence) -> Result<Option<(u64, u32)>, LinkError> {
@@ -506,6 +505,7 @@ fn fence_row(sets: Vec<Vec<mysql_async::Row>>, f: &Fence) -> Result<Option<(u64,
     }
 }
 
+/// True for a duplicate-key error of the target ([`drc_mysql::codes::DUPLICATE_KEY`]).
 fn is_duplicate(e: &LinkError) -> bool {
     match e {
         LinkError::Target { source, .. } => {
