@@ -8,7 +8,9 @@
 //! move the position. It closes when it holds `batch_rows` changes, or when
 //! the source has been quiet for `batch_delay` after at least one complete transaction (with the
 //! default 0: as soon as no event is ready, so an idle link applies each transaction at once
-//! and batches grow under load with what arrives while the previous one is applied); a batch
+//! and batches grow under load with what arrives while the previous one is applied; while the
+//! reader is catching up on a backlog, it had half its channel filled, and the batch waits one
+//! timer tick for the next transaction instead of closing small); a batch
 //! that only moves the position (dropped or filtered transactions) closes after
 //! [`IDLE_CHECKPOINT`], so the stored position keeps up without a write per transaction.
 //!
@@ -196,6 +198,16 @@ impl Batcher {
         }
     }
 
+    /// The next event if one is ready now (`None` when the reader has none waiting).
+    fn ready(&mut self) -> Option<Result<SourceEvent, LinkError>> {
+        match self.rx.try_recv() {
+            Ok(Ok(ev)) => Some(Ok(ev)),
+            Ok(Err(e)) => Some(Err(LinkError::Source(e))),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Err(LinkError::SourceStopped)),
+        }
+    }
+
     /// The next batch starting at `start`. With `until`, the batch ends exactly at that
     /// position (crash recovery re-forms a batch that was partly applied) and no other rule
     /// closes it.
@@ -230,6 +242,11 @@ impl Batcher {
         let mut skipping: Option<Skipped> = None;
         let mut skip_rows: Vec<serde_json::Value> = Vec::new();
         let mut skip_bytes = 0usize;
+        // The reader held at least half a channel of events for this batch: it is catching
+        // up on a backlog, and an empty channel at a commit means only that it has not decoded
+        // the next transaction yet. Such a batch waits `batch_delay` (at least one timer tick)
+        // for more; a batch of a reader that keeps up closes as soon as nothing is ready.
+        let mut catching_up = false;
         loop {
             let ev = if until.is_none() && !in_txn && b.transactions == 0 {
                 // Cancel-safe: nothing of this batch was received yet.
@@ -243,14 +260,24 @@ impl Batcher {
                 } else {
                     self.batch_delay
                 };
-                match tokio::time::timeout(wait, self.recv()).await {
-                    Ok(ev) => ev?,
-                    Err(_) => return Ok(b),
+                if wait.is_zero() && !catching_up {
+                    // Not a timer of zero: tokio's timers tick in milliseconds, so a zero
+                    // timeout over a pending receive would hold the batch up to a millisecond.
+                    match self.ready() {
+                        Some(ev) => ev?,
+                        None => return Ok(b),
+                    }
+                } else {
+                    match tokio::time::timeout(wait, self.recv()).await {
+                        Ok(ev) => ev?,
+                        Err(_) => return Ok(b),
+                    }
                 }
             } else {
                 self.recv().await?
             };
             b.received.get_or_insert_with(Instant::now);
+            catching_up |= self.rx.len() * 2 >= self.rx.max_capacity();
             let ev = filter_event(&mut self.filter, self.lookup.as_mut(), ev, &b.end).await?;
             let boundary = match ev {
                 SourceEvent::Begin(begin) => {
