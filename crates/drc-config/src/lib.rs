@@ -138,6 +138,9 @@ pub struct Applier {
     pub parallelism: usize,
     /// Row changes per target transaction (a batch; many source transactions share one).
     pub batch_rows: usize,
+    /// Row changes per share of a batch at least: a batch goes to at most one connection per
+    /// this many changes (and at most `parallelism`).
+    pub share_rows: usize,
     /// How long to wait for more changes before committing a partial batch.
     pub batch_delay: Duration,
     /// Rows per multi-row statement.

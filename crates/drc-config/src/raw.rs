@@ -164,6 +164,8 @@ pub struct RawApplier {
     pub parallelism: Option<i64>,
     /// Row changes per target transaction.
     pub batch_rows: Option<i64>,
+    /// Row changes per share of a batch, at least.
+    pub share_rows: Option<i64>,
     /// Milliseconds to wait for more changes before committing a partial batch.
     pub batch_delay_ms: Option<i64>,
     /// Rows per multi-row statement.

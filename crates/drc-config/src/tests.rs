@@ -42,6 +42,7 @@ fn the_minimal_file_works_with_defaults() {
     assert_eq!(c.replication.meta_database, "drc_meta");
     assert_eq!(c.applier.parallelism, 4);
     assert_eq!(c.applier.batch_rows, 2000);
+    assert_eq!(c.applier.share_rows, 256);
     assert_eq!(c.applier.max_transaction_rows, 1_000_000);
     assert!(c.replication.replicates("shop", "orders"));
     assert!(!c.replication.replicates("other", "orders"));

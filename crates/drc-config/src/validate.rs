@@ -435,6 +435,14 @@ pub fn validate(
             "applier.batch_rows",
             &mut e,
         ),
+        share_rows: count(
+            raw.applier.share_rows,
+            256,
+            1,
+            1_000_000,
+            "applier.share_rows",
+            &mut e,
+        ),
         batch_delay: duration_ms(
             raw.applier.batch_delay_ms,
             0,

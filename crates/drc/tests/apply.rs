@@ -18,7 +18,7 @@ async fn updates_of_missing_rows_insert_them_and_deletes_of_missing_rows_are_fin
         "rewrite",
         schema,
         "auto",
-        "[applier]\nparallelism = 4\nbatch_delay_ms = 300\n",
+        "[applier]\nparallelism = 4\nshare_rows = 1\nbatch_delay_ms = 300\n",
     )
     .await;
     cl.start_all();

@@ -138,7 +138,7 @@ impl Replicas {
                  [[center]]\nname = \"b\"\nmysql = \"{}\"\nreplicas = [{}]\nraft_secret_file = \"{}\"\n\n\
                  [replication]\ndatabases = [\"{db}\"]\nmeta_database = \"{meta}\"\n\n\
                  [source]\nreplica_server_id_base = {base}\nheartbeat_ms = 500\nidle_timeout_ms = 5000\n\n\
-                 [applier]\nparallelism = 2\n\n\
+                 [applier]\nparallelism = 2\nshare_rows = 1\n\n\
                  [election]\napply_log_slots = 10000000\n{}\n",
                 servers()[0].url(),
                 servers()[1].url(),

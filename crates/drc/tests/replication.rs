@@ -200,7 +200,7 @@ async fn unique_key_moves_arrive_in_order_under_parallel_apply() {
         "order",
         schema,
         "auto",
-        "[applier]\nparallelism = 4\nbatch_rows = 5000\nbatch_delay_ms = 200\n",
+        "[applier]\nparallelism = 4\nshare_rows = 1\nbatch_rows = 5000\nbatch_delay_ms = 200\n",
     )
     .await;
     cl.start_all();
@@ -237,7 +237,7 @@ async fn case_insensitive_unique_moves_arrive_in_order_under_parallel_apply() {
         "coll_order",
         schema,
         "auto",
-        "[applier]\nparallelism = 4\nbatch_rows = 5000\nbatch_delay_ms = 200\n",
+        "[applier]\nparallelism = 4\nshare_rows = 1\nbatch_rows = 5000\nbatch_delay_ms = 200\n",
     )
     .await;
     cl.start_all();
@@ -301,7 +301,7 @@ async fn kill9_of_daemons_loses_and_doubles_nothing() {
         "kill9",
         SCHEMA,
         "server_id",
-        "[applier]\nparallelism = 3\nbatch_delay_ms = 5\n",
+        "[applier]\nparallelism = 3\nshare_rows = 1\nbatch_delay_ms = 5\n",
     )
     .await;
     cl.start_all();

@@ -133,6 +133,18 @@ async fn until_shutdown<T>(
 }
 
 /// The checkpoint statement of `c`, followed by the fence's records when the link is fenced.
+/// The workers a batch of `changes` changes is planned for: one per `share_rows` changes
+/// (`[applier] share_rows`), at least one, at most `workers`. A link that keeps up applies
+/// small batches, and each share costs its own transaction (round trips, commit) while the
+/// batch waits for the slowest: on 2 cores, a batch of about 13 rows took 3.3 ms in four shares
+/// and 1.7 ms in one, and the lag at 1,000 txn/s halved (docs/benchmarks.md, 2026-12-06). A
+/// backlog's full batches still use every worker. The count is stored with the batch's
+/// checkpoints, so a partly applied batch is re-planned for the same count after a crash.
+fn shares(changes: usize, share_rows: usize, workers: u32) -> u32 {
+    let by_size = u32::try_from(changes.div_ceil(share_rows.max(1))).unwrap_or(u32::MAX);
+    by_size.clamp(1, workers.max(1))
+}
+
 pub(crate) fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
     let mut q = meta::checkpoint_statement(&spec.replication.meta_database, &spec.name, c);
     if let Some(f) = &spec.fence {
@@ -270,7 +282,10 @@ async fn run(
             seq += 1;
             match &batch.ddl {
                 Some((ev, decision)) => runner.ddl(seq, &batch, ev, decision).await?,
-                None => runner.apply(seq, &batch, workers, &[]).await?,
+                None => {
+                    let n = shares(batch.changes.len(), runner.spec.applier.share_rows, workers);
+                    runner.apply(seq, &batch, n, &[]).await?
+                }
             }
             position = batch.end;
         }
@@ -281,4 +296,22 @@ async fn run(
         .with_label_values(&[runner.spec.name.as_str()])
         .set(0);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_batches_take_one_share_and_full_ones_every_worker() {
+        assert_eq!(shares(0, 256, 4), 1);
+        assert_eq!(shares(1, 256, 4), 1);
+        assert_eq!(shares(256, 256, 4), 1);
+        assert_eq!(shares(257, 256, 4), 2);
+        assert_eq!(shares(2000, 256, 4), 4);
+        assert_eq!(shares(2000, 256, 1), 1);
+        assert_eq!(shares(100_000, 256, 64), 64);
+        assert_eq!(shares(5, 1, 4), 4);
+        assert_eq!(shares(5, 0, 0), 1);
+    }
 }

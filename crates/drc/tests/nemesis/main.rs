@@ -68,11 +68,16 @@ async fn run_schedule(
 ) -> Result<check::Counts, String> {
     let plan: Vec<String> = events.iter().map(|e| format!("  {e}")).collect();
     eprintln!(
-        "nemesis: seed {seed} (lww.u {}), {secs} s of writes under this schedule:\n{}",
+        "nemesis: seed {seed} (lww.u {}; {}), {secs} s of writes under this schedule:\n{}",
         if seed % 2 == 1 {
             "unique"
         } else {
             "not unique: chains fold"
+        },
+        if seed % 4 >= 2 {
+            "share_rows 1: every batch in four shares"
+        } else {
+            "default share_rows"
         },
         plan.join("\n")
     );
