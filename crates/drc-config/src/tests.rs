@@ -75,6 +75,7 @@ loopback = "magic"
 
 [applier]
 parallelism = 0
+share_rows = 0
 "#;
     let e = errors(text);
     let all = e.join("\n");
@@ -87,6 +88,7 @@ parallelism = 0
         "replication.include_tables[0]",
         "replication.loopback",
         "applier.parallelism: 0 is out of range",
+        "applier.share_rows: 0 is out of range",
     ] {
         assert!(all.contains(needle), "lacks {needle:?}:\n{all}");
     }

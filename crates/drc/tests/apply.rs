@@ -291,3 +291,44 @@ async fn replaying_a_link_from_an_earlier_position_is_harmless() {
     );
     cl.wait_converged("t").await;
 }
+
+/// A batch goes to one worker per `[applier] share_rows` changes (256 by default), at most
+/// `parallelism`: one source transaction of 600 rows (one batch: a transaction is never split)
+/// is applied by three of the four workers, each storing the batch with its share; a single
+/// row afterwards is applied by one.
+#[tokio::test]
+async fn a_batch_takes_one_worker_per_share_rows_changes() {
+    let schema = "CREATE TABLE t (id INT PRIMARY KEY, v INT)";
+    let mut cl = Cluster::new("shares", schema, "auto", "[applier]\nparallelism = 4\n").await;
+    cl.start_all();
+    cl.wait_running().await;
+    let mut a = cl.conn(0).await;
+    a.query_drop("INSERT INTO t SELECT seq, seq FROM seq_1_to_600")
+        .await
+        .expect("bulk");
+    assert_eq!(cl.wait_converged("t").await, 600);
+    let mut b = drc_testkit::connect(&servers()[1].url()).await;
+    let q = format!(
+        "SELECT worker, batch, workers FROM `{}_meta`.checkpoint WHERE link = 'a->b' ORDER BY worker",
+        cl.db
+    );
+    let cps: Vec<(u32, u64, u32)> = b.query(&q).await.expect("checkpoints");
+    // Workers 1 and 2 stored the 600-row batch, planned for three; worker 0 too, unless a
+    // later batch (a heartbeat) moved it on; worker 3 never had a share.
+    let of = |w: u32| cps.iter().find(|c| c.0 == w).copied();
+    let (w1, w2) = (of(1), of(2));
+    assert!(
+        matches!((w1, w2), (Some((_, b1, 3)), Some((_, b2, 3))) if b1 == b2),
+        "{cps:?}"
+    );
+    let bulk = w1.map(|c| c.1).unwrap_or_default();
+    assert!(of(0).is_some_and(|c| c.1 >= bulk), "{cps:?}");
+    assert_eq!(of(3), None, "{cps:?}");
+    a.query_drop("INSERT INTO t VALUES (601, 601)")
+        .await
+        .expect("one row");
+    assert_eq!(cl.wait_converged("t").await, 601);
+    let cps: Vec<(u32, u64, u32)> = b.query(&q).await.expect("checkpoints");
+    let newest = cps.iter().max_by_key(|c| c.1).expect("a checkpoint");
+    assert_eq!((newest.0, newest.2), (0, 1), "{cps:?}");
+}
