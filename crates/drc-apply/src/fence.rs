@@ -18,7 +18,9 @@
 //!    second the blockers' server threads are killed (rolled back; see `kill_blockers`).
 //! 2. Every apply transaction begins with `SELECT term ... LOCK IN SHARE MODE` on the fence row
 //!    ([`Fence::check_statement`]) and stops with [`LinkError::Fenced`] (after `ROLLBACK`) when
-//!    the term is not its own. The shared lock is held to `COMMIT`, so the fence cannot move
+//!    the term is not its own. On MariaDB the check is one statement in front of the
+//!    transaction's first query ([`Fence::guard_statement`]: a `SIGNAL` when the term is not
+//!    its own, so nothing after it runs), which saves the check its own round trip. The shared lock is held to `COMMIT`, so the fence cannot move
 //!    while the transaction runs, and once it moved, every later transaction of the old term
 //!    sees it. Hence: after the fence moved to T, no transaction of a term below T commits.
 //! 3. Each apply transaction also stamps the checkpoint rows with its term and writes its
@@ -33,6 +35,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::LinkError;
+
+/// The error code of [`Fence::guard_statement`] (a user-defined `SIGNAL`; no server error has
+/// it).
+pub const FENCED: u16 = 31_998;
 
 /// The term and identity an applier writes under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +59,31 @@ impl Fence {
     /// The locking read that starts every apply transaction; returns `(term, replica)`.
     pub fn check_statement(&self) -> String {
         drc_meta::fence::check_statement(&self.meta, &self.center)
+    }
+
+    /// The check as one statement that fails with [`FENCED`] unless the fence holds this
+    /// term, taking the same shared lock (MariaDB only): it rides in front of the
+    /// transaction's first writes or reads, in their query.
+    pub fn guard_statement(&self) -> String {
+        drc_meta::fence::guard_statement(&self.meta, &self.center, self.term, FENCED)
+    }
+
+    /// True for the error of [`Fence::guard_statement`].
+    pub fn tripped(e: &LinkError) -> bool {
+        matches!(e, LinkError::Target {
+            source: mysql_async::Error::Server(s),
+            ..
+        } if s.code == FENCED)
+    }
+
+    /// The [`LinkError::Fenced`] of a transaction whose guard tripped (rolled back), with the
+    /// fence row read again for the message.
+    pub async fn fenced_now(&self, conn: &mut Conn) -> LinkError {
+        let q = drc_meta::fence::read_statement(&self.meta, &self.center);
+        match conn.query_first::<(u64, u32), _>(q).await {
+            Ok(stored) => self.fenced(stored),
+            Err(e) => LinkError::target("reading the fence", e),
+        }
     }
 
     /// The error for a fence row that is not this replica's term.

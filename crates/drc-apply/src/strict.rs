@@ -7,20 +7,23 @@
 //!   takes, are errors instead of warnings. The rewrite never uses `IGNORE`
 //!   ([`crate::sql`]), which would turn them back into warnings.
 //! - Some changes stay warnings even in strict mode (e.g. a DECIMAL rounded to a narrower scale
-//!   is a Note 1265). Every plain statement is sent in a round trip of its own; when its OK
-//!   packet counts warnings, `SHOW WARNINGS` reads them, and any warning that is not in
-//!   [`IGNORED_WARNINGS`] fails the share.
-//! - So the failing statement is known without doubt. Which row of a multi-row statement failed is found by
-//!   [`diagnose`]: after the share is rolled back, each row is written alone in a transaction
-//!   that is rolled back, until the server refuses one.
-//! - Last-writer-wins writes are decided by drc and sent batched, many statements per query
+//!   is a Note 1265), and any warning that is not in [`IGNORED_WARNINGS`] fails the share.
+//! - On MariaDB a share's statements are sent batched, many per query: the plain (source-wins)
+//!   statements of [`crate::sql`] and the last-writer-wins writes decided by drc
 //!   ([`crate::conflict`]). After each data write of such a query, [`COUNT_WARNINGS`] adds the
 //!   write's warning count to a session variable (a `SET` that reads no table keeps the previous
 //!   statement's diagnostics, so `@@warning_count` is the write's), and [`WARNINGS_CHECK`], sent
 //!   before the checkpoint, fails the query with error [`CHECK_FAILED`] when any write left a
-//!   warning. A refused or warned share is then rolled back and decided again with each write
-//!   sent alone and checked ([`checked_write`]), in a transaction that is rolled back, to name
-//!   the row. No extra round trip is spent on a share that stores exactly.
+//!   warning. No extra round trip is spent on a share that stores exactly.
+//! - A refused or warned share is rolled back and written again in a transaction that is
+//!   rolled back, to name the row: its plain statements each in a round trip of its own
+//!   ([`run`]: when the OK packet counts warnings, `SHOW WARNINGS` reads them), so the failing
+//!   statement is known without doubt, and which row of a multi-row statement failed is found
+//!   by [`diagnose`] (each row written alone until the server refuses one); its last-writer-wins
+//!   changes decided again with each write sent alone and checked ([`checked_write`]).
+//! - On MySQL the plain statements are always sent that way, one per round trip: MySQL 8 warns
+//!   (1287) on every `VALUES()` upsert, which a warning count cannot tell apart from a warning
+//!   about the data.
 //!
 //! Errors of this kind are definite ([`LinkError::Rejected`]): the link stops and the daemon's
 //! restarts meet the same row again until the operator fixes the schema. Transient errors
@@ -259,6 +262,34 @@ fn rejection(t: Option<&TableSchema>, img: Option<&Image>, message: String, at: 
         } else {
             message
         },
+        at: at.to_string(),
+    }))
+}
+
+/// The error of a share whose joined query failed (`first`) although its statements, sent
+/// again each alone ([`run`]), stored exactly: a failed warning check ([`CHECK_FAILED`]) is a
+/// [`LinkError::Rejected`] that names the statements' tables (the target changed a value, and
+/// which row did not show again); any other error stays as it was.
+pub(crate) fn unnamed(stmts: &[Statement<'_>], at: &str, first: LinkError) -> LinkError {
+    let check = matches!(&first, LinkError::Target {
+        source: mysql_async::Error::Server(s),
+        ..
+    } if s.code == CHECK_FAILED);
+    if !check {
+        return first;
+    }
+    let tables: std::collections::BTreeSet<String> = stmts
+        .iter()
+        .filter_map(|s| s.table().map(TableSchema::qualified_name))
+        .collect();
+    LinkError::Rejected(Box::new(Rejection {
+        table: tables.into_iter().collect::<Vec<_>>().join(", "),
+        key: "?".into(),
+        column: "-".into(),
+        value: "-".into(),
+        message: "a write left a warning (the target changed a value), and writing the share \
+                  again statement by statement did not show which"
+            .into(),
         at: at.to_string(),
     }))
 }

@@ -13,7 +13,15 @@
 //! gap locks (see [`crate::conflict`]).
 //! Fence (when the link runs under a term, [`crate::fence`]): each transaction starts with a
 //! locking read of the center's fence row and rolls back with `LinkError::Fenced` when the term
-//! there is not this applier's; that error is never retried.
+//! there is not this applier's; that error is never retried. On MariaDB the read is a statement
+//! in front of the transaction's first query that fails it ([`crate::fence::Fence::guard_statement`]),
+//! so the check costs no round trip of its own.
+//!
+//! Round trips on MariaDB: a source-wins share is one query (start, fence check, statements
+//! with their warning counts, the check, checkpoint, `COMMIT`); a last-writer-wins share is one
+//! query per dependency level (each carrying the previous level's writes) and one for the last
+//! level's writes with the commit ([`crate::conflict`]). On MySQL the fence check and each
+//! source-wins statement take a round trip each ([`crate::strict`]).
 //!
 //! Errors: deadlocks, lock wait timeouts and lost connections are retried (the whole share,
 //! from a clean transaction, with backoff); so is a duplicate-key error of a share with
@@ -37,7 +45,7 @@ use tracing::{info_span, warn, Instrument};
 
 use crate::conflict::decide::Record;
 use crate::conflict::keylock::{keys_of, KeyLocks};
-use crate::conflict::{run_levels, LwwChange};
+use crate::conflict::{run_levels, Deferred, LwwChange};
 use crate::fence::Fence;
 use crate::size::Joiner;
 use crate::sql::Statement;
@@ -116,6 +124,10 @@ pub struct Applier {
     max_allowed_packet: u64,
     /// This applier's index among the link's workers, named by its `worker` span.
     worker: Option<u32>,
+    /// The target is MariaDB (read once per connection): a share's plain statements then go
+    /// out joined, their warnings counted in the server ([`strict`]); elsewhere each is sent
+    /// alone, since MySQL 8 warns (1287) on every `VALUES()` upsert.
+    joined_checks: bool,
 }
 
 /// The query timeout of an applier built without [`Applier::with_limits`].
@@ -138,6 +150,7 @@ impl Applier {
             shutdown: None,
             max_allowed_packet: 0,
             worker: None,
+            joined_checks: false,
         }
     }
 
@@ -193,7 +206,15 @@ impl Applier {
             c.query_drop(&setup)
                 .await
                 .map_err(|e| LinkError::target("setting up the applier session", e))?;
-            self.max_allowed_packet = crate::size::read_max_allowed_packet(&mut c).await?;
+            let (packet, version) = c
+                .query_first::<(u64, String), _>("SELECT @@SESSION.max_allowed_packet, @@version")
+                .await
+                .map_err(|e| LinkError::target("reading max_allowed_packet", e))?
+                .ok_or_else(|| {
+                    LinkError::Setup("SELECT @@max_allowed_packet returned no row".into())
+                })?;
+            self.max_allowed_packet = packet;
+            self.joined_checks = version.to_ascii_lowercase().contains("mariadb");
             self.conn = Some(c);
         }
         match self.conn.as_mut() {
@@ -290,36 +311,56 @@ impl Applier {
         };
         let fence = self.fence.clone();
         self.session().await?;
+        // Known once connected.
+        let mariadb = self.joined_checks;
+        let joined = mariadb && !job.statements.is_empty();
         let mut q = Joiner::new(self.max_allowed_packet, QUERY_BYTES);
         let conn = self.session().await?;
-        if let Some(f) = fence {
-            // The fence check must be answered before anything is written (crate::fence):
-            // the transaction's start and the check are one round trip, the writes follow.
-            let q = format!("START TRANSACTION;\n{}", f.check_statement());
-            let stored = crate::query::select_sets(conn, q, "checking the fence")
-                .await
-                .and_then(|sets| fence_row(sets, &f));
-            match stored {
-                Ok(Some((term, _))) if term == f.term => {}
-                Ok(other) => {
-                    let _ = conn.query_drop("ROLLBACK").await;
-                    return Err(f.fenced(other));
-                }
-                Err(e) => {
-                    let _ = conn.query_drop("ROLLBACK").await;
-                    return Err(e);
+        match &fence {
+            // On MariaDB the fence check is a statement that fails the query unless the term
+            // is this applier's: it rides in front of the transaction's first query.
+            Some(f) if mariadb => {
+                q.push(conn, "START TRANSACTION", "transaction").await?;
+                q.push(conn, &f.guard_statement(), "fence check").await?;
+            }
+            Some(f) => {
+                // The fence check must be answered before anything is written (crate::fence):
+                // the transaction's start and the check are one round trip, the writes follow.
+                let q = format!("START TRANSACTION;\n{}", f.check_statement());
+                let stored = crate::query::select_sets(conn, q, "checking the fence")
+                    .await
+                    .and_then(|sets| fence_row(sets, f));
+                match stored {
+                    Ok(Some((term, _))) if term == f.term => {}
+                    Ok(other) => {
+                        let _ = conn.query_drop("ROLLBACK").await;
+                        return Err(f.fenced(other));
+                    }
+                    Err(e) => {
+                        let _ = conn.query_drop("ROLLBACK").await;
+                        return Err(e);
+                    }
                 }
             }
-        } else {
-            q.push(conn, "START TRANSACTION", "transaction").await?;
+            None => q.push(conn, "START TRANSACTION", "transaction").await?,
         }
         let result = async {
             if let Some(m) = marker {
                 q.push(conn, &m, "origin marker").await?;
             }
-            // The plain statements, each checked for errors and warnings in a round trip of
-            // its own ([`strict::run`]), after drc's prefix.
-            if !job.statements.is_empty() {
+            if joined {
+                // The plain statements joined into the transaction's queries, each followed
+                // by its warning count, checked with the last-writer-wins writes' below.
+                q.push(conn, strict::RESET_WARNINGS, "warning count")
+                    .await?;
+                for s in &job.statements {
+                    q.push(conn, &s.sql, "change").await?;
+                    q.push(conn, strict::COUNT_WARNINGS, "warning count")
+                        .await?;
+                }
+            } else if !job.statements.is_empty() {
+                // Each plain statement checked for errors and warnings in a round trip of
+                // its own ([`strict::run`]), after drc's prefix.
                 let prefix = q.take();
                 if let Err(f) = strict::run(conn, &prefix, &job.statements).await {
                     let _ = conn.query_drop("ROLLBACK").await;
@@ -327,11 +368,14 @@ impl Applier {
                 }
             }
             let mut records = Vec::new();
+            let mut deferred = None;
+            let mut progress = job.progress.clone();
             if !job.lww.is_empty() {
-                let mut progress = job.progress.clone();
-                q.push(conn, strict::RESET_WARNINGS, "warning count")
-                    .await?;
-                records = run_levels(
+                if !joined {
+                    q.push(conn, strict::RESET_WARNINGS, "warning count")
+                        .await?;
+                }
+                (records, deferred) = run_levels(
                     conn,
                     &mut q,
                     &job.lww,
@@ -340,28 +384,37 @@ impl Applier {
                     None,
                 )
                 .await?;
-                q.push(conn, strict::WARNINGS_CHECK, "warning check")
-                    .await?;
-                let (meta, link) = &job.conflict_log;
-                for r in &records {
-                    q.push(
-                        conn,
-                        &crate::conflict::record_sql(meta, link, r),
-                        "conflict record",
-                    )
-                    .await?;
-                }
             }
-            q.push(conn, &job.checkpoint, "checkpoint").await?;
-            q.push(conn, "COMMIT", "commit").await?;
-            q.flush(conn).await?;
+            let checked = joined || !job.lww.is_empty();
+            match commit(conn, &mut q, checked, &records, job).await {
+                // The guard after the last level's writes tripped (a local transaction
+                // committed since its lookups): the writes ran, the rest did not. Check them
+                // as before, then send the rest.
+                Err(e) if Deferred::tripped(&e) => {
+                    let (Some(d), Some(p)) = (deferred, progress.as_mut()) else {
+                        return Err(e);
+                    };
+                    d.settle(conn, q.max_allowed_packet(), &job.conflict_log.0, p)
+                        .await?;
+                    let mut rest = Joiner::new(q.max_allowed_packet(), q.limit());
+                    commit(conn, &mut rest, checked, &records, job).await?;
+                }
+                other => other?,
+            }
             Ok(records)
         }
         .await;
         match result {
-            Err(e) if !job.lww.is_empty() && strict::names_a_row(&e) => {
+            Err(e) if Fence::tripped(&e) => {
                 let _ = conn.query_drop("ROLLBACK").await;
-                Err(self.diagnose_lww(job, e).await)
+                match &fence {
+                    Some(f) => Err(f.fenced_now(conn).await),
+                    None => Err(e),
+                }
+            }
+            Err(e) if (joined || !job.lww.is_empty()) && strict::names_a_row(&e) => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                Err(self.diagnose(job, e).await)
             }
             Err(e) => {
                 let _ = conn.query_drop("ROLLBACK").await;
@@ -369,6 +422,34 @@ impl Applier {
             }
             ok => ok,
         }
+    }
+
+    /// The error of a share whose joined query the target refused or warned about (it is
+    /// rolled back): its plain statements are sent again each alone and checked
+    /// ([`strict::run`]) in a transaction that is rolled back, which names the row; when they
+    /// store exactly, the last-writer-wins writes are ([`Applier::diagnose_lww`]).
+    async fn diagnose(&mut self, job: &Job<'_>, first: LinkError) -> LinkError {
+        if self.joined_checks && !job.statements.is_empty() {
+            let conn = match self.session().await {
+                Ok(c) => c,
+                Err(e) => return e,
+            };
+            let run = strict::run(conn, "START TRANSACTION", &job.statements).await;
+            let _ = conn.query_drop("ROLLBACK").await;
+            match run {
+                Err(f @ (Failure::Warnings(..) | Failure::Error(Some(_), _))) => {
+                    return Self::failure(conn, job, f).await;
+                }
+                Err(Failure::Error(None, e)) => {
+                    return LinkError::target("diagnosing a refused share", e)
+                }
+                Ok(()) if job.lww.is_empty() => {
+                    return strict::unnamed(&job.statements, &job.at, first)
+                }
+                Ok(()) => {}
+            }
+        }
+        self.diagnose_lww(job, first).await
     }
 
     /// The error of a last-writer-wins share whose batched query the target refused or warned
@@ -396,6 +477,7 @@ impl Applier {
                 Some(&job.at),
             )
             .await
+            .map(|(records, _)| records)
         }
         .await;
         let _ = conn.query_drop("ROLLBACK").await;
@@ -487,6 +569,33 @@ impl Applier {
             }
         }
     }
+}
+
+/// The end of a share's transaction, after its writes: the warning check (`checked`), the
+/// conflict records, the checkpoint and `COMMIT`, joined into `q` and sent.
+async fn commit(
+    conn: &mut Conn,
+    q: &mut Joiner,
+    checked: bool,
+    records: &[Record],
+    job: &Job<'_>,
+) -> Result<(), LinkError> {
+    if checked {
+        q.push(conn, strict::WARNINGS_CHECK, "warning check")
+            .await?;
+    }
+    let (meta, link) = &job.conflict_log;
+    for r in records {
+        q.push(
+            conn,
+            &crate::conflict::record_sql(meta, link, r),
+            "conflict record",
+        )
+        .await?;
+    }
+    q.push(conn, &job.checkpoint, "checkpoint").await?;
+    q.push(conn, "COMMIT", "commit").await?;
+    q.flush(conn).await
 }
 
 /// The `(term, replica)` of the fence check's answer `sets` (`None` when the fence row is

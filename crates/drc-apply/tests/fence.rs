@@ -171,3 +171,83 @@ async fn a_standalone_daemon_takes_an_empty_fence_with_term_zero() {
         "{e}"
     );
 }
+
+/// The one-statement check of MariaDB appliers (`Fence::guard_statement`): it takes the fence
+/// row's shared lock like the plain check (a new leader's update waits for the transaction),
+/// and fails with `fence::FENCED` when the term is not its own, before anything after it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_statement_check_locks_the_fence_and_stops_a_stale_term() {
+    let s = &drc_testkit::shared_servers(1)[0];
+    let db = drc_testkit::create_db(s, "fenceguard").await;
+    let meta_db = format!("{db}_meta");
+    let mut c = drc_testkit::connect(&s.url()).await;
+    meta::ensure_schema(&mut c, &meta_db).await.expect("meta");
+    c.query_drop(format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY)"))
+        .await
+        .expect("table");
+    let f1 = Fence {
+        meta: meta_db.clone(),
+        center: "b".into(),
+        replica: 0,
+        term: 1,
+        slots: 16,
+    };
+    fence::take(&mut c, &s.url(), &f1).await.expect("term 1");
+
+    let mut applier = drc_testkit::connect(&s.url()).await;
+    applier
+        .query_drop(format!(
+            "START TRANSACTION; {}; INSERT INTO `{db}`.t VALUES (1)",
+            f1.guard_statement()
+        ))
+        .await
+        .expect("term 1 passes its check");
+    let mut other = drc_testkit::connect(&s.url()).await;
+    let moved = other
+        .query_drop(format!(
+            "SET SESSION innodb_lock_wait_timeout = 1; \
+             UPDATE `{meta_db}`.fence SET term = 2 WHERE center = 'b'"
+        ))
+        .await;
+    match moved {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1205, "{e}"),
+        other => panic!("the fence moved under an open transaction: {other:?}"),
+    }
+    applier.query_drop("COMMIT").await.expect("commit");
+
+    // The fence moves to term 2: term 1's check stops its query before the insert.
+    other
+        .query_drop(format!(
+            "UPDATE `{meta_db}`.fence SET term = 2, replica = 1 WHERE center = 'b'"
+        ))
+        .await
+        .expect("move the fence");
+    let stale = applier
+        .query_drop(format!(
+            "START TRANSACTION; {}; INSERT INTO `{db}`.t VALUES (2); COMMIT",
+            f1.guard_statement()
+        ))
+        .await;
+    match stale {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, fence::FENCED, "{e}"),
+        other => panic!("a stale term passed its check: {other:?}"),
+    }
+    let e = f1.fenced_now(&mut applier).await;
+    applier.query_drop("ROLLBACK").await.expect("rollback");
+    assert!(
+        matches!(
+            e,
+            LinkError::Fenced {
+                stored_term: Some(2),
+                stored_replica: Some(1),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let ids: Vec<u32> = c
+        .query(format!("SELECT id FROM `{db}`.t ORDER BY id"))
+        .await
+        .expect("rows");
+    assert_eq!(ids, [1], "nothing after a failed check ran");
+}

@@ -3,6 +3,7 @@
 
 mod collation;
 mod fence;
+mod guard;
 mod lww_merge;
 mod marker;
 mod multi;

@@ -19,6 +19,33 @@ pub fn check_statement(meta: &str, center: &str) -> String {
     q
 }
 
+/// The fence check of [`check_statement`] as one statement that fails with error `code` (a
+/// `SIGNAL`) unless `center`'s fence row holds `term`, taking the row's shared lock the same
+/// way; it can then ride in one query with the transaction's writes. MariaDB only (a compound
+/// `IF` outside a stored program).
+pub fn guard_statement(meta: &str, center: &str, term: u64, code: u16) -> String {
+    let mut q = String::from("IF NOT ((SELECT `term` FROM ");
+    table(&mut q, meta, "fence");
+    q.push_str(" WHERE `center` = ");
+    quoted(&mut q, center);
+    let _ = write!(
+        q,
+        " LOCK IN SHARE MODE) <=> {term}) THEN SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = {code}, \
+         MESSAGE_TEXT = 'drc: the fence is not this replica''s term'; END IF"
+    );
+    q
+}
+
+/// The fence row of `center` without a lock, for the error of a failed [`guard_statement`];
+/// returns `(term, replica)`.
+pub fn read_statement(meta: &str, center: &str) -> String {
+    let mut q = String::from("SELECT `term`, `replica` FROM ");
+    table(&mut q, meta, "fence");
+    q.push_str(" WHERE `center` = ");
+    quoted(&mut q, center);
+    q
+}
+
 /// Statements run in every fenced apply transaction after the checkpoint: the checkpoint row's
 /// term, and this transaction's `apply_log` row (slot `batch mod slots`).
 pub fn record_statements(

@@ -12,7 +12,7 @@ use super::net::{net_writes, ChangeWrites};
 use super::read::{read_level, Found, Marks};
 use super::sql::write_sql;
 use super::tombstone::Progress;
-use super::verify::{rechecks, Unverified, Written};
+use super::verify::{rechecks, Deferred, Unverified, Written};
 use super::LwwChange;
 use crate::size::Joiner;
 use crate::LinkError;
@@ -36,7 +36,10 @@ use crate::LinkError;
 /// local transaction committed since its lookups.
 ///
 /// Leaves in `pending` the statements still to run (the last level's writes, unless they were
-/// sent for that check) and returns every lost write. Every query fits the target's
+/// sent for that check) and returns every lost write. Without `checked`, on MariaDB the
+/// check of the last level's writes may be left to a guard pushed after them
+/// ([`Unverified::finish`]): the returned [`Deferred`] is then settled by the caller if its
+/// commit query trips the guard. Every query fits the target's
 /// `max_allowed_packet` ([`crate::size`]): reads and writes are split into several queries of
 /// the one transaction.
 ///
@@ -52,7 +55,7 @@ pub async fn run_levels(
     meta: &str,
     mut progress: Option<&mut Progress>,
     checked: Option<&str>,
-) -> Result<Vec<Record>, LinkError> {
+) -> Result<(Vec<Record>, Option<Deferred>), LinkError> {
     let mut records = Vec::new();
     let mut unverified = Unverified::default();
     for level in levels {
@@ -87,8 +90,10 @@ pub async fn run_levels(
         };
         records.extend(decided.into_iter().flat_map(|d| d.outcome.records));
     }
-    unverified.finish(conn, pending, meta, progress).await?;
-    Ok(records)
+    let deferred = unverified
+        .finish(conn, pending, meta, progress, checked.is_none())
+        .await?;
+    Ok((records, deferred))
 }
 
 /// The decision of one change, with the keys its lookups found missing.

@@ -59,6 +59,7 @@ use crate::LinkError;
 use decide::Record;
 
 pub use levels::run_levels;
+pub use verify::Deferred;
 
 /// Schemas the unit tests of the conflict modules share.
 #[cfg(test)]

@@ -246,6 +246,10 @@ pub struct Progress {
     pub local_domain: Option<u32>,
 }
 
+/// The error code of [`Progress::local_commit_guard`] (a user-defined `SIGNAL`; no server
+/// error has it).
+pub const LOCAL_COMMIT_SEEN: u16 = 31_999;
+
 /// How long an applier waits for the local-delete reader before the share fails (and is
 /// retried).
 pub const PROGRESS_WAIT: Duration = Duration::from_secs(30);
@@ -300,6 +304,24 @@ impl Progress {
             (Some(d), Position::MariaGtid(a), Position::MariaGtid(b)) => a.get(d) == b.get(d),
             _ => false,
         }
+    }
+
+    /// A statement that fails with [`LOCAL_COMMIT_SEEN`] when the local domain's GTID is no
+    /// longer what `before` holds: a local transaction committed since `before` was read. It
+    /// is [`Progress::no_local_commit_between`] evaluated in the server, so that the check can
+    /// ride in a query with other statements. MariaDB only (`None` elsewhere, or without a
+    /// local domain).
+    pub fn local_commit_guard(&self, before: &Position) -> Option<String> {
+        let (Some(d), Position::MariaGtid(b)) = (self.local_domain, before) else {
+            return None;
+        };
+        let expected = b.get(d).map(|g| format!(",{g},")).unwrap_or_default();
+        Some(format!(
+            "IF NOT (REGEXP_SUBSTR(CONCAT(',', REPLACE(@@gtid_binlog_pos, ' ', ''), ','), \
+             ',{d}-[0-9]+-[0-9]+,') <=> '{expected}') THEN SIGNAL SQLSTATE '45000' SET \
+             MYSQL_ERRNO = {LOCAL_COMMIT_SEEN}, MESSAGE_TEXT = 'drc: a local transaction \
+             committed during conflict resolution'; END IF"
+        ))
     }
 
     /// Waits until the reader has read up to `p`.

@@ -124,22 +124,32 @@ impl Unverified {
         check_written(&self.written, marks)
     }
 
-    /// The check of the last level's writes: sends them (what `pending` holds) and reads the
-    /// target's position after them in one query, and — unless no local transaction committed since
-    /// `before` ([`Progress::no_local_commit_between`]) — waits for the local-delete reader
-    /// to pass it and reads the tombstones and claims again.
+    /// The check of the last level's writes. With `defer` and a guard to defer to
+    /// ([`Progress::local_commit_guard`]: MariaDB), it is pushed into `pending` after the writes
+    /// and returned as a [`Deferred`]: the caller's commit query then runs it, and only when it
+    /// fails does the check run ([`Deferred::settle`]). Otherwise: sends the writes (what
+    /// `pending` holds) and reads the target's position after them in one query, and — unless no
+    /// local transaction committed since `before` ([`Progress::no_local_commit_between`]) —
+    /// waits for the local-delete reader to pass it and reads the tombstones and claims again.
     pub(super) async fn finish(
         self,
         conn: &mut Conn,
         pending: &mut Joiner,
         meta: &str,
         progress: Option<&mut Progress>,
-    ) -> Result<(), LinkError> {
+        defer: bool,
+    ) -> Result<Option<Deferred>, LinkError> {
         let Some(p) = progress else {
-            return Ok(());
+            return Ok(None);
         };
         if self.written.is_empty() {
-            return Ok(());
+            return Ok(None);
+        }
+        if defer {
+            if let Some(guard) = self.before.as_ref().and_then(|b| p.local_commit_guard(b)) {
+                pending.push(conn, &guard, "local commit check").await?;
+                return Ok(Some(Deferred(self)));
+            }
         }
         // The writes and the position after them in one query.
         let after = position_after(conn, pending, p).await?;
@@ -148,11 +158,59 @@ impl Unverified {
             _ => false,
         };
         if !quiet {
-            wait_for_reader(p, after.as_ref()).await?;
-            let marks = read_tombstones(conn, meta, &self.keys(), pending.limit()).await?;
-            self.check(&marks)?;
+            self.recheck(conn, pending.limit(), meta, p, after.as_ref())
+                .await?;
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Waits for the local-delete reader to pass `after` and checks the writes against the
+    /// tombstones and claims read then.
+    async fn recheck(
+        &self,
+        conn: &mut Conn,
+        limit: usize,
+        meta: &str,
+        p: &mut Progress,
+        after: Option<&Position>,
+    ) -> Result<(), LinkError> {
+        wait_for_reader(p, after).await?;
+        let marks = read_tombstones(conn, meta, &self.keys(), limit).await?;
+        self.check(&marks)
+    }
+}
+
+/// The last level's check, left to the guard that the commit's query runs after the writes
+/// ([`Unverified::finish`]).
+#[derive(Debug)]
+pub struct Deferred(Unverified);
+
+impl Deferred {
+    /// True for the error of the guard: a local transaction committed since the lookups, and
+    /// the query stopped after the writes, before the commit ([`Deferred::settle`]).
+    pub fn tripped(e: &LinkError) -> bool {
+        matches!(e, LinkError::Target {
+            source: mysql_async::Error::Server(s),
+            ..
+        } if s.code == tombstone::LOCAL_COMMIT_SEEN)
+    }
+
+    /// The check, after the guard tripped (the writes ran, the transaction is still open): the
+    /// position now, the local-delete reader past it, the tombstones and claims read again. A
+    /// write a local writer's tombstone or claim now outranks fails the share with
+    /// [`LinkError::ConflictRead`]; otherwise the caller sends the rest of its commit query.
+    pub async fn settle(
+        self,
+        conn: &mut Conn,
+        max_allowed_packet: u64,
+        meta: &str,
+        p: &mut Progress,
+    ) -> Result<(), LinkError> {
+        let mut none = Joiner::new(max_allowed_packet, crate::size::MAX_QUERY);
+        let after = position_after(conn, &mut none, p).await?;
+        self.0
+            .recheck(conn, none.limit(), meta, p, after.as_ref())
+            .await
     }
 }
 
