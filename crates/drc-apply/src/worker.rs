@@ -124,10 +124,12 @@ pub struct Applier {
     max_allowed_packet: u64,
     /// This applier's index among the link's workers, named by its `worker` span.
     worker: Option<u32>,
-    /// The target is MariaDB (read once per connection): a share's plain statements then go
-    /// out joined, their warnings counted in the server ([`strict`]); elsewhere each is sent
-    /// alone, since MySQL 8 warns (1287) on every `VALUES()` upsert.
-    joined_checks: bool,
+    /// The target is MariaDB (read once per connection). Then a share's plain statements go out
+    /// joined, their warnings counted in the server ([`strict`]), the fence check is a statement
+    /// in front of the first query ([`Fence::guard_statement`]), and last-writer-wins updates
+    /// merge into `VALUES()` upserts ([`run_levels`]). MySQL has no compound statements outside
+    /// stored programs and warns (1287) on every `VALUES()` upsert.
+    mariadb: bool,
 }
 
 /// The query timeout of an applier built without [`Applier::with_limits`].
@@ -150,7 +152,7 @@ impl Applier {
             shutdown: None,
             max_allowed_packet: 0,
             worker: None,
-            joined_checks: false,
+            mariadb: false,
         }
     }
 
@@ -214,7 +216,7 @@ impl Applier {
                     LinkError::Setup("SELECT @@max_allowed_packet returned no row".into())
                 })?;
             self.max_allowed_packet = packet;
-            self.joined_checks = version.to_ascii_lowercase().contains("mariadb");
+            self.mariadb = version.to_ascii_lowercase().contains("mariadb");
             self.conn = Some(c);
         }
         match self.conn.as_mut() {
@@ -312,7 +314,7 @@ impl Applier {
         let fence = self.fence.clone();
         self.session().await?;
         // Known once connected.
-        let mariadb = self.joined_checks;
+        let mariadb = self.mariadb;
         let joined = mariadb && !job.statements.is_empty();
         let mut q = Joiner::new(self.max_allowed_packet, QUERY_BYTES);
         let conn = self.session().await?;
@@ -382,6 +384,7 @@ impl Applier {
                     &job.conflict_log.0,
                     progress.as_mut(),
                     None,
+                    mariadb,
                 )
                 .await?;
             }
@@ -429,7 +432,7 @@ impl Applier {
     /// ([`strict::run`]) in a transaction that is rolled back, which names the row; when they
     /// store exactly, the last-writer-wins writes are ([`Applier::diagnose_lww`]).
     async fn diagnose(&mut self, job: &Job<'_>, first: LinkError) -> LinkError {
-        if self.joined_checks && !job.statements.is_empty() {
+        if self.mariadb && !job.statements.is_empty() {
             let conn = match self.session().await {
                 Ok(c) => c,
                 Err(e) => return e,
@@ -459,6 +462,7 @@ impl Applier {
     /// it is.
     async fn diagnose_lww(&mut self, job: &Job<'_>, first: LinkError) -> LinkError {
         let mut q = Joiner::new(self.max_allowed_packet, QUERY_BYTES);
+        let values_upserts = self.mariadb;
         let conn = match self.session().await {
             Ok(c) => c,
             Err(e) => return e,
@@ -475,6 +479,7 @@ impl Applier {
                 &job.conflict_log.0,
                 progress.as_mut(),
                 Some(&job.at),
+                values_upserts,
             )
             .await
             .map(|(records, _)| records)

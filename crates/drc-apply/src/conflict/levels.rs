@@ -48,6 +48,11 @@ use crate::LinkError;
 /// for the error), each write is instead sent alone and checked, and the first the target
 /// refuses or warns about ends the run with [`LinkError::Rejected`]: the diagnosis of a share
 /// whose batched run failed.
+///
+/// `values_upserts`: the target runs `INSERT .. ON DUPLICATE KEY UPDATE c = VALUES(c)`
+/// without a warning (MariaDB), so updates of a table whose only unique key is its primary key
+/// merge into such upserts. MySQL 8.0.20+ warns (1287) on every `VALUES()`, which the warning
+/// count would take for a warning about the data: there each update is its own `UPDATE`.
 pub async fn run_levels(
     conn: &mut Conn,
     pending: &mut Joiner,
@@ -55,6 +60,7 @@ pub async fn run_levels(
     meta: &str,
     mut progress: Option<&mut Progress>,
     checked: Option<&str>,
+    values_upserts: bool,
 ) -> Result<(Vec<Record>, Option<Deferred>), LinkError> {
     let mut records = Vec::new();
     let mut unverified = Unverified::default();
@@ -82,6 +88,7 @@ pub async fn run_levels(
             &decided,
             checked,
             progress.is_some(),
+            values_upserts,
         )
         .await?;
         unverified = Unverified {
@@ -135,7 +142,9 @@ fn decide_level<'a>(level: &[LwwChange<'a>], found: Vec<Found>, marks: &Marks) -
 /// update — or, with `checked`, the decided writes each sent alone and checked
 /// ([`crate::strict::checked_write`]). A write longer than the target accepts is
 /// [`crate::sql::RewriteError::RowTooLarge`]. With `track` (a local-delete reader runs),
-/// returns the checks the decided writes need ([`rechecks`]).
+/// returns the checks the decided writes need ([`rechecks`]). Updates merge only with
+/// `values_upserts` ([`run_levels`]).
+#[allow(clippy::too_many_arguments)]
 async fn write_level(
     conn: &mut Conn,
     pending: &mut Joiner,
@@ -144,6 +153,7 @@ async fn write_level(
     decided: &[Decided<'_>],
     checked: Option<&str>,
     track: bool,
+    values_upserts: bool,
 ) -> Result<Vec<Written>, LinkError> {
     let budget = crate::size::budget(pending.max_allowed_packet()).min(pending.limit());
     let net = net_writes(
@@ -202,7 +212,7 @@ async fn write_level(
         let merged = match w {
             Write::Insert(img) => Some((Kind::Insert, *img)),
             Write::Delete(img) => Some((Kind::Delete, *img)),
-            Write::Update(img) if updates_merge(t) => Some((Kind::Update, *img)),
+            Write::Update(img) if values_upserts && updates_merge(t) => Some((Kind::Update, *img)),
             Write::Tombstone(key, tomb) => {
                 merger.tombstone(t.qualified_name(), *key, tomb.clone());
                 continue;
