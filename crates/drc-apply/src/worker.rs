@@ -130,6 +130,8 @@ pub struct Applier {
     /// merge into `VALUES()` upserts ([`run_levels`]). MySQL has no compound statements outside
     /// stored programs and warns (1287) on every `VALUES()` upsert.
     mariadb: bool,
+    /// Take the MySQL path even on MariaDB ([`Applier::portable`]).
+    portable: bool,
 }
 
 /// The query timeout of an applier built without [`Applier::with_limits`].
@@ -153,6 +155,7 @@ impl Applier {
             max_allowed_packet: 0,
             worker: None,
             mariadb: false,
+            portable: false,
         }
     }
 
@@ -160,6 +163,14 @@ impl Applier {
     /// `worker` span with that index, so every log line names the worker.
     pub fn with_worker(mut self, index: u32) -> Self {
         self.worker = Some(index);
+        self
+    }
+
+    /// Makes this applier take the path it takes on MySQL whatever the server: the fence
+    /// check and each plain statement in a round trip of its own, last-writer-wins updates as
+    /// plain `UPDATE`s. For tests, which run that path against MariaDB.
+    pub fn portable(mut self) -> Self {
+        self.portable = true;
         self
     }
 
@@ -216,7 +227,7 @@ impl Applier {
                     LinkError::Setup("SELECT @@max_allowed_packet returned no row".into())
                 })?;
             self.max_allowed_packet = packet;
-            self.mariadb = version.to_ascii_lowercase().contains("mariadb");
+            self.mariadb = !self.portable && version.to_ascii_lowercase().contains("mariadb");
             self.conn = Some(c);
         }
         match self.conn.as_mut() {

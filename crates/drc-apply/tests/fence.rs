@@ -91,6 +91,24 @@ async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
         "{e}"
     );
     assert!(!e.is_transient());
+    // The same on the MySQL path (the check in a round trip of its own).
+    let mut portable = Applier::new(url.clone(), tag.clone(), Duration::from_secs(10))
+        .with_fence(Some(f1.clone()))
+        .portable();
+    let e = portable
+        .apply(&insert(4), &f1.record_statements("a->b", 0, 2))
+        .await
+        .expect_err("term 1 is fenced on the MySQL path too");
+    assert!(
+        matches!(
+            e,
+            LinkError::Fenced {
+                stored_term: Some(2),
+                ..
+            }
+        ),
+        "{e}"
+    );
     let e = fence::take(&mut c, &url, &f1)
         .await
         .expect_err("no going back");
