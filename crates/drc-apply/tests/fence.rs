@@ -10,6 +10,24 @@ use drc_apply::LinkError;
 use drc_meta as meta;
 use mysql_async::prelude::Queryable;
 
+/// Asserts that `e` is [`LinkError::Fenced`] by stored term `term` (and replica `replica`,
+/// when given).
+fn assert_fenced(e: &LinkError, term: u64, replica: Option<u32>) {
+    match e {
+        LinkError::Fenced {
+            stored_term,
+            stored_replica,
+            ..
+        } => {
+            assert_eq!(*stored_term, Some(term), "{e}");
+            if replica.is_some() {
+                assert_eq!(*stored_replica, replica, "{e}");
+            }
+        }
+        other => panic!("expected a fenced error, got {other}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
     let s = &drc_testkit::shared_servers(1)[0];
@@ -79,17 +97,7 @@ async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
         .apply(&insert(2), &f1.record_statements("a->b", 0, 2))
         .await
         .expect_err("term 1 is fenced");
-    assert!(
-        matches!(
-            e,
-            LinkError::Fenced {
-                stored_term: Some(2),
-                stored_replica: Some(1),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_fenced(&e, 2, Some(1));
     assert!(!e.is_transient());
     // The same on the MySQL path (the check in a round trip of its own).
     let mut portable = Applier::new(url.clone(), tag.clone(), Duration::from_secs(10))
@@ -99,16 +107,7 @@ async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
         .apply(&insert(4), &f1.record_statements("a->b", 0, 2))
         .await
         .expect_err("term 1 is fenced on the MySQL path too");
-    assert!(
-        matches!(
-            e,
-            LinkError::Fenced {
-                stored_term: Some(2),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_fenced(&e, 2, None);
     let e = fence::take(&mut c, &url, &f1)
         .await
         .expect_err("no going back");
@@ -178,16 +177,7 @@ async fn a_standalone_daemon_takes_an_empty_fence_with_term_zero() {
     let e = fence::take(&mut c, &s.url(), &f0)
         .await
         .expect_err("standalone fenced out");
-    assert!(
-        matches!(
-            e,
-            LinkError::Fenced {
-                stored_term: Some(1),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_fenced(&e, 1, None);
 }
 
 /// The one-statement check of MariaDB appliers (`Fence::guard_statement`): it takes the fence
@@ -252,17 +242,7 @@ async fn the_one_statement_check_locks_the_fence_and_stops_a_stale_term() {
     }
     let e = f1.fenced_now(&mut applier).await;
     applier.query_drop("ROLLBACK").await.expect("rollback");
-    assert!(
-        matches!(
-            e,
-            LinkError::Fenced {
-                stored_term: Some(2),
-                stored_replica: Some(1),
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_fenced(&e, 2, Some(1));
     let ids: Vec<u32> = c
         .query(format!("SELECT id FROM `{db}`.t ORDER BY id"))
         .await
