@@ -70,10 +70,7 @@ impl Fence {
 
     /// True for the error of [`Fence::guard_statement`].
     pub fn tripped(e: &LinkError) -> bool {
-        matches!(e, LinkError::Target {
-            source: mysql_async::Error::Server(s),
-            ..
-        } if s.code == FENCED)
+        e.target_code() == Some(FENCED)
     }
 
     /// The [`LinkError::Fenced`] of a transaction whose guard tripped (rolled back), with the

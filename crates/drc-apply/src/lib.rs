@@ -257,6 +257,14 @@ impl LinkError {
         LinkError::Target { what, source }
     }
 
+    /// The server's error code of a target error (`None` for any other error).
+    pub fn target_code(&self) -> Option<u16> {
+        match self {
+            LinkError::Target { source, .. } => drc_mysql::codes::server_code(source),
+            _ => None,
+        }
+    }
+
     /// True when retrying can succeed without an operator's change.
     pub fn is_transient(&self) -> bool {
         match self {

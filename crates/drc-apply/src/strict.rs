@@ -266,30 +266,30 @@ fn rejection(t: Option<&TableSchema>, img: Option<&Image>, message: String, at: 
     }))
 }
 
-/// The error of a share whose joined query failed (`first`) although its statements, sent
-/// again each alone ([`run`]), stored exactly: a failed warning check ([`CHECK_FAILED`]) is a
-/// [`LinkError::Rejected`] that names the statements' tables (the target changed a value, and
-/// which row did not show again); any other error stays as it was.
-pub(crate) fn unnamed(stmts: &[Statement<'_>], at: &str, first: LinkError) -> LinkError {
-    let check = matches!(&first, LinkError::Target {
-        source: mysql_async::Error::Server(s),
-        ..
-    } if s.code == CHECK_FAILED);
-    if !check {
+/// The error of a share whose query failed (`first`) although writing it again, each
+/// statement or write alone, stored exactly: a failed warning check ([`CHECK_FAILED`]) is a
+/// [`LinkError::Rejected`] that names the share's `tables` and says that `what` (the writes)
+/// left a warning the second writing did not show again (the target changed a value); any
+/// other error stays as it was.
+pub(crate) fn unnamed(
+    tables: impl IntoIterator<Item = String>,
+    what: &str,
+    at: &str,
+    first: LinkError,
+) -> LinkError {
+    if first.target_code() != Some(CHECK_FAILED) {
         return first;
     }
-    let tables: std::collections::BTreeSet<String> = stmts
-        .iter()
-        .filter_map(|s| s.table().map(TableSchema::qualified_name))
-        .collect();
+    let tables: std::collections::BTreeSet<String> = tables.into_iter().collect();
     LinkError::Rejected(Box::new(Rejection {
         table: tables.into_iter().collect::<Vec<_>>().join(", "),
         key: "?".into(),
         column: "-".into(),
         value: "-".into(),
-        message: "a write left a warning (the target changed a value), and writing the share \
-                  again statement by statement did not show which"
-            .into(),
+        message: format!(
+            "{what} left a warning (the target changed a value), and writing the share again \
+             one by one did not show which"
+        ),
         at: at.to_string(),
     }))
 }

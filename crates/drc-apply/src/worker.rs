@@ -458,7 +458,11 @@ impl Applier {
                     return LinkError::target("diagnosing a refused share", e)
                 }
                 Ok(()) if job.lww.is_empty() => {
-                    return strict::unnamed(&job.statements, &job.at, first)
+                    let tables = job
+                        .statements
+                        .iter()
+                        .filter_map(|s| s.table().map(|t| t.qualified_name()));
+                    return strict::unnamed(tables, "a write", &job.at, first);
                 }
                 Ok(()) => {}
             }
@@ -499,27 +503,14 @@ impl Applier {
         let _ = conn.query_drop("ROLLBACK").await;
         match run {
             Err(e @ LinkError::Rejected(_)) => e,
-            _ if matches!(&first, LinkError::Target { source: mysql_async::Error::Server(s), .. } if s.code == strict::CHECK_FAILED) =>
-            {
-                let tables: std::collections::BTreeSet<String> = job
+            _ => {
+                let tables = job
                     .lww
                     .iter()
                     .flatten()
-                    .map(|c| c.change.table.qualified_name())
-                    .collect();
-                LinkError::Rejected(Box::new(strict::Rejection {
-                    table: tables.into_iter().collect::<Vec<_>>().join(", "),
-                    key: "?".into(),
-                    column: "-".into(),
-                    value: "-".into(),
-                    message:
-                        "a last-writer-wins write left a warning (the target changed a value), \
-                              and writing the share again row by row did not show which"
-                            .into(),
-                    at: job.at.clone(),
-                }))
+                    .map(|c| c.change.table.qualified_name());
+                strict::unnamed(tables, "a last-writer-wins write", &job.at, first)
             }
-            _ => first,
         }
     }
 }

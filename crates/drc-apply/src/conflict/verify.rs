@@ -189,10 +189,7 @@ impl Deferred {
     /// True for the error of the guard: a local transaction committed since the lookups, and
     /// the query stopped after the writes, before the commit ([`Deferred::settle`]).
     pub fn tripped(e: &LinkError) -> bool {
-        matches!(e, LinkError::Target {
-            source: mysql_async::Error::Server(s),
-            ..
-        } if s.code == tombstone::LOCAL_COMMIT_SEEN)
+        e.target_code() == Some(tombstone::LOCAL_COMMIT_SEEN)
     }
 
     /// The check, after the guard tripped (the writes ran, the transaction is still open): the
