@@ -23,8 +23,8 @@
 //!    its own, so nothing after it runs), which saves the check its own round trip. The shared lock is held to `COMMIT`, so the fence cannot move
 //!    while the transaction runs, and once it moved, every later transaction of the old term
 //!    sees it. Hence: after the fence moved to T, no transaction of a term below T commits.
-//! 3. Each apply transaction also stamps the checkpoint rows with its term and writes its
-//!    `apply_log` row ([`Fence::record_statements`]), which is how tests (and operators) check
+//! 3. Each apply transaction also stamps the checkpoint rows with its term (in the checkpoint
+//!    statement) and writes its `apply_log` row ([`Fence::log_statement`]), which is how tests (and operators) check
 //!    step 2 from the database alone.
 //!
 //! A center without replicas runs one daemon with term 0: it takes the fence only while the
@@ -93,7 +93,21 @@ impl Fence {
         }
     }
 
-    /// Statements run in every apply transaction after the checkpoint: the checkpoint row's
+    /// This transaction's `apply_log` row; the applier stamps the checkpoint row's term in the
+    /// checkpoint statement itself (`drc_meta::stamped_checkpoint_statement`).
+    pub fn log_statement(&self, link: &str, worker: u32, batch: u64) -> String {
+        drc_meta::fence::log_statement(
+            &self.meta,
+            link,
+            worker,
+            batch,
+            self.term,
+            self.replica,
+            self.slots,
+        )
+    }
+
+    /// Statements run after a checkpoint written without the term: the checkpoint row's
     /// term, and this transaction's `apply_log` row.
     pub fn record_statements(&self, link: &str, worker: u32, batch: u64) -> String {
         drc_meta::fence::record_statements(
@@ -219,6 +233,33 @@ mod tests {
             r.contains("VALUES ('a->b', 3, 1, 2049, 7, 2, NOW(6))"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn the_term_rides_in_the_checkpoint_and_the_log_row_follows() {
+        let f = fence();
+        let cp = drc_meta::Checkpoint {
+            worker: 3,
+            batch: 2049,
+            workers: 4,
+            start: "0-1-1".parse().expect("a GTID position"),
+            end: "0-1-2".parse().expect("a GTID position"),
+        };
+        let q = drc_meta::stamped_checkpoint_statement(&f.meta, "a->b", &cp, Some(f.term));
+        assert!(
+            q.contains(", `term`) VALUES ('a->b', 3, 2049, 4, '0-1-1', '0-1-2', 7)"),
+            "{q}"
+        );
+        assert!(q.ends_with(", `term` = VALUES(`term`)"), "{q}");
+        let plain = drc_meta::stamped_checkpoint_statement(&f.meta, "a->b", &cp, None);
+        assert_eq!(plain, drc_meta::checkpoint_statement(&f.meta, "a->b", &cp));
+        assert!(!plain.contains("`term`"), "{plain}");
+        let log = f.log_statement("a->b", 3, 2049);
+        assert!(
+            log.starts_with("INSERT INTO `drc_meta`.`apply_log`"),
+            "{log}"
+        );
+        assert!(f.record_statements("a->b", 3, 2049).ends_with(&log));
     }
 
     #[test]

@@ -64,18 +64,37 @@ pub async fn load_checkpoints(
 
 /// The statement that records a worker's checkpoint (run inside the apply transaction).
 pub fn checkpoint_statement(meta: &str, link: &str, c: &Checkpoint) -> String {
+    stamped_checkpoint_statement(meta, link, c, None)
+}
+
+/// [`checkpoint_statement`] that also stamps the row with the fence `term` the transaction
+/// writes under (`drc_apply::fence`), in the same statement rather than a second one.
+pub fn stamped_checkpoint_statement(
+    meta: &str,
+    link: &str,
+    c: &Checkpoint,
+    term: Option<u64>,
+) -> String {
     let mut q = String::from("INSERT INTO ");
     table(&mut q, meta, "checkpoint");
-    q.push_str(
-        " (`link`, `worker`, `batch`, `workers`, `start_position`, `end_position`) VALUES (",
-    );
+    q.push_str(" (`link`, `worker`, `batch`, `workers`, `start_position`, `end_position`");
+    if term.is_some() {
+        q.push_str(", `term`");
+    }
+    q.push_str(") VALUES (");
     quoted(&mut q, link);
     let _ = write!(q, ", {}, {}, {}, ", c.worker, c.batch, c.workers);
     quoted(&mut q, &c.start.to_string());
     q.push_str(", ");
     quoted(&mut q, &c.end.to_string());
+    if let Some(term) = term {
+        let _ = write!(q, ", {term}");
+    }
     q.push_str(") ON DUPLICATE KEY UPDATE `batch` = VALUES(`batch`), `workers` = VALUES(`workers`), \
                 `start_position` = VALUES(`start_position`), `end_position` = VALUES(`end_position`)");
+    if term.is_some() {
+        q.push_str(", `term` = VALUES(`term`)");
+    }
     q
 }
 

@@ -47,7 +47,9 @@ pub fn read_statement(meta: &str, center: &str) -> String {
 }
 
 /// Statements run in every fenced apply transaction after the checkpoint: the checkpoint row's
-/// term, and this transaction's `apply_log` row (slot `batch mod slots`).
+/// term, and this transaction's `apply_log` row (slot `batch mod slots`). The applier stamps
+/// the term in the checkpoint statement itself
+/// (`crate::checkpoint::stamped_checkpoint_statement`) and adds only [`log_statement`].
 pub fn record_statements(
     meta: &str,
     link: &str,
@@ -61,7 +63,24 @@ pub fn record_statements(
     table(&mut q, meta, "checkpoint");
     let _ = write!(q, " SET `term` = {term} WHERE `link` = ");
     quoted(&mut q, link);
-    let _ = write!(q, " AND `worker` = {worker};\nINSERT INTO ");
+    let _ = writeln!(q, " AND `worker` = {worker};");
+    q.push_str(&log_statement(
+        meta, link, worker, batch, term, replica, slots,
+    ));
+    q
+}
+
+/// This apply transaction's `apply_log` row (slot `batch mod slots`).
+pub fn log_statement(
+    meta: &str,
+    link: &str,
+    worker: u32,
+    batch: u64,
+    term: u64,
+    replica: u32,
+    slots: u64,
+) -> String {
+    let mut q = String::from("INSERT INTO ");
     table(&mut q, meta, "apply_log");
     q.push_str(" (`link`, `worker`, `slot`, `batch`, `term`, `replica`, `committed_at`) VALUES (");
     quoted(&mut q, link);

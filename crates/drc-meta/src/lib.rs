@@ -96,8 +96,8 @@ pub fn is_missing(e: &mysql_async::Error) -> bool {
 }
 
 pub use checkpoint::{
-    checkpoint_statement, clear_checkpoints_statement, load_checkpoints, recovery, Checkpoint,
-    Recovery,
+    checkpoint_statement, clear_checkpoints_statement, load_checkpoints, recovery,
+    stamped_checkpoint_statement, Checkpoint, Recovery,
 };
 pub use ddl::{
     ddl_acknowledged, ddl_done_statement, ddl_passed_statement, ddl_pending, ddl_skip_statement,

@@ -146,10 +146,12 @@ fn shares(changes: usize, share_rows: usize, workers: u32) -> u32 {
 }
 
 pub(crate) fn checkpoint_statement(spec: &LinkSpec, c: &Checkpoint) -> String {
-    let mut q = meta::checkpoint_statement(&spec.replication.meta_database, &spec.name, c);
+    let meta_db = &spec.replication.meta_database;
+    let term = spec.fence.as_ref().map(|f| f.term);
+    let mut q = meta::stamped_checkpoint_statement(meta_db, &spec.name, c, term);
     if let Some(f) = &spec.fence {
         q.push_str(";\n");
-        q.push_str(&f.record_statements(&spec.name, c.worker, c.batch));
+        q.push_str(&f.log_statement(&spec.name, c.worker, c.batch));
     }
     q
 }
