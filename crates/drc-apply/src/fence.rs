@@ -20,12 +20,13 @@
 //!    ([`Fence::check_statement`]) and stops with [`LinkError::Fenced`] (after `ROLLBACK`) when
 //!    the term is not its own. On MariaDB the check is one statement in front of the
 //!    transaction's first query ([`Fence::guard_statement`]: a `SIGNAL` when the term is not
-//!    its own, so nothing after it runs), which saves the check its own round trip. The shared lock is held to `COMMIT`, so the fence cannot move
-//!    while the transaction runs, and once it moved, every later transaction of the old term
-//!    sees it. Hence: after the fence moved to T, no transaction of a term below T commits.
+//!    its own, so nothing after it runs), which saves the check its own round trip. The
+//!    shared lock is held to `COMMIT`, so the fence cannot move while the transaction runs,
+//!    and once it moved, every later transaction of the old term sees it. Hence: after the
+//!    fence moved to T, no transaction of a term below T commits.
 //! 3. Each apply transaction also stamps the checkpoint rows with its term (in the checkpoint
-//!    statement) and writes its `apply_log` row ([`Fence::log_statement`]), which is how tests (and operators) check
-//!    step 2 from the database alone.
+//!    statement) and writes its `apply_log` row ([`Fence::log_statement`]), which is how tests
+//!    (and operators) check step 2 from the database alone.
 //!
 //! A center without replicas runs one daemon with term 0: it takes the fence only while the
 //! stored term is 0 (or missing), so a daemon left running after the center moved to replicas
@@ -97,20 +98,6 @@ impl Fence {
     /// checkpoint statement itself (`drc_meta::stamped_checkpoint_statement`).
     pub fn log_statement(&self, link: &str, worker: u32, batch: u64) -> String {
         drc_meta::fence::log_statement(
-            &self.meta,
-            link,
-            worker,
-            batch,
-            self.term,
-            self.replica,
-            self.slots,
-        )
-    }
-
-    /// Statements run after a checkpoint written without the term: the checkpoint row's
-    /// term, and this transaction's `apply_log` row.
-    pub fn record_statements(&self, link: &str, worker: u32, batch: u64) -> String {
-        drc_meta::fence::record_statements(
             &self.meta,
             link,
             worker,
@@ -227,8 +214,8 @@ mod tests {
             f.check_statement(),
             "SELECT `term`, `replica` FROM `drc_meta`.`fence` WHERE `center` = 'b' LOCK IN SHARE MODE"
         );
-        let r = f.record_statements("a->b", 3, 2049);
-        assert!(r.starts_with("UPDATE `drc_meta`.`checkpoint` SET `term` = 7 WHERE `link` = 'a->b' AND `worker` = 3;"), "{r}");
+        let r = f.log_statement("a->b", 3, 2049);
+        assert!(r.starts_with("INSERT INTO `drc_meta`.`apply_log`"), "{r}");
         assert!(
             r.contains("VALUES ('a->b', 3, 1, 2049, 7, 2, NOW(6))"),
             "{r}"
@@ -236,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn the_term_rides_in_the_checkpoint_and_the_log_row_follows() {
+    fn the_term_rides_in_the_checkpoint_upsert() {
         let f = fence();
         let cp = drc_meta::Checkpoint {
             worker: 3,
@@ -254,12 +241,6 @@ mod tests {
         let plain = drc_meta::stamped_checkpoint_statement(&f.meta, "a->b", &cp, None);
         assert_eq!(plain, drc_meta::checkpoint_statement(&f.meta, "a->b", &cp));
         assert!(!plain.contains("`term`"), "{plain}");
-        let log = f.log_statement("a->b", 3, 2049);
-        assert!(
-            log.starts_with("INSERT INTO `drc_meta`.`apply_log`"),
-            "{log}"
-        );
-        assert!(f.record_statements("a->b", 3, 2049).ends_with(&log));
     }
 
     #[test]

@@ -58,7 +58,7 @@ async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
     let mut a1 = Applier::new(url.clone(), tag.clone(), Duration::from_secs(10))
         .with_fence(Some(f1.clone()));
     let insert = |id: u32| vec![format!("INSERT INTO `{db}`.t VALUES ({id})")];
-    a1.apply(&insert(1), &f1.record_statements("a->b", 0, 1))
+    a1.apply(&insert(1), &f1.log_statement("a->b", 0, 1))
         .await
         .expect("term 1 applies");
 
@@ -94,7 +94,7 @@ async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
 
     // Term 1 can neither apply nor take the fence back; term 0 (standalone) cannot take it.
     let e = a1
-        .apply(&insert(2), &f1.record_statements("a->b", 0, 2))
+        .apply(&insert(2), &f1.log_statement("a->b", 0, 2))
         .await
         .expect_err("term 1 is fenced");
     assert_fenced(&e, 2, Some(1));
@@ -104,7 +104,7 @@ async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
         .with_fence(Some(f1.clone()))
         .portable();
     let e = portable
-        .apply(&insert(4), &f1.record_statements("a->b", 0, 2))
+        .apply(&insert(4), &f1.log_statement("a->b", 0, 2))
         .await
         .expect_err("term 1 is fenced on the MySQL path too");
     assert_fenced(&e, 2, None);
@@ -124,7 +124,7 @@ async fn a_stale_term_commits_nothing_and_a_paused_holder_is_killed() {
     // Term 2 applies; the table has exactly the rows of committed terms.
     let mut a2 =
         Applier::new(url.clone(), tag, Duration::from_secs(10)).with_fence(Some(f2.clone()));
-    a2.apply(&insert(3), &f2.record_statements("a->b", 0, 2))
+    a2.apply(&insert(3), &f2.log_statement("a->b", 0, 2))
         .await
         .expect("term 2 applies");
     let ids: Vec<u32> = c.query("SELECT id FROM t ORDER BY id").await.expect("rows");

@@ -1,6 +1,7 @@
-//! The SQL of the fence tables (`<meta>.fence`, `term_history`, `apply_log`) and of the term
-//! stamp on checkpoints. The fence protocol itself — who takes the fence when, killing the
-//! blockers of an older term, what a mismatch means — is `drc_apply::fence`'s.
+//! The SQL of the fence tables (`<meta>.fence`, `term_history`, `apply_log`); the term stamp
+//! on checkpoints is `crate::checkpoint::stamped_checkpoint_statement`'s. The fence protocol
+//! itself — who takes the fence when, killing the blockers of an older term, what a mismatch
+//! means — is `drc_apply::fence`'s.
 
 use std::fmt::Write as _;
 
@@ -46,31 +47,8 @@ pub fn read_statement(meta: &str, center: &str) -> String {
     q
 }
 
-/// Statements run in every fenced apply transaction after the checkpoint: the checkpoint row's
-/// term, and this transaction's `apply_log` row (slot `batch mod slots`). The applier stamps
-/// the term in the checkpoint statement itself
-/// (`crate::checkpoint::stamped_checkpoint_statement`) and adds only [`log_statement`].
-pub fn record_statements(
-    meta: &str,
-    link: &str,
-    worker: u32,
-    batch: u64,
-    term: u64,
-    replica: u32,
-    slots: u64,
-) -> String {
-    let mut q = String::from("UPDATE ");
-    table(&mut q, meta, "checkpoint");
-    let _ = write!(q, " SET `term` = {term} WHERE `link` = ");
-    quoted(&mut q, link);
-    let _ = writeln!(q, " AND `worker` = {worker};");
-    q.push_str(&log_statement(
-        meta, link, worker, batch, term, replica, slots,
-    ));
-    q
-}
-
-/// This apply transaction's `apply_log` row (slot `batch mod slots`).
+/// This apply transaction's `apply_log` row (slot `batch mod slots`), written after its
+/// checkpoint, which carries the term (`crate::checkpoint::stamped_checkpoint_statement`).
 pub fn log_statement(
     meta: &str,
     link: &str,
