@@ -10,11 +10,11 @@
 //!   is a Note 1265), and any warning that is not in [`IGNORED_WARNINGS`] fails the share.
 //! - On MariaDB a share's statements are sent batched, many per query: the plain (source-wins)
 //!   statements of [`crate::sql`] and the last-writer-wins writes decided by drc
-//!   ([`crate::conflict`]). After each data write of such a query, [`COUNT_WARNINGS`] adds the
-//!   write's warning count to a session variable (a `SET` that reads no table keeps the previous
-//!   statement's diagnostics, so `@@warning_count` is the write's), and [`WARNINGS_CHECK`], sent
-//!   before the checkpoint, fails the query with error [`CHECK_FAILED`] when any write left a
-//!   warning. No extra round trip is spent on a share that stores exactly.
+//!   ([`crate::conflict`]). Each data write of such a query is followed by [`CHECK_WARNINGS`],
+//!   which fails the query with error [`CHECK_FAILED`] when the write left a warning (a `SET`
+//!   that reads no table keeps the previous statement's diagnostics, so `@@warning_count` is
+//!   the write's); nothing after it runs. No extra round trip is spent on a share that stores
+//!   exactly.
 //! - A refused or warned share is rolled back and written again in a transaction that is
 //!   rolled back, to name the row: its plain statements each in a round trip of its own
 //!   ([`run`]: when the OK packet counts warnings, `SHOW WARNINGS` reads them), so the failing
@@ -49,22 +49,18 @@ pub const SQL_MODE: &str = drc_mysql::SESSION_SQL_MODE;
 /// `VALUES()`), 1681 (deprecated integer display width).
 pub const IGNORED_WARNINGS: &[u32] = &[1287, 1681];
 
-/// Sent before a share's first last-writer-wins write: the share's warning count starts at 0.
-pub(crate) const RESET_WARNINGS: &str = "SET @drc_warnings = 0";
+/// Sent right after each checked data write of a batched query: fails the query with
+/// [`CHECK_FAILED`] ("BIGINT UNSIGNED value is out of range") when the write left a warning,
+/// so nothing after it (the next writes, the checkpoint, `COMMIT`) runs. A `SET` that reads no
+/// table keeps the previous statement's diagnostics, so `@@warning_count` is the write's.
+/// Portable (MariaDB and MySQL, no stored program, no table, no `UNION`: the cheapest
+/// statement that can fail on a condition, measured in docs/benchmarks.md), and no round trip
+/// of its own.
+pub(crate) const CHECK_WARNINGS: &str = "SET @drc_warned = ~0 + (@@warning_count > 0)";
 
-/// Sent after each last-writer-wins data write: adds the write's warnings to the share's count.
-pub(crate) const COUNT_WARNINGS: &str = "SET @drc_warnings = @drc_warnings + @@warning_count";
-
-/// Sent after a share's last-writer-wins writes: fails with [`CHECK_FAILED`] ("Subquery returns
-/// more than 1 row") when any of them left a warning. Portable (MariaDB and MySQL, no stored
-/// program), and no round trip of its own: the statements after it (records, checkpoint,
-/// `COMMIT`) are then not run.
-pub(crate) const WARNINGS_CHECK: &str =
-    "SET @drc_warnings = (SELECT 0 UNION ALL SELECT 1 FROM DUAL WHERE @drc_warnings > 0)";
-
-/// The error [`WARNINGS_CHECK`] fails with (ER_SUBQUERY_NO_1_ROW). drc's last-writer-wins
-/// writes have no subqueries, so in their query it means the check.
-pub(crate) const CHECK_FAILED: u16 = codes::ER_SUBQUERY_NO_1_ROW;
+/// The error [`CHECK_WARNINGS`] fails with (ER_DATA_OUT_OF_RANGE). drc's writes do no
+/// arithmetic, so in their query it means the check.
+pub(crate) const CHECK_FAILED: u16 = codes::ER_DATA_OUT_OF_RANGE;
 
 /// A change the target refused, with what the operator needs to find and fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -296,7 +292,7 @@ pub(crate) fn unnamed(
 
 /// True when a last-writer-wins share's batched query failed in a way [`checked_write`] can
 /// name: a data error other than a duplicate key (a local writer racing the decision, retried
-/// as such), or [`WARNINGS_CHECK`].
+/// as such), or [`CHECK_WARNINGS`].
 pub(crate) fn names_a_row(e: &LinkError) -> bool {
     match e {
         LinkError::Target {
@@ -312,7 +308,7 @@ pub(crate) fn names_a_row(e: &LinkError) -> bool {
 
 /// Sends one last-writer-wins write (`sql`, a write of `img` in `t`) alone and checks it: a
 /// data error or a warning is a [`LinkError::Rejected`] naming the row. Used to diagnose a
-/// share whose batched query failed [`WARNINGS_CHECK`] or a data error.
+/// share whose batched query failed [`CHECK_WARNINGS`] or a data error.
 pub(crate) async fn checked_write(
     conn: &mut Conn,
     t: &TableSchema,

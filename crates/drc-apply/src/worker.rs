@@ -18,7 +18,7 @@
 //! so the check costs no round trip of its own.
 //!
 //! Round trips on MariaDB: a source-wins share is one query (start, fence check, statements
-//! with their warning counts, the check, checkpoint, `COMMIT`); a last-writer-wins share is one
+//! each with its warning check, checkpoint, `COMMIT`); a last-writer-wins share is one
 //! query per dependency level (each carrying the previous level's writes) and one for the last
 //! level's writes with the commit ([`crate::conflict`]). On MySQL the fence check and each
 //! source-wins statement take a round trip each ([`crate::strict`]).
@@ -363,12 +363,10 @@ impl Applier {
             }
             if joined {
                 // The plain statements joined into the transaction's queries, each followed
-                // by its warning count, checked with the last-writer-wins writes' below.
-                q.push(conn, strict::RESET_WARNINGS, "warning count")
-                    .await?;
+                // by its warning check.
                 for s in &job.statements {
                     q.push(conn, &s.sql, "change").await?;
-                    q.push(conn, strict::COUNT_WARNINGS, "warning count")
+                    q.push(conn, strict::CHECK_WARNINGS, "warning check")
                         .await?;
                 }
             } else if !job.statements.is_empty() {
@@ -384,10 +382,6 @@ impl Applier {
             let mut deferred = None;
             let mut progress = job.progress.clone();
             if !job.lww.is_empty() {
-                if !joined {
-                    q.push(conn, strict::RESET_WARNINGS, "warning count")
-                        .await?;
-                }
                 (records, deferred) = run_levels(
                     conn,
                     &mut q,
@@ -399,8 +393,7 @@ impl Applier {
                 )
                 .await?;
             }
-            let checked = joined || !job.lww.is_empty();
-            match commit(conn, &mut q, checked, &records, job).await {
+            match commit(conn, &mut q, &records, job).await {
                 // The guard after the last level's writes tripped (a local transaction
                 // committed since its lookups): the writes ran, the rest did not. Check them
                 // as before, then send the rest.
@@ -411,7 +404,7 @@ impl Applier {
                     d.settle(conn, q.max_allowed_packet(), &job.conflict_log.0, p)
                         .await?;
                     let mut rest = Joiner::new(q.max_allowed_packet(), q.limit());
-                    commit(conn, &mut rest, checked, &records, job).await?;
+                    commit(conn, &mut rest, &records, job).await?;
                 }
                 other => other?,
             }
@@ -578,19 +571,14 @@ impl Applier {
     }
 }
 
-/// The end of a share's transaction, after its writes: the warning check (`checked`), the
-/// conflict records, the checkpoint and `COMMIT`, joined into `q` and sent.
+/// The end of a share's transaction, after its writes (each already checked): the conflict
+/// records, the checkpoint and `COMMIT`, joined into `q` and sent.
 async fn commit(
     conn: &mut Conn,
     q: &mut Joiner,
-    checked: bool,
     records: &[Record],
     job: &Job<'_>,
 ) -> Result<(), LinkError> {
-    if checked {
-        q.push(conn, strict::WARNINGS_CHECK, "warning check")
-            .await?;
-    }
     let (meta, link) = &job.conflict_log;
     for r in records {
         q.push(

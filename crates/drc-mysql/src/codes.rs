@@ -73,8 +73,9 @@ pub const ER_CONSTRAINT_FAILED: u16 = 4025;
 /// Check constraint is violated (MySQL).
 pub const ER_CHECK_CONSTRAINT_VIOLATED: u16 = 3819;
 
-/// Subquery returns more than 1 row (drc's own warning check raises it on purpose).
-pub const ER_SUBQUERY_NO_1_ROW: u16 = 1242;
+/// A BIGINT value out of range in an expression (drc's own warning check raises it on purpose:
+/// `drc_apply::strict`).
+pub const ER_DATA_OUT_OF_RANGE: u16 = 1690;
 
 /// Got fatal error from master when reading data from binary log (purged or invalid position,
 /// unknown GTID).
@@ -259,12 +260,12 @@ mod tests {
         for code in [ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, ER_CONNECTION_KILLED] {
             assert!(is_transient_driver_error(&server(code)), "{code}");
         }
-        for code in [ER_ACCESS_DENIED_ERROR, ER_DUP_ENTRY, ER_SUBQUERY_NO_1_ROW] {
+        for code in [ER_ACCESS_DENIED_ERROR, ER_DUP_ENTRY, ER_DATA_OUT_OF_RANGE] {
             assert!(!is_transient_driver_error(&server(code)), "{code}");
         }
         assert!(is_data_error(ER_DUP_ENTRY) && is_duplicate_key(ER_DUP_ENTRY));
         assert!(is_data_error(ER_DATA_TOO_LONG) && !is_duplicate_key(ER_DATA_TOO_LONG));
-        assert!(!is_data_error(ER_SUBQUERY_NO_1_ROW));
+        assert!(!is_data_error(ER_DATA_OUT_OF_RANGE));
         assert!(is_source_refusal(ER_MASTER_FATAL_ERROR_READING_BINLOG));
         assert!(is_ddl_already_applied(ER_TABLE_EXISTS_ERROR));
         assert_eq!(server_code(&server(ER_DUP_ENTRY)), Some(1062));

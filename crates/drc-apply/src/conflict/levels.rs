@@ -43,8 +43,8 @@ use crate::LinkError;
 /// `max_allowed_packet` ([`crate::size`]): reads and writes are split into several queries of
 /// the one transaction.
 ///
-/// Each data write is followed by [`crate::strict::COUNT_WARNINGS`]; the caller resets the
-/// count before and checks it after ([`crate::strict`]). With `checked` (the share's positions,
+/// Each data write is followed by [`crate::strict::CHECK_WARNINGS`], which fails the query
+/// at a write that left a warning ([`crate::strict`]). With `checked` (the share's positions,
 /// for the error), each write is instead sent alone and checked, and the first the target
 /// refuses or warns about ends the run with [`LinkError::Rejected`]: the diagnosis of a share
 /// whose batched run failed.
@@ -138,7 +138,7 @@ fn decide_level<'a>(level: &[LwwChange<'a>], found: Vec<Found>, marks: &Marks) -
 
 /// The write step: the decided writes of `level` into `pending`, each folded chain's replaced
 /// by its net effect ([`super::net`]), merged into multi-row statements where the rules allow
-/// ([`super::merge`]), each followed by [`crate::strict::COUNT_WARNINGS`] for an insert or
+/// ([`super::merge`]), each followed by [`crate::strict::CHECK_WARNINGS`] for an insert or
 /// update — or, with `checked`, the decided writes each sent alone and checked
 /// ([`crate::strict::checked_write`]). A write longer than the target accepts is
 /// [`crate::sql::RewriteError::RowTooLarge`]. With `track` (a local-delete reader runs),

@@ -28,7 +28,7 @@
 //!   of `<meta>.tombstone` ([`drc_meta::tombstone::write_many_statement`]): nothing in a level
 //!   reads them (its reads ran before its writes, the verify step reads after them), and a
 //!   tombstone is only ever raised, so their order among themselves does not matter either.
-//! - Every merged insert or upsert is followed by one [`crate::strict::COUNT_WARNINGS`]: the
+//! - Every merged insert or upsert is followed by one [`crate::strict::CHECK_WARNINGS`]: the
 //!   warning count of a statement covers all its rows. A refused or warned share is diagnosed
 //!   with each write sent alone (`checked` in [`super::run_levels`]), which does not merge.
 //!
@@ -219,7 +219,7 @@ impl Merger {
         pending.push(conn, sql, "conflict resolution write").await?;
         if count_warnings {
             pending
-                .push(conn, crate::strict::COUNT_WARNINGS, "warning count")
+                .push(conn, crate::strict::CHECK_WARNINGS, "warning check")
                 .await?;
         }
         Ok(())
@@ -247,7 +247,7 @@ impl Merger {
                 .await?;
             if o.kind != Kind::Delete {
                 pending
-                    .push(conn, crate::strict::COUNT_WARNINGS, "warning count")
+                    .push(conn, crate::strict::CHECK_WARNINGS, "warning check")
                     .await?;
             }
         }
