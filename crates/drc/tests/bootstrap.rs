@@ -152,7 +152,9 @@ async fn c_writes_reach_the_others(cluster: &Cluster) {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "c's write reaches center {i}"
+                "c's write reaches center {i}\n--- center {i}'s daemon:\n{}\n--- c's daemon:\n{}",
+                cluster.log(i),
+                cluster.log(2)
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
