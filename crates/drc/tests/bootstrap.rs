@@ -192,17 +192,18 @@ async fn third_center_under_load(loopback: &str) {
         .await
         .expect("delete");
     wait_count_at_most(&cluster, 1, "lww", 20).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = writers(&cluster, stop.clone(), 100_000).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     // As docs/operations.md's "Adding a center" has it, the peers' links from c must not run
     // through the bootstrap: started with `--start now` while c was empty, link c->a would hold
     // its old position in memory and write it back over the bootstrap's checkpoint (seen on a
     // slow machine: it then stopped at the bootstrap's CREATE TABLE forever). So a's and b's
-    // daemons stop for the bootstrap (the writers go on writing into a and b) and start again
-    // after it, reading the new checkpoints.
+    // daemons stop for the bootstrap and start again after it, reading the new checkpoints.
+    // They stop while the links are idle, so no batch is left committed by some workers only
+    // (the bootstrap would wait for it); the writers then write into a and b throughout.
     cluster.kill9(0);
     cluster.kill9(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = writers(&cluster, stop.clone(), 100_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let out = tokio::task::spawn_blocking({
         let cmd = bootstrap_cmd(
             &cluster,
